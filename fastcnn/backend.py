@@ -1,0 +1,68 @@
+"""The one dispatch point between the op layer and the kernels.
+
+:func:`kernels` returns the kernel module of a given subject (``"conv"``, ``"pool"``,
+...) for the current device. CPU modules are plain imports; CUDA modules are imported
+only when the device is ``"cuda"``, so ``import fastcnn`` never imports ``numba.cuda``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ._config import settings
+
+DEVICES = ("cpu", "cuda", "auto")
+_device = "cpu"
+
+
+def _resolve(device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise RuntimeError(
+            "device='cuda' was requested but no CUDA GPU is available "
+            "(install fastcnn[cuda12] or fastcnn[cuda13] on a machine with an NVIDIA "
+            "GPU, or set NUMBA_ENABLE_CUDASIM=1 for the simulator); use 'cpu' or "
+            "'auto'."
+        )
+    return device
+
+
+def cuda_available() -> bool:
+    """True where numba.cuda can run kernels (a GPU, or the simulator)."""
+    try:
+        from numba import cuda
+    except Exception:  # noqa: BLE001 - any import failure means "no CUDA"
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def set_device(device: str) -> str:
+    """Set the default device (``"cpu"``, ``"cuda"`` or ``"auto"``); returns the one
+    in use."""
+    global _device
+    _device = _resolve(device)
+    return _device
+
+
+def get_device() -> str:
+    """The device kernels currently run on: ``"cpu"`` or ``"cuda"``."""
+    return _device
+
+
+def kernels(subject: str, device: str | None = None) -> ModuleType:
+    """The kernel module for ``subject`` on ``device`` (default: the current one)."""
+    name = _device if device is None else _resolve(device)
+    return importlib.import_module(f"fastcnn.kernels.{name}.{subject}")
+
+
+if settings.device != "cpu":
+    # FASTCNN_DEVICE=cuda|auto picks the default device; the CUDA import it may cause
+    # happens only here, on request.
+    set_device(settings.device)

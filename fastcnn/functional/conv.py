@@ -1,0 +1,172 @@
+"""conv2d and its backward, with torch.nn.functional.conv2d's argument meanings."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import backend
+from . import _validate as v
+
+
+class ConvGeometry(NamedTuple):
+    """Validated hyper-parameters of one convolution; paddings are (before, after)."""
+
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad_h: tuple[int, int]
+    pad_w: tuple[int, int]
+    groups: int
+    out_hw: tuple[int, int]
+
+
+def _padding(op: str, padding, kernel_hw, dilation, stride):
+    """Resolve ``padding`` (int, pair, ``"valid"`` or ``"same"``) to two
+    (before, after) pairs. ``"same"`` pads ``dilation * (k - 1)`` in total, the odd
+    pixel after, exactly as PyTorch does."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
+                    f"stride={stride}."
+                )
+            pads = []
+            for k, d in zip(kernel_hw, dilation, strict=True):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return pads[0], pads[1]
+        raise ValueError(
+            f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', got "
+            f"{padding!r}."
+        )
+    ph, pw = v.pair(op, "padding", padding, minimum=0)
+    return (ph, ph), (pw, pw)
+
+
+def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
+                  groups) -> ConvGeometry:
+    """Validate a convolution's configuration against the shapes of x and weight."""
+    stride = v.pair(op, "stride", stride, minimum=1)
+    dilation = v.pair(op, "dilation", dilation, minimum=1)
+    groups = v.positive_int(op, "groups", groups)
+    c_in = x_shape[1]
+    c_out, cin_g, kh, kw = w_shape
+    if c_in % groups:
+        raise ValueError(
+            f"{op}: groups={groups} does not divide the {c_in} input channels of x."
+        )
+    if c_out % groups:
+        raise ValueError(
+            f"{op}: groups={groups} does not divide the {c_out} output channels of "
+            f"weight."
+        )
+    if cin_g * groups != c_in:
+        raise ValueError(
+            f"{op}: weight has {cin_g} input channels per group but x has {c_in} "
+            f"channels (groups={groups})."
+        )
+    if min(c_out, cin_g, kh, kw) == 0:
+        raise ValueError(f"{op}: weight has a zero-sized dimension (shape {w_shape}).")
+    pad_h, pad_w = _padding(op, padding, (kh, kw), dilation, stride)
+    out = []
+    for size, k, d, s, p, axis in (
+        (x_shape[2], kh, dilation[0], stride[0], pad_h, "height"),
+        (x_shape[3], kw, dilation[1], stride[1], pad_w, "width"),
+    ):
+        padded = size + p[0] + p[1]
+        span = d * (k - 1) + 1
+        if span > padded:
+            raise ValueError(
+                f"{op}: the kernel's {axis} with dilation ({span}) is larger than the "
+                f"padded input's {axis} ({padded}); x has shape {tuple(x_shape)}."
+            )
+        out.append((padded - span) // s + 1)
+    return ConvGeometry(stride, dilation, pad_h, pad_w, groups, (out[0], out[1]))
+
+
+def _pad(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    if geo.pad_h == (0, 0) and geo.pad_w == (0, 0):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), geo.pad_h, geo.pad_w))
+
+
+def _check_inputs(op, x, weight):
+    x = v.float_array(op, "x", x, ndim=4)
+    weight = v.float_array(op, "weight", weight, ndim=4)
+    v.same_dtype(op, "x", x, weight=weight)
+    v.non_empty_batch(op, "x", x)
+    return x, weight
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+           stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray:
+    """2-D convolution (cross-correlation) over a batch of images.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input images, float32 or float64.
+    weight : ndarray
+        Filters in PyTorch's layout.
+    bias : ndarray, optional
+        One value per output channel.
+    stride, dilation : int or (int, int)
+        Step between windows and between kernel taps.
+    padding : int, (int, int), "valid" or "same"
+        Zeros added on each side; "same" keeps the size (stride 1 only).
+    groups : int
+        Input and output channels are split into this many independent groups
+        (``groups == C_in`` is a depthwise convolution).
+
+    Shape: x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW), bias (C_out,)
+    -> (N, C_out, OH, OW) with OH = (H + pad_top + pad_bottom - dilation*(KH-1) - 1)
+    // stride + 1.
+    """
+    op = "conv2d"
+    x, weight = _check_inputs(op, x, weight)
+    geo = conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
+    c_out = weight.shape[0]
+    if bias is None:
+        bias = np.zeros(c_out, dtype=x.dtype)
+    else:
+        bias = v.float_array(op, "bias", bias, ndim=1)
+        v.same_dtype(op, "x", x, bias=bias)
+        v.shape_is(op, "bias", bias, (c_out,))
+    y = np.empty((x.shape[0], c_out, *geo.out_hw), dtype=x.dtype)
+    backend.kernels("conv").conv2d_forward(
+        _pad(x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
+    )
+    return y
+
+
+def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
+                    padding=0, dilation=1, groups: int = 1):
+    """Gradients of :func:`conv2d` with respect to x, weight and bias.
+
+    Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``.
+
+    Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W), weight (C_out, C_in/groups, KH,
+    KW) -> dx (N, C_in, H, W), dweight like weight, dbias (C_out,).
+    """
+    op = "conv2d_backward"
+    x, weight = _check_inputs(op, x, weight)
+    dy = v.float_array(op, "dy", dy, ndim=4)
+    v.same_dtype(op, "x", x, dy=dy)
+    geo = conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
+    v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0], *geo.out_hw))
+    k = backend.kernels("conv")
+    xp = _pad(x, geo)
+    dxp = np.empty_like(xp)
+    dweight = np.empty_like(weight)
+    dbias = np.empty(weight.shape[0], dtype=x.dtype)
+    args = (*geo.stride, *geo.dilation, geo.groups)
+    k.conv2d_backward_input(dy, weight, dxp, *args)
+    k.conv2d_backward_weight(dy, xp, dweight, *args)
+    k.conv2d_backward_bias(dy, dbias)
+    h, w = x.shape[2], x.shape[3]
+    dx = dxp[:, :, geo.pad_h[0] : geo.pad_h[0] + h, geo.pad_w[0] : geo.pad_w[0] + w]
+    return np.ascontiguousarray(dx), dweight, dbias

@@ -1,0 +1,1 @@
+"""CPU kernels (``@njit(parallel=True)``), compiled lazily on first call."""

@@ -1,0 +1,50 @@
+"""Packaging promises: a light import, lazy compilation, the cache fallback."""
+
+import subprocess
+import sys
+import textwrap
+
+import fastcnn
+
+
+def _run(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_version_is_a_string():
+    assert isinstance(fastcnn.__version__, str) and fastcnn.__version__.count(".") >= 1
+
+
+def test_import_compiles_no_kernel_and_skips_numba_cuda():
+    out = _run("""
+        import sys
+        import fastcnn, fastcnn.functional
+        from fastcnn.kernels.cpu import conv
+        compiled = [k for k in vars(conv).values()
+                    if hasattr(k, "signatures") and k.signatures]
+        print(len(compiled), "numba.cuda" in sys.modules)
+    """)
+    assert out == "0 False"
+
+
+def test_read_only_cache_falls_back_to_no_cache(tmp_path):
+    # Numba raises RuntimeError at decoration time when no cache locator works; the
+    # decorator must then compile without a cache instead of failing the import.
+    out = _run("""
+        import numba.core.caching as caching
+        # As on a read-only install with a read-only HOME: no cache locator applies.
+        caching.CacheImpl._locator_classes = []
+        from fastcnn.kernels import _jit
+        @_jit.cpu_kernel
+        def add_one(x):
+            for i in range(x.size):
+                x[i] += 1
+        import numpy as np
+        a = np.zeros(3)
+        add_one(a)
+        print(a.sum(), add_one._cache.__class__.__name__)
+    """)
+    assert out == "3.0 NullCache"
