@@ -4,6 +4,72 @@ Every op has a ``*_backward`` twin that returns the gradients of its inputs for 
 upstream gradient ``dy``. This module validates; the kernels behind it do not.
 """
 
+from .activation import (
+    leaky_relu,
+    leaky_relu_backward,
+    log_softmax,
+    log_softmax_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    tanh,
+    tanh_backward,
+)
 from .conv import conv2d, conv2d_backward
+from .dropout import dropout, dropout_backward
+from .linear import linear, linear_backward
+from .loss import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    cross_entropy,
+    cross_entropy_backward,
+    mse_loss,
+    mse_loss_backward,
+)
+from .norm import batch_norm, batch_norm_backward
+from .pool import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = [
+    "linear",
+    "linear_backward",
+    "relu",
+    "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softmax",
+    "softmax_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "dropout",
+    "dropout_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "conv2d",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+]

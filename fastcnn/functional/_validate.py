@@ -174,7 +174,8 @@ def non_empty_float_array(op: str, name: str, value) -> np.ndarray:
     """A float32/float64 ndarray of any ndim >= 1 with no zero-sized dimension,
     returned C-contiguous (for elementwise ops and losses that take any shape)."""
     array = float_array(op, name, value)
-    if array.ndim == 0:
+    # Checked on value: np.ascontiguousarray turns a 0-D array into a 1-D one.
+    if value.ndim == 0:
         raise ValueError(
             f"{op}: {name} must have at least 1 dimension, got a 0-D array."
         )

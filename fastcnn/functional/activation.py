@@ -1,0 +1,208 @@
+"""Activations and their backwards, with torch.nn.functional's argument meanings.
+
+Every op takes an array of any shape (at least 1-D, no zero-sized dimension) and
+returns a new array of the same shape and dtype. ``sigmoid_backward``,
+``tanh_backward``, ``softmax_backward`` and ``log_softmax_backward`` take the
+forward OUTPUT ``y``, as PyTorch's internal backward functions do: it is what a layer
+keeps, and the gradient is cheaper from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from . import _validate as v
+
+
+def _pair_of(op: str, dy, other, other_name: str):
+    """Validate an upstream gradient and the array it goes with (x or y)."""
+    other = v.non_empty_float_array(op, other_name, other)
+    dy = v.float_array(op, "dy", dy)
+    v.same_dtype(op, other_name, other, dy=dy)
+    v.shape_is(op, "dy", dy, other.shape)
+    return dy, other
+
+
+def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
+    """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
+    out = np.empty_like(arrays[0])
+    kernel = getattr(backend.kernels("activation"), kernel_name)
+    kernel(*(a.ravel() for a in arrays), *scalars, out.ravel())
+    return out
+
+
+def _slope(op: str, negative_slope, dtype) -> np.generic:
+    slope = v.real_number(op, "negative_slope", negative_slope)
+    return dtype.type(slope)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """Rectified linear unit ``max(x, 0)``; NaN propagates.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.non_empty_float_array("relu", "x", x)
+    return _elementwise("relu_forward", x)
+
+
+def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("relu_backward", dy, x, "x")
+    return _elementwise("relu_backward", dy, x)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """Leaky ReLU: ``x`` where ``x > 0``, else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input, float32 or float64.
+    negative_slope : float
+        Slope for negative inputs (any finite number, as in PyTorch; it is cast to
+        x's dtype).
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    op = "leaky_relu"
+    x = v.non_empty_float_array(op, "x", x)
+    slope = _slope(op, negative_slope, x.dtype)
+    return _elementwise("leaky_relu_forward", x, scalars=(slope,))
+
+
+def leaky_relu_backward(dy: np.ndarray, x: np.ndarray,
+                        negative_slope: float = 0.01) -> np.ndarray:
+    """Gradient of :func:`leaky_relu`: ``dy`` where ``x > 0``, else
+    ``negative_slope * dy``.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    op = "leaky_relu_backward"
+    dy, x = _pair_of(op, dy, x, "x")
+    slope = _slope(op, negative_slope, x.dtype)
+    return _elementwise("leaky_relu_backward", dy, x, scalars=(slope,))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.non_empty_float_array("sigmoid", "x", x)
+    return _elementwise("sigmoid_forward", x)
+
+
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`sigmoid` from its output ``y``: ``dy * (1 - y) * y``.
+
+    Shape: dy (*), y (*) -> dx (*).
+    """
+    dy, y = _pair_of("sigmoid_backward", dy, y, "y")
+    return _elementwise("sigmoid_backward", dy, y)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.non_empty_float_array("tanh", "x", x)
+    return _elementwise("tanh_forward", x)
+
+
+def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`tanh` from its output ``y``: ``dy * (1 - y * y)``.
+
+    Shape: dy (*), y (*) -> dx (*).
+    """
+    dy, y = _pair_of("tanh_backward", dy, y, "y")
+    return _elementwise("tanh_backward", dy, y)
+
+
+def _dim(op: str, dim, ndim: int) -> int:
+    """A valid axis of an ``ndim``-D array, normalised to be non-negative."""
+    if not v._is_int(dim):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}.")
+    if not -ndim <= dim < ndim:
+        raise ValueError(
+            f"{op}: dim must lie in [{-ndim}, {ndim - 1}] for a {ndim}-D input, "
+            f"got {dim!r}."
+        )
+    return int(dim) % ndim
+
+
+def _rows(array: np.ndarray, dim: int) -> np.ndarray:
+    """``array`` with axis ``dim`` moved last, C-contiguous, as (rows, classes)."""
+    moved = np.ascontiguousarray(np.moveaxis(array, dim, -1))
+    return moved.reshape(-1, moved.shape[-1])
+
+
+def _along_dim(kernel_name: str, arrays, dim: int) -> np.ndarray:
+    """Run a row kernel over axis ``dim`` of same-shaped arrays; returns the output
+    in the arrays' layout."""
+    rows = [_rows(a, dim) for a in arrays]
+    out = np.empty_like(rows[0])
+    getattr(backend.kernels("activation"), kernel_name)(*rows, out)
+    moved_shape = np.moveaxis(arrays[0], dim, -1).shape
+    return np.ascontiguousarray(np.moveaxis(out.reshape(moved_shape), -1, dim))
+
+
+def softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
+    """Softmax along axis ``dim``: ``exp(x - max) / sum(exp(x - max))``.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input of any shape, float32 or float64.
+    dim : int
+        The axis normalised (negative counts from the end).
+
+    Shape: x (*) -> (*), the same shape; each slice along ``dim`` sums to 1.
+    """
+    op = "softmax"
+    x = v.non_empty_float_array(op, "x", x)
+    return _along_dim("softmax_forward", (x,), _dim(op, dim, x.ndim))
+
+
+def softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
+    """Gradient of :func:`softmax` from its output ``y``:
+    ``y * (dy - sum(dy * y, dim))``.
+
+    Shape: dy (*), y (*) -> dx (*).
+    """
+    op = "softmax_backward"
+    dy, y = _pair_of(op, dy, y, "y")
+    return _along_dim("softmax_backward", (dy, y), _dim(op, dim, y.ndim))
+
+
+def log_softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
+    """Logarithm of :func:`softmax` along axis ``dim``, computed as
+    ``(x - max) - log(sum(exp(x - max)))`` so that it never overflows.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input of any shape, float32 or float64.
+    dim : int
+        The axis normalised (negative counts from the end).
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    op = "log_softmax"
+    x = v.non_empty_float_array(op, "x", x)
+    return _along_dim("log_softmax_forward", (x,), _dim(op, dim, x.ndim))
+
+
+def log_softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
+    """Gradient of :func:`log_softmax` from its output ``y``:
+    ``dy - exp(y) * sum(dy, dim)``.
+
+    Shape: dy (*), y (*) -> dx (*).
+    """
+    op = "log_softmax_backward"
+    dy, y = _pair_of(op, dy, y, "y")
+    return _along_dim("log_softmax_backward", (dy, y), _dim(op, dim, y.ndim))

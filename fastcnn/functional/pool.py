@@ -1,0 +1,206 @@
+"""Max, average and global average pooling and their backwards, with
+torch.nn.functional's argument meanings (max_pool2d, avg_pool2d,
+adaptive_avg_pool2d(x, 1))."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import backend
+from . import _validate as v
+
+
+class PoolGeometry(NamedTuple):
+    """Validated hyper-parameters of one pooling; every field is an (h, w) pair."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    def kernel_args(self) -> tuple[int, ...]:
+        """The positional hyper-parameters of the max-pool kernels."""
+        return (*self.kernel, *self.stride, *self.padding, *self.dilation)
+
+
+def pool_geometry(op: str, x_shape, kernel_size, stride, padding, dilation,
+                  ceil_mode) -> PoolGeometry:
+    """Validate a pooling configuration against the shape of x, as PyTorch does."""
+    kernel = v.pair(op, "kernel_size", kernel_size, minimum=1)
+    stride = kernel if stride is None else v.pair(op, "stride", stride, minimum=1)
+    padding = v.pair(op, "padding", padding, minimum=0)
+    dilation = v.pair(op, "dilation", dilation, minimum=1)
+    ceil_mode = v.boolean(op, "ceil_mode", ceil_mode)
+    # PyTorch's rule (on the autograd path) compares padding with the kernel size
+    # itself, not the dilated extent: it keeps windows from lying wholly in padding.
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: padding must be at most half of kernel_size, got "
+            f"padding={padding} with kernel_size={kernel}."
+        )
+    out = tuple(
+        v.pool_output_size(size, k, s, p, d, ceil_mode)
+        for size, k, s, p, d in zip(x_shape[2:], kernel, stride, padding, dilation,
+                                    strict=True)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"{op}: kernel_size={kernel} (dilation={dilation}, stride={stride}, "
+            f"padding={padding}, ceil_mode={ceil_mode}) leaves an output of size "
+            f"{out} for x of shape {tuple(x_shape)}; the input is too small."
+        )
+    return PoolGeometry(kernel, stride, padding, dilation, (out[0], out[1]))
+
+
+def _check_x(op: str, x) -> np.ndarray:
+    x = v.float_array(op, "x", x, ndim=4)
+    v.non_empty_batch(op, "x", x)
+    return x
+
+
+def _check_dy(op: str, dy, x: np.ndarray, shape) -> np.ndarray:
+    dy = v.float_array(op, "dy", dy, ndim=len(shape))
+    v.same_dtype(op, "x", x, dy=dy)
+    v.shape_is(op, "dy", dy, shape)
+    return dy
+
+
+def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False) -> np.ndarray:
+    """2-D max pooling; padded positions never win (they act as -inf).
+
+    Parameters
+    ----------
+    x : ndarray
+        Input images, float32 or float64.
+    kernel_size : int or (int, int)
+        Window size.
+    stride : int or (int, int), optional
+        Step between windows; None means ``kernel_size``.
+    padding : int or (int, int)
+        Implicit -inf padding on each side, at most half of ``kernel_size``.
+    dilation : int or (int, int)
+        Step between window taps.
+    ceil_mode : bool
+        Round the output size up (a last, partial window), as in PyTorch.
+
+    Shape: x (N, C, H, W) -> (N, C, OH, OW) with
+    OH = (H + 2*padding - dilation*(kernel_size-1) - 1) // stride + 1
+    (rounded up with ``ceil_mode``, dropping a last window that would start in the
+    right padding).
+
+    Notes
+    -----
+    Ties keep the first maximum in row-major window order; NaN propagates. A window
+    with no tap inside the input (dilation with ``ceil_mode`` only) gives -inf.
+    """
+    op = "max_pool2d"
+    x = _check_x(op, x)
+    geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y = np.empty((*x.shape[:2], *geo.out_hw), dtype=x.dtype)
+    backend.kernels("pool").max_pool2d_forward(x, y, *geo.kernel_args())
+    return y
+
+
+def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
+                        padding=0, dilation=1, ceil_mode: bool = False) -> np.ndarray:
+    """Gradient of :func:`max_pool2d` with respect to x.
+
+    Each window's ``dy`` goes to exactly one input, its argmax (recomputed from x with
+    the forward's tie rule); inputs shared by overlapping windows accumulate.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W) -> dx (N, C, H, W).
+    """
+    op = "max_pool2d_backward"
+    x = _check_x(op, x)
+    geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    dx = np.empty_like(x)
+    backend.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+    return dx
+
+
+def _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode,
+                  count_include_pad):
+    geo = pool_geometry(op, x_shape, kernel_size, stride, padding, 1, ceil_mode)
+    include = v.boolean(op, "count_include_pad", count_include_pad)
+    return geo, (*geo.kernel, *geo.stride, *geo.padding, include)
+
+
+def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+    """2-D average pooling.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input images, float32 or float64.
+    kernel_size : int or (int, int)
+        Window size.
+    stride : int or (int, int), optional
+        Step between windows; None means ``kernel_size``.
+    padding : int or (int, int)
+        Implicit zero padding on each side, at most half of ``kernel_size``.
+    ceil_mode : bool
+        Round the output size up (a last, partial window), as in PyTorch.
+    count_include_pad : bool
+        Divide by the window's size including padding (PyTorch's default) rather
+        than by the number of inputs it covers. The part of a ``ceil_mode`` window
+        beyond the right padding never counts.
+
+    Shape: x (N, C, H, W) -> (N, C, OH, OW) with
+    OH = (H + 2*padding - kernel_size) // stride + 1 (rounded up with ``ceil_mode``).
+    """
+    op = "avg_pool2d"
+    x = _check_x(op, x)
+    geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad)
+    y = np.empty((*x.shape[:2], *geo.out_hw), dtype=x.dtype)
+    backend.kernels("pool").avg_pool2d_forward(x, y, *args)
+    return y
+
+
+def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
+                        padding=0, ceil_mode: bool = False,
+                        count_include_pad: bool = True) -> np.ndarray:
+    """Gradient of :func:`avg_pool2d` with respect to x: each ``dy / divisor`` is
+    spread over the inputs of its window.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W) -> dx (N, C, H, W).
+    """
+    op = "avg_pool2d_backward"
+    x = _check_x(op, x)
+    geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad)
+    dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    dx = np.empty_like(x)
+    backend.kernels("pool").avg_pool2d_backward(dy, dx, *args)
+    return dx
+
+
+def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
+    """Mean of every feature map (``adaptive_avg_pool2d(x, 1)`` flattened).
+
+    Shape: x (N, C, H, W) -> (N, C).
+    """
+    op = "global_avg_pool2d"
+    x = _check_x(op, x)
+    y = np.empty(x.shape[:2], dtype=x.dtype)
+    backend.kernels("pool").global_avg_pool2d_forward(x, y)
+    return y
+
+
+def global_avg_pool2d_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`global_avg_pool2d`: ``dy / (H * W)`` over each map.
+
+    Shape: dy (N, C), x (N, C, H, W) -> dx (N, C, H, W).
+    """
+    op = "global_avg_pool2d_backward"
+    x = _check_x(op, x)
+    dy = _check_dy(op, dy, x, x.shape[:2])
+    dx = np.empty_like(x)
+    backend.kernels("pool").global_avg_pool2d_backward(dy, dx)
+    return dx

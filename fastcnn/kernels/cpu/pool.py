@@ -1,0 +1,215 @@
+"""2-D max, average and global average pooling and their input gradients.
+
+Shared conventions
+------------------
+- ``x`` / ``dx`` have shape ``(N, C, H, W)`` and are NOT padded: kernels clip each
+  window to the input instead, because padded positions must never win a max (they
+  act as -inf) and count toward an average only when ``count_include_pad`` says so.
+- ``y`` / ``dy`` have shape ``(N, C, OH, OW)``; the caller has already sized them with
+  PyTorch's rule (``ceil_mode`` included), so every window starts inside the input or
+  its left padding.
+- Window ``(oh, ow)`` starts at ``(oh * sh - ph, ow * sw - pw)``; max pooling steps
+  through it by the dilation, average pooling (no dilation, as in PyTorch) by 1.
+
+Every kernel's ``prange`` runs over the ``N * C`` planes; one iteration owns one output
+plane and one input-gradient plane, so overlapping windows accumulate race-free in a
+fixed serial order and results are bitwise the same for any thread count.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import cpu_helper, cpu_kernel
+
+
+@cpu_helper
+def _dilated_taps(o, k, s, p, d, size):
+    """First and stop index of window ``o``'s taps that lie inside ``[0, size)``.
+
+    Taps are ``o*s - p + j*d`` for ``j < k``; the first one inside is the first
+    start + multiple of ``d`` that is non-negative. ``first >= stop`` means no tap
+    lies inside (possible only with dilation and ``ceil_mode``).
+    """
+    first = o * s - p
+    stop = min(first + (k - 1) * d + 1, size)
+    if first < 0:
+        first += ((d - 1 - first) // d) * d
+    return first, stop
+
+
+@cpu_helper
+def _window_argmax(plane, ih0, ih1, dh, iw0, iw1, dw):
+    """PyTorch CPU's argmax of one window: scan row-major and keep the FIRST maximum,
+    except that every NaN replaces the current winner (so NaN propagates and the last
+    NaN wins). Starting from -inf at the first tap means an all -inf window still
+    routes its gradient to that first tap, as in PyTorch.
+    """
+    best = plane.dtype.type(-np.inf)
+    bh = ih0
+    bw = iw0
+    for ih in range(ih0, ih1, dh):
+        row = plane[ih]
+        for iw in range(iw0, iw1, dw):
+            val = row[iw]
+            if val > best or np.isnan(val):
+                best = val
+                bh = ih
+                bw = iw
+    return best, bh, bw
+
+
+@cpu_kernel
+def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+    """``y`` = maximum of each (dilated) window; a window with no tap inside the input
+    gives -inf.
+
+    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = y.shape
+    h, w = x.shape[2], x.shape[3]
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        src = x[n, c]
+        dst = y[n, c]
+        for oh in range(oh_size):
+            ih0, ih1 = _dilated_taps(oh, kh, sh, ph, dh, h)
+            for ow in range(ow_size):
+                iw0, iw1 = _dilated_taps(ow, kw, sw, pw, dw, w)
+                best, _, _ = _window_argmax(src, ih0, ih1, dh, iw0, iw1, dw)
+                dst[oh, ow] = best
+
+
+@cpu_kernel
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Route each ``dy`` to its window's argmax (recomputed from ``x`` with the
+    forward's rule); ``dx`` is overwritten and overlapping windows accumulate.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W).
+    Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = dy.shape
+    h, w = x.shape[2], x.shape[3]
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        src = x[n, c]
+        grad = dy[n, c]
+        plane = dx[n, c]
+        plane[:, :] = 0
+        for oh in range(oh_size):
+            ih0, ih1 = _dilated_taps(oh, kh, sh, ph, dh, h)
+            if ih0 >= ih1:
+                continue
+            for ow in range(ow_size):
+                iw0, iw1 = _dilated_taps(ow, kw, sw, pw, dw, w)
+                if iw0 >= iw1:
+                    continue
+                _, bh, bw = _window_argmax(src, ih0, ih1, dh, iw0, iw1, dw)
+                plane[bh, bw] += grad[oh, ow]
+
+
+@cpu_helper
+def _avg_window(o, k, s, p, size):
+    """PyTorch's average-pool window: ``(first, stop, extent)`` where ``extent`` is
+    the window's length counting padding (the end clipped to ``size + p`` only) and
+    ``[first, stop)`` is the part inside the input."""
+    first = o * s - p
+    stop = min(first + k, size + p)
+    extent = stop - first
+    return max(first, 0), min(stop, size), extent
+
+
+@cpu_kernel
+def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """``y`` = sum of each window's inputs / divisor, the divisor being the window's
+    size counting padding (``count_include_pad``) or only the inputs inside.
+
+    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = y.shape
+    h, w = x.shape[2], x.shape[3]
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        src = x[n, c]
+        dst = y[n, c]
+        for oh in range(oh_size):
+            ih0, ih1, ext_h = _avg_window(oh, kh, sh, ph, h)
+            for ow in range(ow_size):
+                iw0, iw1, ext_w = _avg_window(ow, kw, sw, pw, w)
+                if count_include_pad:
+                    divisor = ext_h * ext_w
+                else:
+                    divisor = (ih1 - ih0) * (iw1 - iw0)
+                acc = y.dtype.type(0)
+                for ih in range(ih0, ih1):
+                    row = src[ih]
+                    for iw in range(iw0, iw1):
+                        acc += row[iw]
+                # Divide in the array's dtype, as PyTorch does (float / float).
+                dst[oh, ow] = acc / y.dtype.type(divisor)
+
+
+@cpu_kernel
+def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """Spread each ``dy / divisor`` over its window's inputs; ``dx`` is overwritten
+    and overlapping windows accumulate.
+
+    Shape: dy (N, C, OH, OW), dx (N, C, H, W). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = dy.shape
+    h, w = dx.shape[2], dx.shape[3]
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        grad = dy[n, c]
+        plane = dx[n, c]
+        plane[:, :] = 0
+        for oh in range(oh_size):
+            ih0, ih1, ext_h = _avg_window(oh, kh, sh, ph, h)
+            for ow in range(ow_size):
+                iw0, iw1, ext_w = _avg_window(ow, kw, sw, pw, w)
+                if count_include_pad:
+                    divisor = ext_h * ext_w
+                else:
+                    divisor = (ih1 - ih0) * (iw1 - iw0)
+                share = grad[oh, ow] / dx.dtype.type(divisor)
+                for ih in range(ih0, ih1):
+                    row = plane[ih]
+                    for iw in range(iw0, iw1):
+                        row[iw] += share
+
+
+@cpu_kernel
+def global_avg_pool2d_forward(x, y):
+    """``y[n, c]`` = mean of plane ``x[n, c]`` (a row-major sum, then one division).
+
+    Shape: x (N, C, H, W), y (N, C). Parallel over ``N * C``.
+    """
+    n_batch, channels, h, w = x.shape
+    count = y.dtype.type(h * w)
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        src = x[n, c]
+        acc = y.dtype.type(0)
+        for ih in range(h):
+            row = src[ih]
+            for iw in range(w):
+                acc += row[iw]
+        y[n, c] = acc / count
+
+
+@cpu_kernel
+def global_avg_pool2d_backward(dy, dx):
+    """``dx[n, c, :, :] = dy[n, c] / (H * W)``; ``dx`` is overwritten.
+
+    Shape: dy (N, C), dx (N, C, H, W). Parallel over ``N * C``.
+    """
+    n_batch, channels, h, w = dx.shape
+    count = dx.dtype.type(h * w)
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        dx[n, c, :, :] = dy[n, c] / count
