@@ -1,0 +1,149 @@
+"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh and Softmax (no parameters).
+
+ReLU and LeakyReLU keep their input for backward; Sigmoid, Tanh and Softmax keep
+their output, whose derivative is cheaper (the functional backwards take ``y``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from ..functional import _validate as v
+from .base import Layer
+
+
+class ReLU(Layer):
+    """``max(x, 0)`` elementwise.
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+    def _forward(self, x, training):
+        self._cache = x
+        return F.relu(x)
+
+    def _backward(self, dy):
+        return F.relu_backward(dy, self._cache)
+
+
+class LeakyReLU(Layer):
+    """``x`` where positive, ``negative_slope * x`` elsewhere.
+
+    Parameters
+    ----------
+    negative_slope : float
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, negative_slope: float = 0.01, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.negative_slope = v.real_number(self._op, "negative_slope", negative_slope)
+
+    def _config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+    def _forward(self, x, training):
+        self._cache = x
+        return F.leaky_relu(x, self.negative_slope)
+
+    def _backward(self, dy):
+        return F.leaky_relu_backward(dy, self._cache, self.negative_slope)
+
+
+class Sigmoid(Layer):
+    """``1 / (1 + exp(-x))`` elementwise.
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+    def _forward(self, x, training):
+        y = F.sigmoid(x)
+        self._cache = y
+        return y
+
+    def _backward(self, dy):
+        return F.sigmoid_backward(dy, self._cache)
+
+
+class Tanh(Layer):
+    """``tanh(x)`` elementwise.
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+    def _forward(self, x, training):
+        y = F.tanh(x)
+        self._cache = y
+        return y
+
+    def _backward(self, dy):
+        return F.tanh_backward(dy, self._cache)
+
+
+class Softmax(Layer):
+    """Softmax along axis ``dim`` of the batched array (``torch.nn.Softmax(dim)``).
+
+    For classification train on logits with cross-entropy (which applies
+    log-softmax itself) and use this layer only to read probabilities.
+
+    Parameters
+    ----------
+    dim : int
+        Axis of the *batched* input, as in PyTorch: 1 (default) is the channel or
+        feature axis; negative counts from the end. The batch axis 0 is refused:
+        samples must not mix.
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, dim: int = 1, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if not v._is_int(dim):
+            raise TypeError(f"{self._op}: dim must be an int, got {dim!r}.")
+        if dim == 0:
+            raise ValueError(
+                f"{self._op}: dim=0 is the batch axis, which would mix samples; use "
+                f"dim >= 1 or a negative dim, got {dim!r}."
+            )
+        self.dim = int(dim)
+
+    def _config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
+
+    def axis(self, input_shape: tuple[int, ...]) -> int:
+        """``dim`` resolved to a non-negative axis of the batched input."""
+        ndim = len(input_shape) + 1
+        axis = self.dim + ndim if self.dim < 0 else self.dim
+        if not 1 <= axis < ndim:
+            raise ValueError(
+                f"{self._op}: dim={self.dim} is out of range for a batched input of "
+                f"{ndim} dimensions (per-sample shape {tuple(input_shape)}); the "
+                f"batch axis 0 cannot be used."
+            )
+        return axis
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        input_shape = self._check_shape(input_shape)
+        self.axis(input_shape)
+        return input_shape
+
+    def _forward(self, x, training):
+        y = F.softmax(x, self.dim)
+        self._cache = y
+        return y
+
+    def _backward(self, dy):
+        return F.softmax_backward(dy, self._cache, self.dim)

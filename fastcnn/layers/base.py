@@ -1,0 +1,280 @@
+"""The Layer contract every layer implements (after Keras 3's ``Layer``).
+
+A layer's life: ``__init__`` stores and validates hyper-parameters (no arrays);
+``build(input_shape, dtype, rng)`` creates ``params`` with PyTorch's default
+initialisation; ``forward(x, training)`` keeps in ``self`` what ``backward`` needs;
+``backward(dy)`` fills ``grads`` (same keys as ``params``) and returns ``dx``;
+``get_config()`` returns exactly the ``__init__`` arguments, so
+``type(layer)(**layer.get_config())`` rebuilds an equivalent (unbuilt) layer.
+
+Shapes held by a layer (``input_shape``, ``output_shape``) are per sample: without the
+batch axis. Subclasses implement ``_config``, ``compute_output_shape``, ``_build``
+(only if they own arrays), ``_forward`` and ``_backward``; the public methods here do
+the checks once, so every layer's errors read the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from ..functional import _validate as v
+
+_counters: dict[str, itertools.count] = {}
+
+
+def _auto_name(cls: type) -> str:
+    """Default names, as in Keras: "conv2d", "conv2d_1", ... counted per class."""
+    # An underscore where a capital starts a new lowercase word: LeakyReLU ->
+    # leaky_relu, BatchNorm2D -> batch_norm2d.
+    base = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", cls.__name__).lower()
+    n = next(_counters.setdefault(base, itertools.count()))
+    return base if n == 0 else f"{base}_{n}"
+
+
+def canonical_pair(value: tuple[int, int]) -> int | list[int]:
+    """The JSON form of an (h, w) pair in a config: one int where both agree."""
+    return value[0] if value[0] == value[1] else [value[0], value[1]]
+
+
+class Window(NamedTuple):
+    """How a sliding-window layer maps input rows/columns to output ones; every field
+    is an (h, w) pair and ``padding`` is the padding *before* (top, left)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+class Layer:
+    """Base class of every layer.
+
+    Attributes
+    ----------
+    name : str
+        Given, or generated from the class name ("conv2d", "conv2d_1", ...).
+    params, grads : dict[str, ndarray]
+        Trainable arrays ("weight", "bias" where present) and their gradients, which
+        :meth:`backward` overwrites in place.
+    buffers : dict[str, ndarray]
+        Non-trainable state (BatchNorm's "running_mean", "running_var").
+    built : bool
+    input_shape, output_shape : tuple[int, ...] or None
+        Per-sample shapes (no batch axis), set by :meth:`build`.
+    dtype : numpy.dtype or None
+        float32 or float64, set by :meth:`build`.
+    connectivity : str
+        How output positions depend on input positions, for the receptive-field maths
+        of :mod:`fastcnn.inspect`: "elementwise", "window" (see :meth:`window`),
+        "global" (every output reads every input) or "reshape" (Flatten).
+    """
+
+    connectivity: ClassVar[str] = "elementwise"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(
+                f"{type(self).__name__}: name must be a non-empty str or None, got "
+                f"{name!r}."
+            )
+        self.name: str = name if name is not None else _auto_name(type(self))
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.built = False
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
+        self._cache: Any = None
+        self._dy_shape: tuple[int, ...] | None = None
+
+    # -- configuration --------------------------------------------------------------
+
+    @property
+    def _op(self) -> str:
+        """The prefix of every message: the class and, once named, the layer name."""
+        return f"{type(self).__name__} {self.name!r}"
+
+    def _config(self) -> dict[str, Any]:
+        """The hyper-parameters (every ``__init__`` argument except ``name``)."""
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """Exactly the ``__init__`` arguments, JSON-serialisable, ``name`` last.
+
+        Shape: no arrays.
+        """
+        return {**self._config(), "name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- shapes and building --------------------------------------------------------
+
+    def _check_shape(self, input_shape, ndim: int | None = None) -> tuple[int, ...]:
+        """``input_shape`` as a tuple of positive ints, of ``ndim`` entries if given."""
+        ok = isinstance(input_shape, tuple | list) and all(
+            v._is_int(s) and s > 0 for s in input_shape
+        )
+        if not ok or not input_shape:
+            raise TypeError(
+                f"{self._op}: input_shape must be a non-empty tuple of positive ints "
+                f"(the per-sample shape, without the batch axis), got {input_shape!r}."
+            )
+        shape = tuple(int(s) for s in input_shape)
+        if ndim is not None and len(shape) != ndim:
+            want = {1: "(features,)", 3: "(channels, height, width)"}.get(ndim, "")
+            raise ValueError(
+                f"{self._op}: expects a {ndim}-D per-sample input {want}, got "
+                f"input_shape {shape}."
+            )
+        return shape
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample output shape for ``input_shape``; builds nothing.
+
+        Shape: input_shape (per sample) -> output shape (per sample).
+        """
+        return self._check_shape(input_shape)
+
+    def _build(self, input_shape: tuple[int, ...], dtype: np.dtype,
+               rng: np.random.Generator) -> None:
+        """Create ``self.params`` and ``self.buffers`` (layers without arrays: none)."""
+
+    def build(self, input_shape: tuple[int, ...], dtype=np.float32,
+              rng: np.random.Generator | None = None) -> None:
+        """Create the parameters for a per-sample ``input_shape``.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            Per-sample shape, e.g. ``(C, H, W)`` or ``(F,)``.
+        dtype : float32 or float64
+        rng : numpy.random.Generator, optional
+            Draws the initial weights; None seeds a new Generator from NumPy's global
+            RNG, so ``np.random.seed`` / ``fastcnn.seed`` make builds reproducible.
+
+        Calling ``build`` again re-initialises the layer.
+
+        Shape: input_shape (per sample) -> no arrays returned.
+        """
+        input_shape = self._check_shape(input_shape)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in v.FLOAT_DTYPES:
+            raise TypeError(
+                f"{self._op}: dtype must be float32 or float64, got {dtype}."
+            )
+        if rng is None:
+            rng = np.random.default_rng(np.random.randint(0, 2**32, dtype=np.int64))
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(
+                f"{self._op}: rng must be a numpy.random.Generator or None, got "
+                f"{type(rng).__name__}."
+            )
+        output_shape = self.compute_output_shape(input_shape)
+        self.params, self.buffers = {}, {}
+        self._build(input_shape, dtype, rng)
+        self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self.input_shape, self.output_shape = input_shape, output_shape
+        self.dtype = dtype
+        self.built = True
+        self._cache = None
+
+    def count_params(self) -> tuple[int, int]:
+        """``(trainable, non_trainable)`` element counts (params, buffers).
+
+        Shape: no arrays.
+        """
+        if not self.built:
+            raise ValueError(
+                f"{self._op}: the layer is not built, so it has no parameters yet; "
+                f"call build(input_shape) first."
+            )
+        trainable = sum(p.size for p in self.params.values())
+        return int(trainable), int(sum(b.size for b in self.buffers.values()))
+
+    def window(self) -> Window | None:
+        """The sliding-window geometry ("window" layers only; others: None)."""
+        return None
+
+    # -- forward and backward -------------------------------------------------------
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Apply the layer to a batch; builds it from ``x`` on first use.
+
+        Shape: x (N, *input_shape) -> (N, *output_shape).
+        """
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"{self._op}: x must be a numpy.ndarray, got {type(x).__name__}."
+            )
+        if x.dtype not in v.FLOAT_DTYPES:
+            raise TypeError(
+                f"{self._op}: x must have dtype float32 or float64, got {x.dtype}."
+            )
+        if not isinstance(training, bool | np.bool_):
+            raise TypeError(f"{self._op}: training must be a bool, got {training!r}.")
+        if not self.built:
+            if x.ndim < 2:
+                raise ValueError(
+                    f"{self._op}: x must have a batch axis and at least one more, got "
+                    f"shape {x.shape}."
+                )
+            self.build(x.shape[1:], x.dtype)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{self._op}: x has per-sample shape {x.shape[1:]} (x.shape "
+                f"{x.shape}) but the layer was built for {self.input_shape}."
+            )
+        if (self.params or self.buffers) and x.dtype != self.dtype:
+            raise TypeError(
+                f"{self._op}: x has dtype {x.dtype} but the layer's parameters are "
+                f"{self.dtype}; cast x with .astype or rebuild the layer."
+            )
+        y = self._forward(x, bool(training))
+        self._dy_shape = y.shape
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Fill ``self.grads`` and return the gradient of the input of the last
+        :meth:`forward` call.
+
+        Shape: dy (N, *output_shape) -> dx (N, *input_shape).
+        """
+        if self._cache is None:
+            raise RuntimeError(
+                f"{self._op}: backward called before forward; run forward(x) first."
+            )
+        if not isinstance(dy, np.ndarray):
+            raise TypeError(
+                f"{self._op}: dy must be a numpy.ndarray, got {type(dy).__name__}."
+            )
+        if dy.shape != self._dy_shape:
+            raise ValueError(
+                f"{self._op}: dy must have the shape of the last forward output "
+                f"{self._dy_shape}, got {dy.shape}."
+            )
+        return self._backward(dy)
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _set_grad(self, key: str, value: np.ndarray) -> None:
+        # Written in place, so an optimizer may hold on to the grads arrays.
+        grad = self.grads.get(key)
+        if grad is not None and grad.shape == value.shape and grad.dtype == value.dtype:
+            np.copyto(grad, value)
+        else:
+            self.grads[key] = value
+

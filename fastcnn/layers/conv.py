@@ -1,0 +1,144 @@
+"""Conv2D: a learned 2-D convolution (``torch.nn.Conv2d``'s meaning and layout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import initializers
+from ..functional import _validate as v
+from ..functional.conv import conv_geometry
+from .base import Layer, Window, canonical_pair
+
+
+class Conv2D(Layer):
+    """2-D convolution over ``(C, H, W)`` samples; the input channels are inferred at
+    build.
+
+    Parameters
+    ----------
+    out_channels : int
+        Number of filters.
+    kernel_size : int or (int, int)
+    stride, dilation : int or (int, int)
+    padding : int, (int, int), "valid" or "same"
+        "same" (stride 1 only) pads ``dilation * (k - 1)`` in total, the odd pixel at
+        the bottom/right, as PyTorch does.
+    groups : int
+        Must divide ``out_channels`` and the input channels.
+    bias : bool
+    kernel_initializer : str
+        A name from :data:`fastcnn.initializers.INITIALIZERS`. "torch" (default) gives
+        PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias; with any
+        other the bias starts at zero, as in Keras.
+    name : str, optional
+
+    ``params``: "weight" ``(out_channels, C/groups, KH, KW)`` and "bias"
+    ``(out_channels,)``.
+
+    Shape: (N, C, H, W) -> (N, out_channels, OH, OW),
+    OH = (H + pad_top + pad_bottom - dilation*(KH-1) - 1) // stride + 1.
+    """
+
+    connectivity = "window"
+
+    def __init__(self, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True,
+                 kernel_initializer: str = "torch", name: str | None = None) -> None:
+        super().__init__(name=name)
+        op = self._op
+        self.out_channels = v.positive_int(op, "out_channels", out_channels)
+        self.kernel_size = v.pair(op, "kernel_size", kernel_size, minimum=1)
+        self.stride = v.pair(op, "stride", stride, minimum=1)
+        self.dilation = v.pair(op, "dilation", dilation, minimum=1)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(
+                    f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', "
+                    f"got {padding!r}."
+                )
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(
+                    f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
+                    f"stride={stride!r}."
+                )
+            self.padding: str | tuple[int, int] = padding
+        else:
+            self.padding = v.pair(op, "padding", padding, minimum=0)
+        self.groups = v.positive_int(op, "groups", groups)
+        if self.out_channels % self.groups:
+            raise ValueError(
+                f"{op}: groups={self.groups} does not divide out_channels="
+                f"{self.out_channels}."
+            )
+        self.use_bias = v.boolean(op, "bias", bias)
+        initializers.get(kernel_initializer)
+        self.kernel_initializer = kernel_initializer
+
+    def _config(self) -> dict[str, Any]:
+        padding = self.padding
+        return {
+            "out_channels": self.out_channels,
+            "kernel_size": canonical_pair(self.kernel_size),
+            "stride": canonical_pair(self.stride),
+            "padding": padding if isinstance(padding, str) else canonical_pair(padding),
+            "dilation": canonical_pair(self.dilation),
+            "groups": self.groups,
+            "bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+    def _weight_shape(self, in_channels: int) -> tuple[int, int, int, int]:
+        return (self.out_channels, in_channels // self.groups, *self.kernel_size)
+
+    def _geometry(self, input_shape):
+        return conv_geometry(
+            self._op, (1, *input_shape), self._weight_shape(input_shape[0]),
+            self.stride, self.padding, self.dilation, self.groups,
+        )
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        input_shape = self._check_shape(input_shape, ndim=3)
+        return (self.out_channels, *self._geometry(input_shape).out_hw)
+
+    def window(self) -> Window:
+        if self.padding == "valid":
+            before = (0, 0)
+        elif self.padding == "same":
+            # PyTorch puts the odd pixel of dilation*(k-1) after (bottom/right).
+            kh, kw = self.kernel_size
+            dh, dw = self.dilation
+            before = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+        else:
+            before = self.padding
+        return Window(self.kernel_size, self.stride, before, self.dilation)
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        shape = self._weight_shape(input_shape[0])
+        self.params["weight"] = initializers.get(self.kernel_initializer)(
+            shape, rng, dtype
+        )
+        if self.use_bias:
+            if self.kernel_initializer == "torch":
+                fan_in, _ = initializers.fan_in_and_fan_out(shape)
+                bias = initializers.torch_bias((shape[0],), fan_in, rng, dtype)
+            else:
+                bias = np.zeros(shape[0], dtype=dtype)
+            self.params["bias"] = bias
+
+    def _forward(self, x, training):
+        self._cache = x
+        return F.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride,
+                        self.padding, self.dilation, self.groups)
+
+    def _backward(self, dy):
+        dx, dweight, dbias = F.conv2d_backward(
+            dy, self._cache, self.params["weight"], self.stride, self.padding,
+            self.dilation, self.groups,
+        )
+        self._set_grad("weight", dweight)
+        if self.use_bias:
+            self._set_grad("bias", dbias)
+        return dx

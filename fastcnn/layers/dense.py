@@ -1,0 +1,77 @@
+"""Dense: a fully connected layer (``torch.nn.Linear``'s meaning and layout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import initializers
+from ..functional import _validate as v
+from .base import Layer
+
+
+class Dense(Layer):
+    """``y = x @ weight.T + bias`` over ``(F,)`` samples; ``F`` is inferred at build.
+
+    Parameters
+    ----------
+    out_features : int
+    bias : bool
+    kernel_initializer : str
+        A name from :data:`fastcnn.initializers.INITIALIZERS`. "torch" (default) gives
+        PyTorch's U(-1/sqrt(in), 1/sqrt(in)) for weight and bias; with any other the
+        bias starts at zero, as in Keras.
+    name : str, optional
+
+    ``params``: "weight" ``(out_features, F)`` and "bias" ``(out_features,)``.
+
+    Shape: (N, F) -> (N, out_features). Put a Flatten before it for images.
+    """
+
+    connectivity = "global"
+
+    def __init__(self, out_features: int, bias: bool = True,
+                 kernel_initializer: str = "torch", name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.out_features = v.positive_int(self._op, "out_features", out_features)
+        self.use_bias = v.boolean(self._op, "bias", bias)
+        initializers.get(kernel_initializer)
+        self.kernel_initializer = kernel_initializer
+
+    def _config(self) -> dict[str, Any]:
+        return {"out_features": self.out_features, "bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer}
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = self._check_shape(input_shape)
+        if len(shape) != 1:
+            raise ValueError(
+                f"{self._op}: expects a 1-D per-sample input (features,), got "
+                f"input_shape {shape}; put a Flatten() or GlobalAvgPool2D() before it."
+            )
+        return (self.out_features,)
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        shape = (self.out_features, input_shape[0])
+        self.params["weight"] = initializers.get(self.kernel_initializer)(
+            shape, rng, dtype
+        )
+        if self.use_bias:
+            if self.kernel_initializer == "torch":
+                bias = initializers.torch_bias((shape[0],), shape[1], rng, dtype)
+            else:
+                bias = np.zeros(shape[0], dtype=dtype)
+            self.params["bias"] = bias
+
+    def _forward(self, x, training):
+        self._cache = x
+        return F.linear(x, self.params["weight"], self.params.get("bias"))
+
+    def _backward(self, dy):
+        dx, dweight, dbias = F.linear_backward(dy, self._cache, self.params["weight"])
+        self._set_grad("weight", dweight)
+        if self.use_bias:
+            self._set_grad("bias", dbias)
+        return dx

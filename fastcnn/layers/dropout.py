@@ -1,0 +1,55 @@
+"""Dropout: inverted dropout in training, the identity in evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..functional import _validate as v
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Zero each element with probability ``p`` during training and scale the kept
+    ones by ``1/(1-p)`` (``torch.nn.Dropout``); with ``training=False`` a copy.
+
+    Each training forward draws a fresh seed from ``self.rng`` (a Generator seeded
+    at build from the build's rng) and keeps it for backward, where the mask is
+    recomputed from it. Save ``rng.bit_generator.state`` to resume bit for bit.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1].
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, p: float = 0.5, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.p = v.real_number(self._op, "p", p, low=0.0, high=1.0)
+        self.rng: np.random.Generator | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        # Its own stream, so the masks do not shift when other layers draw.
+        self.rng = np.random.default_rng(int(rng.integers(0, 2**63, dtype=np.int64)))
+
+    def _forward(self, x, training):
+        seed = None
+        if training:
+            seed = int(self.rng.integers(0, 2**64, dtype=np.uint64))
+        self._cache = (training, seed)
+        if not training:
+            # An explicit seed: seed=None would draw from NumPy's global RNG.
+            return F.dropout(x, self.p, training=False, seed=0)
+        return F.dropout(x, self.p, training=True, seed=seed)
+
+    def _backward(self, dy):
+        training, seed = self._cache
+        return F.dropout_backward(dy, self.p, training=training, seed=seed)

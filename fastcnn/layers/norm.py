@@ -1,0 +1,107 @@
+"""Batch normalisation layers (``torch.nn.BatchNorm2d`` / ``BatchNorm1d``).
+
+In training the batch statistics normalise and the running statistics (buffers
+"running_mean", "running_var") are updated in place with PyTorch's rule, the running
+variance from the unbiased batch variance; in evaluation the running statistics
+normalise. ``num_batches_tracked`` is not kept (it only matters for momentum=None,
+which is not supported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..functional import _validate as v
+from .base import Layer
+
+
+class _BatchNorm(Layer):
+    _ndim: int  # per-sample ndim: 3 for BatchNorm2D, 1 for BatchNorm1D
+
+    def __init__(self, momentum: float, eps: float, affine: bool, name) -> None:
+        super().__init__(name=name)
+        op = self._op
+        self.momentum = v.real_number(op, "momentum", momentum, low=0.0, high=1.0)
+        self.eps = v.real_number(op, "eps", eps, low=0.0, low_open=True)
+        self.affine = v.boolean(op, "affine", affine)
+
+    def _config(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "eps": self.eps, "affine": self.affine}
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self._check_shape(input_shape, ndim=self._ndim)
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        c = input_shape[0]
+        if self.affine:
+            self.params["weight"] = np.ones(c, dtype=dtype)
+            self.params["bias"] = np.zeros(c, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(c, dtype=dtype)
+        self.buffers["running_var"] = np.ones(c, dtype=dtype)
+
+    def _forward(self, x, training):
+        self._cache = (x, training)
+        return F.batch_norm(
+            x, self.buffers["running_mean"], self.buffers["running_var"],
+            self.params.get("weight"), self.params.get("bias"), training=training,
+            momentum=self.momentum, eps=self.eps,
+        )
+
+    def _backward(self, dy):
+        x, training = self._cache
+        dx, dweight, dbias = F.batch_norm_backward(
+            dy, x, self.buffers["running_mean"], self.buffers["running_var"],
+            self.params.get("weight"), training=training, eps=self.eps,
+        )
+        if self.affine:
+            self._set_grad("weight", dweight)
+            self._set_grad("bias", dbias)
+        return dx
+
+
+class BatchNorm2D(_BatchNorm):
+    """Normalise each channel of ``(C, H, W)`` samples over the batch and the
+    spatial axes, then scale by "weight" (init 1) and shift by "bias" (init 0).
+
+    Parameters
+    ----------
+    momentum : float
+        Weight of the new batch in the running statistics, in [0, 1].
+    eps : float
+        Added to the variance, > 0.
+    affine : bool
+        Learn "weight" and "bias" (``params``); False: no parameters.
+    name : str, optional
+
+    Shape: (N, C, H, W) -> (N, C, H, W).
+    """
+
+    _ndim = 3
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__(momentum, eps, affine, name)
+
+
+class BatchNorm1D(_BatchNorm):
+    """Normalise each feature of ``(F,)`` samples over the batch, then scale and
+    shift (as :class:`BatchNorm2D`).
+
+    Parameters
+    ----------
+    momentum : float
+    eps : float
+    affine : bool
+    name : str, optional
+
+    Shape: (N, F) -> (N, F).
+    """
+
+    _ndim = 1
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__(momentum, eps, affine, name)
