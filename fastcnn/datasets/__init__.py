@@ -1,0 +1,33 @@
+"""Datasets: MNIST and Fashion-MNIST from their IDX files, scikit-learn's 8x8 digits,
+normalisation, seeded augmentation and mini-batches.
+
+Everything here is NumPy and the standard library (no Numba, and no network unless a
+loader is asked to download). The download mirrors are
+``fastcnn.datasets.mnist.MNIST_MIRRORS`` and ``FASHION_MNIST_MIRRORS``: patch them
+there, or pass ``mirrors=`` to the loaders.
+"""
+
+from .batching import batches, stratified_split
+from .digits import load_digits
+from .download import DownloadError, download_file, sha256_of
+from .idx import read_idx, read_idx_images, read_idx_labels
+from .mnist import load_fashion_mnist, load_mnist
+from .transforms import channel_stats, normalize, random_crop, random_flip
+
+__all__ = [
+    "DownloadError",
+    "batches",
+    "channel_stats",
+    "download_file",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
+    "normalize",
+    "random_crop",
+    "random_flip",
+    "read_idx",
+    "read_idx_images",
+    "read_idx_labels",
+    "sha256_of",
+    "stratified_split",
+]
