@@ -1,0 +1,684 @@
+"""Sequential: a stack of layers you compile, fit, evaluate and save.
+
+Training minimises the cost ``J = (1/m) sum_i L(f(x_i), y_i)`` over each mini-batch
+of m samples by gradient descent: a forward pass through every layer, the loss, a
+backward pass that fills every layer's ``grads``, and one optimizer step. ``fit``
+records J for every iteration (``History.iterations``) and every metric per epoch.
+
+State dicts use ``torch.nn.Sequential``'s keys, ``"<index>.<name>"`` with the index
+of the layer in the stack (parameter-free layers count too), so a PyTorch model with
+the same layers loads our arrays and we load its arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from . import losses as losses_mod
+from . import metrics as metrics_mod
+from . import optimizers as optimizers_mod
+from ._progress import ProgressBar
+from .callbacks import Callback, History
+from .functional._validate import FLOAT_DTYPES
+from .layers import Layer
+
+_MAX_SEED = 2**63 - 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _int_arg(op, name, value, minimum):
+    if not _is_int(value):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        Applied in order. Input sizes are inferred: each layer is built from the
+        previous layer's output shape.
+    input_shape : tuple of int, optional
+        Per-sample input shape, e.g. ``(1, 28, 28)``. Given, the model is built now;
+        otherwise on the first ``fit``/``predict``/``evaluate``/``train_step``.
+    dtype : "float32" or "float64"
+        The dtype of every parameter; inputs are cast to it.
+    name : str
+
+    Shape: x (N, *input_shape) -> (N, *output_shape).
+    """
+
+    def __init__(self, layers: Sequence[Layer],
+                 input_shape: Sequence[int] | None = None, dtype="float32",
+                 name: str = "sequential"):
+        if not isinstance(layers, list | tuple) or not layers:
+            raise TypeError(
+                f"Sequential: layers must be a non-empty list of fastcnn layers, got "
+                f"{layers!r}."
+            )
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: layers[{i}] must be a fastcnn.layers.Layer, got "
+                    f"{type(layer).__name__}."
+                )
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"Sequential: dtype must be float32 or float64, got {dtype}."
+            )
+        self.layers: list[Layer] = list(layers)
+        self.dtype: np.dtype = dtype
+        self.name = name
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.optimizer: optimizers_mod.Optimizer | None = None
+        self.loss: losses_mod.Loss | None = None
+        self.metrics: list = []
+        #: Set by a callback to end ``fit`` after the current batch.
+        self.stop_training = False
+        #: Epochs completed by ``fit`` (saved with the model: resume from here).
+        self.epoch = 0
+        #: The seed of the last ``fit`` (drawn from NumPy's RNG where none was given).
+        self.fit_seed: int | None = None
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # ---------------------------------------------------------------- building
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    def build(self, input_shape: Sequence[int],
+              rng: np.random.Generator | None = None) -> None:
+        """Build every layer for a per-sample ``input_shape``.
+
+        ``rng`` draws the initial weights (None: NumPy's global RNG seeds each
+        layer, so ``fastcnn.seed`` makes the model reproducible). Layers already
+        built are kept if their input shape and dtype agree.
+
+        Shape: input_shape (per sample) -> no arrays.
+        """
+        if not isinstance(input_shape, tuple | list) or not all(
+            _is_int(s) and s > 0 for s in input_shape
+        ) or not input_shape:
+            raise TypeError(
+                f"Sequential: input_shape must be a tuple of positive ints (per "
+                f"sample, without the batch axis), got {input_shape!r}."
+            )
+        shape = tuple(int(s) for s in input_shape)
+        first = shape
+        for i, layer in enumerate(self.layers):
+            if layer.built and layer.input_shape == shape and layer.dtype == self.dtype:
+                pass
+            elif layer.built:
+                raise ValueError(
+                    f"Sequential: layers[{i}] ({layer.name}) is already built for "
+                    f"input {layer.input_shape} ({layer.dtype}) but receives {shape} "
+                    f"({self.dtype}) here."
+                )
+            else:
+                layer.build(shape, dtype=self.dtype, rng=rng)
+            shape = tuple(layer.output_shape)
+        self.input_shape, self.output_shape = first, shape
+
+    def _require_built(self, op: str) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{op}: the model is not built; give Sequential(input_shape=...) or "
+                f"call build(input_shape) first."
+            )
+
+    def _require_compiled(self, op: str) -> None:
+        if self.optimizer is None or self.loss is None:
+            raise ValueError(
+                f"{op}: the model is not compiled; call compile(optimizer, loss) first."
+            )
+
+    # ---------------------------------------------------------------- compiling
+
+    def compile(self, optimizer="sgd", loss="cross_entropy",
+                metrics: Iterable | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics reported by fit/evaluate.
+
+        Parameters
+        ----------
+        optimizer : str or Optimizer
+            ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` (default settings) or
+            an instance from :mod:`fastcnn.optimizers`.
+        loss : str or Loss
+            ``"cross_entropy"`` (logits and integer labels), ``"mse"``,
+            ``"bce_with_logits"`` or an instance from :mod:`fastcnn.losses`.
+        metrics : list, optional
+            Names (``"accuracy"``, ``"top5_accuracy"``, ...), Metric objects or
+            callables ``(output, target) -> float``.
+
+        Shape: no arrays.
+        """
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        binary = isinstance(self.loss, losses_mod.BCEWithLogits)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]
+        self.metrics = [metrics_mod.get(m, binary=binary) for m in metrics]
+        names = [metrics_mod.metric_name(m) for m in self.metrics]
+        for name in names:
+            if name == "loss" or names.count(name) > 1:
+                raise ValueError(
+                    f"compile: metric names must be unique and not 'loss', got {names}."
+                )
+
+    # ------------------------------------------------------- forward and backward
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run every layer on a batch (``training`` switches Dropout/BatchNorm).
+
+        Shape: x (N, *input_shape) -> (N, *output_shape).
+        """
+        x = self._as_input("forward", x)
+        if not self.built:
+            self.build(x.shape[1:])
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Backpropagate ``dy`` (the gradient of the output of the last forward);
+        fills every layer's ``grads`` and returns the gradient of the input.
+
+        Shape: dy (N, *output_shape) -> dx (N, *input_shape).
+        """
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def _as_input(self, op: str, x) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{op}: x must be a numpy.ndarray, got {type(x).__name__}.")
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"{op}: x must have a numeric dtype, got {x.dtype}.")
+        if x.ndim < 2:
+            raise ValueError(
+                f"{op}: x must have a batch axis and at least one more, got shape "
+                f"{x.shape}."
+            )
+        if self.built and x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{op}: x has per-sample shape {x.shape[1:]} but the model expects "
+                f"{self.input_shape}."
+            )
+        return x.astype(self.dtype, copy=False)
+
+    @staticmethod
+    def _as_target(op: str, y, n: int) -> np.ndarray:
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"{op}: y must be a numpy.ndarray, got {type(y).__name__}.")
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(
+                f"{op}: y must have one entry per sample of x ({n}), got shape "
+                f"{y.shape}."
+            )
+        return y
+
+    def _named_grads(self):
+        for i, layer in enumerate(self.layers):
+            for key, param in layer.params.items():
+                yield f"{i}.{key}", param, layer.grads[key]
+
+    def _train_batch(self, x, y, class_weight):
+        out = self.forward(x, training=True)
+        target = self.loss.prepare_target(y, out)
+        loss = self.loss.forward(out, target, class_weight)
+        self.backward(self.loss.backward(out, target, class_weight))
+        self.optimizer.step(self._named_grads())
+        return loss, out, target
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, class_weight=None) -> float:
+        """One iteration of gradient descent on one batch: forward (training mode),
+        loss J, backward, optimizer step. Returns J (before the step).
+
+        Shape: x (N, *input_shape), y (N,) labels or (N, *output_shape) -> float.
+        """
+        self._require_compiled("train_step")
+        x = self._as_input("train_step", x)
+        y = self._as_target("train_step", y, x.shape[0])
+        if not self.built:
+            self.build(x.shape[1:])
+        weights = self._class_weight(class_weight)
+        return self._train_batch(x, y, weights)[0]
+
+    # ------------------------------------------------------------------ fitting
+
+    def _class_weight(self, class_weight):
+        if class_weight is None:
+            return None
+        if not self.loss.supports_class_weight:
+            raise ValueError(
+                f"fit: class_weight needs a classification loss (CrossEntropy), not "
+                f"{type(self.loss).__name__}."
+            )
+        n_classes = self.output_shape[-1]
+        if isinstance(class_weight, dict):
+            weights = np.ones(n_classes)
+            for key, value in class_weight.items():
+                if not _is_int(key) or not 0 <= key < n_classes:
+                    raise ValueError(
+                        f"fit: class_weight keys must be class indices in "
+                        f"[0, {n_classes}), got {key!r}."
+                    )
+                weights[key] = value
+        else:
+            weights = np.asarray(class_weight, dtype=np.float64)
+            if weights.shape != (n_classes,):
+                raise ValueError(
+                    f"fit: class_weight must be a dict or have shape ({n_classes},), "
+                    f"got shape {weights.shape}."
+                )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError(
+                f"fit: class_weight must be finite and >= 0, got {class_weight!r}."
+            )
+        return weights.astype(self.dtype)
+
+    @staticmethod
+    def _split(n: int, fraction: float, seed: int, labels):
+        """Shuffled (and, with labels, stratified) train/validation indices."""
+        rng = np.random.default_rng([seed, 0])
+        if labels is None:
+            n_val = n - int(n * (1.0 - fraction))
+            perm = rng.permutation(n)
+            val = np.sort(perm[:n_val])
+            train = np.sort(perm[n_val:])
+        else:
+            val_parts = []
+            for cls in np.unique(labels):
+                members = np.flatnonzero(labels == cls)
+                rng.shuffle(members)
+                val_parts.append(members[: int(round(len(members) * fraction))])
+            val = np.sort(np.concatenate(val_parts))
+            mask = np.ones(n, dtype=bool)
+            mask[val] = False
+            train = np.flatnonzero(mask)
+        if len(val) == 0 or len(train) == 0:
+            raise ValueError(
+                f"fit: validation_split={fraction} leaves {len(train)} training and "
+                f"{len(val)} validation samples out of {n}; both must be non-empty."
+            )
+        return train, val
+
+    def _batch_metrics(self, out, target) -> dict:
+        return {metrics_mod.metric_name(m): float(m(out, target)) for m in self.metrics}
+
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
+            class_weight=None, initial_epoch: int = 0,
+            callbacks: Iterable[Callback] | None = None, verbose: int = 1,
+            seed: int | None = None, stratify: bool = False) -> History:
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x, y : ndarray
+            Inputs and targets (integer labels for cross-entropy).
+        epochs : int
+            Index of the last epoch (as in Keras): trains epochs
+            ``initial_epoch .. epochs - 1``.
+        batch_size : int
+        validation_split : float
+            Fraction in ``[0, 1)`` held out for validation. **Unlike Keras**, which
+            takes the *last* rows of x unshuffled, the held-out rows are drawn at
+            random (seeded by ``seed``), and with ``stratify=True`` the split keeps
+            each class's proportion; sorted data therefore gives a fair split.
+        validation_data : (x_val, y_val), optional
+            Used instead of ``validation_split``.
+        shuffle : bool
+            Reshuffle the training rows every epoch. Epoch e's order is a pure
+            function of ``(seed, e)``, so a run resumed at ``initial_epoch`` sees
+            the same batches as an uninterrupted one.
+        class_weight : dict or sequence, optional
+            Per-class loss weights (cross-entropy only); classes absent from a dict
+            weigh 1. J is PyTorch's weighted mean ``sum w[y_i] L_i / sum w[y_i]``,
+            where Keras divides by the batch size instead.
+        initial_epoch : int
+            Epoch to start at (resume from a checkpoint saved after that many).
+        callbacks : list of Callback, optional
+        verbose : 0, 1 or 2
+            0 silent, 1 a progress bar per epoch (loss, accuracy, images/s),
+            2 one line per epoch.
+        seed : int, optional
+            Seeds the split and the shuffling. None draws one from NumPy's global
+            RNG (so ``fastcnn.seed`` makes it reproducible), except when resuming
+            (``initial_epoch > 0``) a model that already has a ``fit_seed`` (kept
+            by every fit and saved with the model): that seed is reused, so
+            ``load_model(path).fit(x, y, epochs, initial_epoch=model.epoch)``
+            continues exactly like an uninterrupted run.
+        stratify : bool
+            Stratify ``validation_split`` by the integer labels y.
+
+        Returns
+        -------
+        History
+            ``history`` (per-epoch metrics ``"loss"``, ``"accuracy"``,
+            ``"val_loss"``, ...) and ``iterations`` (J of every batch).
+
+        Shape: x (N, *input_shape), y (N,) or (N, *output_shape).
+        """
+        op = "fit"
+        self._require_compiled(op)
+        x = self._as_input(op, x)
+        y = self._as_target(op, y, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("fit: x is an empty batch (0 samples).")
+        epochs = _int_arg(op, "epochs", epochs, 0)
+        batch_size = _int_arg(op, "batch_size", batch_size, 1)
+        initial_epoch = _int_arg(op, "initial_epoch", initial_epoch, 0)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}.")
+        if not isinstance(validation_split, numbers.Real) or not (
+            0.0 <= validation_split < 1.0
+        ):
+            raise ValueError(
+                f"fit: validation_split must be a number in [0, 1), got "
+                f"{validation_split!r}."
+            )
+        if seed is None and initial_epoch > 0 and self.fit_seed is not None:
+            # Resuming (e.g. after load_model): keep the checkpoint's shuffling.
+            seed = self.fit_seed
+        elif seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        seed = _int_arg(op, "seed", seed, 0)
+        if not self.built:
+            self.build(x.shape[1:])
+        self.fit_seed = seed
+
+        if stratify and (y.ndim != 1 or y.dtype.kind not in "iub"):
+            raise ValueError(
+                f"fit: stratify=True needs 1-D integer labels y, got dtype {y.dtype} "
+                f"and shape {y.shape}."
+            )
+        val = None
+        if validation_data is not None:
+            if (not isinstance(validation_data, tuple | list)
+                    or len(validation_data) != 2):
+                raise TypeError(
+                    "fit: validation_data must be a pair (x_val, y_val), got "
+                    f"{type(validation_data).__name__}."
+                )
+            x_val = self._as_input(op, validation_data[0])
+            val = (x_val, self._as_target(op, validation_data[1], x_val.shape[0]))
+            train_rows = np.arange(x.shape[0])
+        elif validation_split > 0:
+            train_rows, val_rows = self._split(x.shape[0], float(validation_split),
+                                               seed, y if stratify else None)
+            val = (x[val_rows], y[val_rows])
+        else:
+            train_rows = np.arange(x.shape[0])
+        weights = self._class_weight(class_weight)
+
+        history = History()
+        # History goes last (as in Keras) so it records what callbacks add, e.g. "lr".
+        callbacks = [*(callbacks or []), history]
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(
+                    f"fit: callbacks must be fastcnn.callbacks.Callback instances, got "
+                    f"{type(cb).__name__}."
+                )
+            cb.set_model(self)
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_train_begin({})
+        n_train = len(train_rows)
+        n_batches = -(-n_train // batch_size)
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, {})
+            if shuffle:
+                order = train_rows[
+                    np.random.default_rng([seed, 1, epoch]).permutation(n_train)
+                ]
+            else:
+                order = train_rows
+            bar = (ProgressBar(n_batches, f"Epoch {epoch + 1}/{epochs}")
+                   if verbose == 1 else None)
+            start = time.perf_counter()
+            sums: dict[str, float] = {}
+            seen = 0
+            for b in range(n_batches):
+                rows = order[b * batch_size : (b + 1) * batch_size]
+                for cb in callbacks:
+                    cb.on_batch_begin(b, {"size": len(rows)})
+                loss, out, target = self._train_batch(x[rows], y[rows], weights)
+                batch_logs = {"loss": loss, **self._batch_metrics(out, target)}
+                seen += len(rows)
+                for key, value in batch_logs.items():
+                    sums[key] = sums.get(key, 0.0) + value * len(rows)
+                for cb in callbacks:
+                    cb.on_batch_end(b, {**batch_logs, "size": len(rows)})
+                if bar is not None:
+                    bar.update(len(rows), **{k: s / seen for k, s in sums.items()})
+                if self.stop_training:
+                    break
+            logs = {key: total / seen for key, total in sums.items()}
+            if val is not None:
+                val_logs = self.evaluate(val[0], val[1], batch_size=batch_size)
+                logs.update({f"val_{k}": value for k, value in val_logs.items()})
+            self.epoch = epoch + 1
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            elapsed = time.perf_counter() - start
+            if bar is not None:
+                bar.close(**{k: value for k, value in logs.items()
+                             if k.startswith("val_")})
+            elif verbose == 2:
+                shown = " - ".join(f"{k}: {value:.4g}" for k, value in logs.items())
+                print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - "
+                      f"{seen / max(elapsed, 1e-9):.0f} img/s - {shown}")
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end({})
+        return history
+
+    # ------------------------------------------------------ evaluating, predicting
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32,
+                 verbose: int = 0) -> dict[str, float]:
+        """Loss and metrics over a data set, in evaluation mode (no Dropout, BatchNorm
+        running statistics). Batch values are averaged weighted by batch size.
+
+        Shape: x (N, *input_shape), y (N,) or (N, *output_shape) -> dict.
+        """
+        op = "evaluate"
+        self._require_compiled(op)
+        x = self._as_input(op, x)
+        y = self._as_target(op, y, x.shape[0])
+        batch_size = _int_arg(op, "batch_size", batch_size, 1)
+        if x.shape[0] == 0:
+            raise ValueError("evaluate: x is an empty batch (0 samples).")
+        sums: dict[str, float] = {}
+        for begin in range(0, x.shape[0], batch_size):
+            out = self.forward(x[begin : begin + batch_size], training=False)
+            target = self.loss.prepare_target(y[begin : begin + batch_size], out)
+            values = {"loss": self.loss.forward(out, target),
+                      **self._batch_metrics(out, target)}
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value * out.shape[0]
+        result = {key: total / x.shape[0] for key, total in sums.items()}
+        if verbose:
+            print(" - ".join(f"{k}: {value:.4g}" for k, value in result.items()))
+        return result
+
+    def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """The model's output for every sample, in evaluation mode.
+
+        Shape: x (N, *input_shape) -> (N, *output_shape).
+        """
+        x = self._as_input("predict", x)
+        batch_size = _int_arg("predict", "batch_size", batch_size, 1)
+        if x.shape[0] == 0:
+            raise ValueError("predict: x is an empty batch (0 samples).")
+        if not self.built:
+            self.build(x.shape[1:])
+        parts = [self.forward(x[b : b + batch_size], training=False)
+                 for b in range(0, x.shape[0], batch_size)]
+        return np.concatenate(parts, axis=0)
+
+    # ---------------------------------------------------------- inspection, state
+
+    def summary(self, print_fn=print) -> str:
+        """Print and return the per-layer table of :func:`fastcnn.inspect.summary_table`
+        (output shapes, parameters, MACs, dense-equivalent weights, receptive fields).
+
+        Shape: no arrays.
+        """
+        from .inspect import summary_table
+
+        self._require_built("summary")
+        table = str(summary_table(self.layers, self.input_shape, self.dtype))
+        if print_fn is not None:
+            print_fn(table)
+        return table
+
+    def count_params(self) -> tuple[int, int]:
+        """``(trainable, non_trainable)`` element counts over all layers.
+
+        Shape: no arrays.
+        """
+        self._require_built("count_params")
+        counts = [layer.count_params() for layer in self.layers]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def _state_refs(self) -> dict[str, np.ndarray]:
+        refs = {}
+        for i, layer in enumerate(self.layers):
+            for key, array in (*layer.params.items(), *layer.buffers.items()):
+                refs[f"{i}.{key}"] = array
+        return refs
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed as ``torch.nn.Sequential``
+        does: ``"<layer index>.weight"``, ``".bias"``, ``".running_mean"``,
+        ``".running_var"``.
+
+        Shape: arrays in PyTorch's layouts.
+        """
+        self._require_built("state_dict")
+        return {key: array.copy() for key, array in self._state_refs().items()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays into the model's parameters and buffers (in place).
+
+        Values may be NumPy arrays or PyTorch tensors; they are cast to the model's
+        dtype. PyTorch's ``"*.num_batches_tracked"`` entries are ignored. With
+        ``strict`` the keys must match exactly; shapes must always match.
+
+        Shape: arrays in PyTorch's layouts.
+        """
+        op = "load_state_dict"
+        self._require_built(op)
+        if not isinstance(state, dict):
+            raise TypeError(f"{op}: state must be a dict, got {type(state).__name__}.")
+        state = {k: value for k, value in state.items()
+                 if not str(k).endswith(".num_batches_tracked")}
+        refs = self._state_refs()
+        missing = [k for k in refs if k not in state]
+        unexpected = [k for k in state if k not in refs]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"{op}: keys do not match the model (strict=True): missing "
+                f"{missing}, unexpected {unexpected}."
+            )
+        arrays = {}
+        for key, ref in refs.items():
+            if key not in state:
+                continue
+            value = state[key]
+            if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            if value.dtype.kind not in "iuf":
+                raise TypeError(f"{op}: {key} has non-numeric dtype {value.dtype}.")
+            if value.shape != ref.shape:
+                raise ValueError(
+                    f"{op}: {key} has shape {value.shape} but the model's "
+                    f"{key} has shape {ref.shape}."
+                )
+            arrays[key] = value
+        # Checked everything first, so a bad entry leaves the model untouched.
+        for key, value in arrays.items():
+            refs[key][...] = value
+
+    def get_config(self) -> dict:
+        """The architecture as JSON-able data: name, input shape, dtype, layers.
+
+        Shape: no arrays.
+        """
+        return {
+            "name": self.name,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "dtype": self.dtype.name,
+            "layers": [{"class_name": type(layer).__name__,
+                        "config": layer.get_config()} for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        """Rebuild an (untrained) model from :meth:`get_config`'s output; layer types
+        are looked up in :data:`fastcnn.layers.LAYERS` only.
+
+        Shape: no arrays.
+        """
+        from . import layers as layers_mod
+
+        built = []
+        for i, entry in enumerate(config["layers"]):
+            name = entry.get("class_name")
+            try:
+                layer_cls = layers_mod.get(name)
+            except ValueError:
+                raise ValueError(
+                    f"Sequential.from_config: layer {i} has unknown type {name!r}; "
+                    f"known types: {', '.join(layers_mod.LAYERS)}."
+                ) from None
+            built.append(layer_cls(**entry.get("config", {})))
+        model = cls(built, dtype=config.get("dtype", "float32"),
+                    name=config.get("name", "sequential"))
+        if config.get("input_shape") is not None:
+            # A fixed rng: the weights are about to be overwritten, and building must
+            # not advance the user's global RNG.
+            model.build(tuple(config["input_shape"]), rng=np.random.default_rng(0))
+        return model
+
+    def save(self, path) -> None:
+        """Save architecture, weights, optimizer and training state to one zip file
+        (see :func:`fastcnn.saving.save_model`).
+
+        Shape: no arrays.
+        """
+        from .saving import save_model
+
+        save_model(self, path)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], input_shape={self.input_shape})"

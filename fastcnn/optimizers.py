@@ -1,0 +1,349 @@
+"""Optimizers with PyTorch's exact update rules: SGD, Adam, AdamW, RMSprop.
+
+Each optimizer updates parameters IN PLACE (layers keep references to their arrays)
+from ``(name, param, grad)`` triples, where ``name`` is the state-dict key
+(``"0.weight"``). Its state is plain arrays keyed by that name and a slot
+(``state["0.weight"]["momentum_buffer"]``), so it saves to an ``.npz`` without pickle
+and survives a save/load cycle bit for bit.
+
+Every rule below is PyTorch's single-tensor CPU implementation, operation for
+operation, so a float64 run matches ``torch.optim`` to rounding and a float32 run to
+float32 rounding. Gradient clipping happens first, on the raw gradients, as it does
+when ``torch.nn.utils.clip_grad_norm_`` is called before ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from .functional import _validate as v
+
+
+class Optimizer:
+    """Base class: learning rate, clipping, state and the step counter.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (>= 0). ``initial_lr`` keeps the value given here; schedules
+        scale from it while ``lr`` holds the rate in use.
+    clipnorm : float, optional
+        Rescale all gradients together so that their global L2 norm is at most this
+        (``torch.nn.utils.clip_grad_norm_``: factor ``clipnorm / (norm + 1e-6)``
+        when below 1).
+    clipvalue : float, optional
+        Clip every gradient element to ``[-clipvalue, clipvalue]``.
+    """
+
+    #: Hyper-parameters a schedule may change during training (saved with the state).
+    dynamic = ("lr",)
+
+    def __init__(self, lr: float, clipnorm: float | None = None,
+                 clipvalue: float | None = None):
+        op = type(self).__name__
+        self.lr = v.real_number(op, "lr", lr, low=0.0)
+        self.initial_lr = self.lr
+        self.clipnorm = (None if clipnorm is None else
+                         v.real_number(op, "clipnorm", clipnorm, low=0.0,
+                                       low_open=True))
+        self.clipvalue = (None if clipvalue is None else
+                          v.real_number(op, "clipvalue", clipvalue, low=0.0,
+                                        low_open=True))
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.iterations = 0
+
+    # ------------------------------------------------------------------ stepping
+
+    def step(self, params: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Apply one update to every ``(name, param, grad)`` (params change in place).
+
+        Shape: each grad has its param's shape and dtype.
+        """
+        params = list(params)
+        grads = self.clip([g for _, _, g in params])
+        for (name, param, _), grad in zip(params, grads, strict=True):
+            self.update(param, grad, self.state.setdefault(name, {}))
+        self.iterations += 1
+
+    def clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
+        """The gradients after ``clipvalue`` and ``clipnorm`` (new arrays; the inputs
+        are left alone)."""
+        if self.clipvalue is not None:
+            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None and grads:
+            # torch: the norm of the per-tensor norms, each in the tensor's dtype.
+            norms = np.array([np.linalg.norm(g.reshape(-1)) for g in grads],
+                             dtype=grads[0].dtype)
+            total = np.linalg.norm(norms)
+            coef = min(self.clipnorm / (float(total) + 1e-6), 1.0)
+            grads = [g * g.dtype.type(coef) for g in grads]
+        return grads
+
+    def update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- serialisation
+
+    def get_config(self) -> dict:
+        """The ``__init__`` arguments (``lr`` is ``initial_lr``)."""
+        return {"lr": self.initial_lr, "clipnorm": self.clipnorm,
+                "clipvalue": self.clipvalue}
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, scalars)``: the per-parameter arrays flattened to
+        ``"<param>/<slot>"`` keys, and the step counter with the current values of
+        the hyper-parameters schedules change."""
+        arrays = {f"{name}/{slot}": value for name, slots in self.state.items()
+                  for slot, value in slots.items()}
+        scalars = {"iterations": self.iterations}
+        for attr in self.dynamic:
+            value = getattr(self, attr)
+            scalars[attr] = list(value) if isinstance(value, tuple) else value
+        return arrays, scalars
+
+    def set_state(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
+        state: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in arrays.items():
+            name, sep, slot = key.rpartition("/")
+            if not sep:
+                raise ValueError(
+                    f"{type(self).__name__}: optimizer state key {key!r} is not "
+                    f"'<param>/<slot>'."
+                )
+            state.setdefault(name, {})[slot] = np.array(value)
+        self.state = state
+        self.iterations = int(scalars.get("iterations", 0))
+        for attr in self.dynamic:
+            if attr in scalars:
+                value = scalars[attr]
+                setattr(self, attr, tuple(value) if isinstance(value, list) else value)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, Nesterov and weight decay.
+
+    PyTorch's rule: ``g = grad + weight_decay * p``; ``b = g`` on the first step,
+    else ``b = momentum * b + (1 - dampening) * g``; ``g = g + momentum * b``
+    (Nesterov) or ``g = b``; ``p = p - lr * g``.
+
+    Shape: params of any shape.
+    """
+
+    dynamic = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, clipnorm: float | None = None,
+                 clipvalue: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue)
+        self.momentum = v.real_number("SGD", "momentum", momentum, low=0.0)
+        self.dampening = v.real_number("SGD", "dampening", dampening)
+        self.weight_decay = v.real_number("SGD", "weight_decay", weight_decay,
+                                          low=0.0)
+        self.nesterov = v.boolean("SGD", "nesterov", nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                f"SGD: nesterov=True needs momentum > 0 and dampening == 0, got "
+                f"momentum={momentum!r}, dampening={dampening!r}."
+            )
+
+    def update(self, param, grad, state):
+        d_p = grad
+        if self.weight_decay != 0:
+            d_p = d_p + self.weight_decay * param
+        if self.momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d_p.copy()
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * d_p
+            d_p = d_p + self.momentum * buf if self.nesterov else buf
+        param -= self.lr * d_p
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum,
+                "dampening": self.dampening, "weight_decay": self.weight_decay,
+                "nesterov": self.nesterov}
+
+
+def _betas(op: str, betas) -> tuple[float, float]:
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise TypeError(f"{op}: betas must be a pair of floats, got {betas!r}.")
+    return (v.real_number(op, "betas[0]", betas[0], low=0.0, high=1.0,
+                          high_open=True),
+            v.real_number(op, "betas[1]", betas[1], low=0.0, high=1.0,
+                          high_open=True))
+
+
+class Adam(Optimizer):
+    """Adam (with ``amsgrad``), and with ``decoupled_weight_decay`` AdamW.
+
+    PyTorch's rule, per parameter with its own step count t:
+    ``m = m + (1 - b1) * (g - m)``; ``v = b2 * v + (1 - b2) * g * g``;
+    ``denom = sqrt(v) / sqrt(1 - b2**t) + eps`` (``v`` replaced by its running
+    maximum with amsgrad); ``p = p - lr / (1 - b1**t) * m / denom``. Weight decay is
+    L2 (``g = g + wd * p``) here and ``p = p * (1 - lr * wd)`` in AdamW.
+
+    Shape: params of any shape.
+    """
+
+    dynamic = ("lr", "betas")
+    _decoupled = False
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False,
+                 clipnorm: float | None = None, clipvalue: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue)
+        op = type(self).__name__
+        self.betas = _betas(op, betas)
+        self.eps = v.real_number(op, "eps", eps, low=0.0)
+        self.weight_decay = v.real_number(op, "weight_decay", weight_decay, low=0.0)
+        self.amsgrad = v.boolean(op, "amsgrad", amsgrad)
+
+    def update(self, param, grad, state):
+        beta1, beta2 = self.betas
+        if "step" not in state:
+            state["step"] = np.zeros((), dtype=np.int64)
+            state["exp_avg"] = np.zeros_like(param)
+            state["exp_avg_sq"] = np.zeros_like(param)
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = np.zeros_like(param)
+        state["step"] += 1
+        step = int(state["step"])
+        if self.weight_decay != 0:
+            if self._decoupled:
+                param *= 1 - self.lr * self.weight_decay
+            else:
+                grad = grad + self.weight_decay * param
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg += (1 - beta1) * (grad - exp_avg)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * grad * grad
+        step_size = self.lr / (1 - beta1**step)
+        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+        if self.amsgrad:
+            np.maximum(state["max_exp_avg_sq"], exp_avg_sq,
+                       out=state["max_exp_avg_sq"])
+            second = state["max_exp_avg_sq"]
+        else:
+            second = exp_avg_sq
+        denom = np.sqrt(second) / bias_correction2_sqrt + self.eps
+        param -= step_size * (exp_avg / denom)
+
+    def get_config(self):
+        return {**super().get_config(), "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (PyTorch's AdamW: default decay 0.01).
+
+    Shape: params of any shape.
+    """
+
+    _decoupled = True
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False,
+                 clipnorm: float | None = None, clipvalue: float | None = None):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, clipnorm, clipvalue)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's rule (``eps`` added outside the square root).
+
+    ``s = alpha * s + (1 - alpha) * g * g``; centered: ``a = a + (1 - alpha) *
+    (g - a)`` and ``avg = sqrt(s - a * a) + eps``, else ``avg = sqrt(s) + eps``;
+    with momentum ``b = momentum * b + g / avg`` and ``p = p - lr * b``, else
+    ``p = p - lr * g / avg``.
+
+    Shape: params of any shape.
+    """
+
+    dynamic = ("lr", "momentum")
+
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, clipnorm: float | None = None,
+                 clipvalue: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue)
+        self.alpha = v.real_number("RMSprop", "alpha", alpha, low=0.0)
+        self.eps = v.real_number("RMSprop", "eps", eps, low=0.0)
+        self.weight_decay = v.real_number("RMSprop", "weight_decay", weight_decay,
+                                          low=0.0)
+        self.momentum = v.real_number("RMSprop", "momentum", momentum, low=0.0)
+        self.centered = v.boolean("RMSprop", "centered", centered)
+
+    def update(self, param, grad, state):
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(param)
+            if self.momentum > 0:
+                state["momentum_buffer"] = np.zeros_like(param)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(param)
+        if self.weight_decay != 0:
+            grad = grad + self.weight_decay * param
+        square_avg = state["square_avg"]
+        square_avg *= self.alpha
+        square_avg += (1 - self.alpha) * grad * grad
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            grad_avg += (1 - self.alpha) * (grad - grad_avg)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            avg = np.sqrt(square_avg)
+        avg += self.eps
+        if self.momentum > 0:
+            buf = state.setdefault("momentum_buffer", np.zeros_like(param))
+            buf *= self.momentum
+            buf += grad / avg
+            param -= self.lr * buf
+        else:
+            param -= self.lr * (grad / avg)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "eps": self.eps,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "centered": self.centered}
+
+
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop}
+
+
+def get(identifier) -> Optimizer:
+    """Resolve ``compile(optimizer=...)``: an :class:`Optimizer` or a name
+    (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``) with default settings."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        for name, cls in OPTIMIZERS.items():
+            if identifier.lower() == name.lower():
+                return cls()
+        raise ValueError(
+            f"compile: unknown optimizer {identifier!r}; use one of "
+            f"{[n.lower() for n in OPTIMIZERS]} or a fastcnn.optimizers.Optimizer."
+        )
+    raise TypeError(
+        f"compile: optimizer must be a name or a fastcnn.optimizers.Optimizer, got "
+        f"{identifier!r}."
+    )
+
+
+def from_config(config: dict) -> Optimizer:
+    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``."""
+    cls = OPTIMIZERS.get(config.get("class_name"))
+    if cls is None:
+        raise ValueError(
+            f"load_model: unknown optimizer type {config.get('class_name')!r}; "
+            f"known: {sorted(OPTIMIZERS)}."
+        )
+    return cls(**config.get("config", {}))
