@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+import numpy as np
+
 from ._config import settings
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -60,6 +62,31 @@ def kernels(subject: str, device: str | None = None) -> ModuleType:
     """The kernel module for ``subject`` on ``device`` (default: the current one)."""
     name = _device if device is None else _resolve(device)
     return importlib.import_module(f"fastcnn.kernels.{name}.{subject}")
+
+
+
+# ---------------------------------------------------------------- device arrays
+# An op whose inputs include a CUDA device array runs the CUDA kernels whatever the
+# current device (the data's location decides, as in PyTorch); NumPy inputs run on
+# the current device. Neither check imports numba.cuda.
+
+
+def is_device_array(value) -> bool:
+    """True for a CUDA device array: numba's (or the simulator's), or any object
+    exposing ``__cuda_array_interface__`` (CuPy, PyTorch)."""
+    if value is None or isinstance(value, np.ndarray):
+        return False
+    return bool(getattr(value, "__cuda_ndarray__", False)) or hasattr(
+        value, "__cuda_array_interface__"
+    )
+
+
+def kernels_for(subject: str, *arrays) -> ModuleType:
+    """The kernel module for ``subject`` where ``arrays`` live: CUDA's when any of
+    them is a device array, else the current device's."""
+    if any(is_device_array(a) for a in arrays):
+        return importlib.import_module(f"fastcnn.kernels.cuda.{subject}")
+    return kernels(subject)
 
 
 if settings.device != "cpu":

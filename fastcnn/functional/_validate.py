@@ -12,17 +12,25 @@ import numbers
 
 import numpy as np
 
+from . import _device
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_array(op: str, name: str, value, ndim: int | tuple[int, ...] | None = None):
     """Check that ``value`` is a float32/float64 ndarray of the given ndim(s) and
-    return it C-contiguous (non-contiguous and Fortran-ordered inputs are copied)."""
-    if not isinstance(value, np.ndarray):
+    return it C-contiguous (non-contiguous and Fortran-ordered inputs are copied).
+
+    A CUDA device array passes the same checks and is returned as it is (it must be
+    C-contiguous already: there is no device-side copy here)."""
+    device = _device.on_device(value)
+    if not device and not isinstance(value, np.ndarray):
         raise TypeError(
             f"{op}: {name} must be a numpy.ndarray of float32 or float64, "
             f"got {type(value).__name__}."
         )
+    if device:
+        value = _device.as_numba(value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{op}: {name} must have dtype float32 or float64, got {value.dtype}."
@@ -35,7 +43,19 @@ def float_array(op: str, name: str, value, ndim: int | tuple[int, ...] | None = 
                 f"{op}: {name} must be {want}, got {value.ndim}-D with shape "
                 f"{value.shape}."
             )
+    if device:
+        return _contiguous_device_array(op, name, value)
     return np.ascontiguousarray(value)
+
+
+def _contiguous_device_array(op: str, name: str, value):
+    if not value.is_c_contiguous():
+        raise ValueError(
+            f"{op}: {name} is a CUDA device array that is not C-contiguous (shape "
+            f"{tuple(value.shape)}, strides {tuple(value.strides)}); pass a "
+            f"C-contiguous one."
+        )
+    return value
 
 
 def same_dtype(op: str, reference_name: str, reference: np.ndarray, **others) -> None:
@@ -126,7 +146,10 @@ def boolean(op: str, name: str, value) -> bool:
 
 
 def labels_array(op: str, name: str, labels, n: int, num_classes: int) -> np.ndarray:
-    """Integer class labels of shape ``(n,)`` with values in ``[0, num_classes)``."""
+    """Integer class labels of shape ``(n,)`` with values in ``[0, num_classes)``,
+    returned as a NumPy int64 array (device labels are copied to the host to be
+    checked)."""
+    labels = _device.to_host(labels)
     if not isinstance(labels, np.ndarray):
         raise TypeError(
             f"{op}: {name} must be a numpy.ndarray of integers, "

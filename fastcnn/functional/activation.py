@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -26,8 +26,8 @@ def _pair_of(op: str, dy, other, other_name: str):
 
 def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
     """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
-    out = np.empty_like(arrays[0])
-    kernel = getattr(backend.kernels("activation"), kernel_name)
+    out = _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
+    kernel = getattr(_device.kernels("activation", *arrays), kernel_name)
     kernel(*(a.ravel() for a in arrays), *scalars, out.ravel())
     return out
 
@@ -144,11 +144,27 @@ def _rows(array: np.ndarray, dim: int) -> np.ndarray:
 def _along_dim(kernel_name: str, arrays, dim: int) -> np.ndarray:
     """Run a row kernel over axis ``dim`` of same-shaped arrays; returns the output
     in the arrays' layout."""
+    if _device.on_device(*arrays):
+        return _along_dim_device(kernel_name, arrays, dim)
     rows = [_rows(a, dim) for a in arrays]
     out = np.empty_like(rows[0])
-    getattr(backend.kernels("activation"), kernel_name)(*rows, out)
+    getattr(_device.kernels("activation"), kernel_name)(*rows, out)
     moved_shape = np.moveaxis(arrays[0], dim, -1).shape
     return np.ascontiguousarray(np.moveaxis(out.reshape(moved_shape), -1, dim))
+
+
+def _along_dim_device(kernel_name: str, arrays, dim: int):
+    """:func:`_along_dim` where an array is on the device: rows are free views when
+    ``dim`` is the last axis; any other axis goes through the host (slow path)."""
+    shape = tuple(arrays[0].shape)
+    if dim != len(shape) - 1:
+        host = [_device.to_host(a) for a in arrays]
+        return _device.to_device_like(_along_dim(kernel_name, host, dim), *arrays)
+    n_cols = shape[dim]
+    rows = [a.reshape(arrays[0].size // n_cols, n_cols) for a in arrays]
+    out = _device.empty(rows[0].shape, arrays[0].dtype, *arrays)
+    getattr(_device.kernels("activation", *arrays), kernel_name)(*rows, out)
+    return out.reshape(shape)
 
 
 def softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -91,7 +91,7 @@ def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
 def _pad(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     if geo.pad_h == (0, 0) and geo.pad_w == (0, 0):
         return x
-    return np.pad(x, ((0, 0), (0, 0), geo.pad_h, geo.pad_w))
+    return _device.pad(x, geo.pad_h, geo.pad_w)
 
 
 def _check_inputs(op, x, weight):
@@ -136,8 +136,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
-    y = np.empty((x.shape[0], c_out, *geo.out_hw), dtype=x.dtype)
-    backend.kernels("conv").conv2d_forward(
+    y = _device.empty((x.shape[0], c_out, *geo.out_hw), x.dtype, x, weight, bias)
+    _device.kernels("conv", x, weight, bias).conv2d_forward(
         _pad(x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
     )
     return y
@@ -158,15 +158,15 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     v.same_dtype(op, "x", x, dy=dy)
     geo = conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0], *geo.out_hw))
-    k = backend.kernels("conv")
+    arrays = (dy, x, weight)
+    k = _device.kernels("conv", *arrays)
     xp = _pad(x, geo)
-    dxp = np.empty_like(xp)
-    dweight = np.empty_like(weight)
-    dbias = np.empty(weight.shape[0], dtype=x.dtype)
+    dxp = _device.empty(xp.shape, xp.dtype, *arrays)
+    dweight = _device.empty(weight.shape, weight.dtype, *arrays)
+    dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
     args = (*geo.stride, *geo.dilation, geo.groups)
     k.conv2d_backward_input(dy, weight, dxp, *args)
     k.conv2d_backward_weight(dy, xp, dweight, *args)
     k.conv2d_backward_bias(dy, dbias)
-    h, w = x.shape[2], x.shape[3]
-    dx = dxp[:, :, geo.pad_h[0] : geo.pad_h[0] + h, geo.pad_w[0] : geo.pad_w[0] + w]
-    return np.ascontiguousarray(dx), dweight, dbias
+    dx = _device.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
+    return dx, dweight, dbias

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 _SEED_LIMIT = 2**64
@@ -33,11 +33,13 @@ def _apply(op: str, x: np.ndarray, p: float, training: bool, seed) -> np.ndarray
         seed = _seed(op, seed)
     if not training or p == 0.0:
         # The caller gets a new array even where validation did not copy.
+        if _device.on_device(xc):
+            return _device.copy(xc)
         return xc.copy() if np.may_share_memory(xc, x) else xc
     # p == 1 keeps nothing: the scale is never used, so 1/(1-p) is not computed.
     scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    y = np.empty_like(xc)
-    backend.kernels("dropout").dropout_apply(
+    y = _device.empty(xc.shape, xc.dtype, xc)
+    _device.kernels("dropout", xc).dropout_apply(
         xc.reshape(-1), y.reshape(-1), p, scale, seed
     )
     return y

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -47,10 +47,10 @@ def linear(x: np.ndarray, weight: np.ndarray,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
-    y = np.empty((x.shape[0], c_out), dtype=x.dtype)
+    y = _device.empty((x.shape[0], c_out), x.dtype, x, weight, bias)
     # The kernel walks contiguous rows of weight.T so that its inner loop vectorises.
-    wt = np.ascontiguousarray(weight.T)
-    backend.kernels("dense").linear_forward(x, wt, bias, y)
+    wt = _device.transpose(weight)
+    _device.kernels("dense", x, weight, bias).linear_forward(x, wt, bias, y)
     return y
 
 
@@ -67,10 +67,11 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     dy = v.float_array(op, "dy", dy, ndim=2)
     v.same_dtype(op, "x", x, dy=dy)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0]))
-    k = backend.kernels("dense")
-    dx = np.empty_like(x)
-    dweight = np.empty_like(weight)
-    dbias = np.empty(weight.shape[0], dtype=x.dtype)
+    arrays = (dy, x, weight)
+    k = _device.kernels("dense", *arrays)
+    dx = _device.empty(x.shape, x.dtype, *arrays)
+    dweight = _device.empty(weight.shape, weight.dtype, *arrays)
+    dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
     k.linear_backward_input(dy, weight, dx)
     k.linear_backward_weight(dy, x, dweight)
     k.linear_backward_bias(dy, dbias)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -19,9 +20,9 @@ def _reduce(losses: np.ndarray, reduction: str, denominator) -> float | np.ndarr
     mean; ``"none"`` returns ``losses`` unchanged."""
     if reduction == "none":
         return losses
-    out = np.empty(1, dtype=losses.dtype)
-    backend.kernels("loss").sum_in_order(losses.ravel(), out)
-    total = out[0]
+    out = _device.empty(1, losses.dtype, losses)
+    _device.kernels("loss", losses).sum_in_order(losses.ravel(), out)
+    total = _device.to_host(out)[0]
     if reduction == "mean":
         # A zero denominator (every target's class weight 0) gives NaN, as in torch.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -57,7 +58,8 @@ def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing):
         v.shape_is(op, "weight", class_weight, (n_classes,))
         # torch's weighted mean divides by the sum of the targets' weights.
         out = np.empty(1, dtype=dtype)
-        backend.kernels("loss").sum_in_order(class_weight[labels], out)
+        picked = _device.to_host(class_weight)[labels]
+        backend.kernels("loss").sum_in_order(picked, out)
         denominator = out[0]
     reduction = v.reduction_arg(op, reduction)
     smoothing = v.real_number(op, "label_smoothing", label_smoothing, low=0, high=1)
@@ -97,8 +99,8 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray,
     logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
         "cross_entropy", logits, labels, weight, reduction, label_smoothing
     )
-    losses = np.empty(logits.shape[0], dtype=logits.dtype)
-    backend.kernels("loss").cross_entropy_forward(
+    losses = _device.empty(logits.shape[0], logits.dtype, logits, weight)
+    _device.kernels("loss", logits, weight).cross_entropy_forward(
         logits, labels, weight, keep, spread, losses
     )
     return _reduce(losses, reduction, denominator)
@@ -116,9 +118,9 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
     logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
         "cross_entropy_backward", logits, labels, weight, reduction, label_smoothing
     )
-    dlogits = np.empty_like(logits)
+    dlogits = _device.empty(logits.shape, logits.dtype, logits, weight)
     scale = _scale(reduction, denominator, logits.dtype)
-    backend.kernels("loss").cross_entropy_backward(
+    _device.kernels("loss", logits, weight).cross_entropy_backward(
         logits, labels, weight, keep, spread, scale, dlogits
     )
     return dlogits
@@ -150,8 +152,10 @@ def mse_loss(input: np.ndarray, target: np.ndarray,
     Shape: input (*), target (*) -> float, or (*) for reduction="none".
     """
     input, target, reduction, count = _mse_args("mse_loss", input, target, reduction)
-    losses = np.empty_like(input)
-    backend.kernels("loss").mse_forward(input.ravel(), target.ravel(), losses.ravel())
+    losses = _device.empty(input.shape, input.dtype, input, target)
+    _device.kernels("loss", input, target).mse_forward(
+        input.ravel(), target.ravel(), losses.ravel()
+    )
     return _reduce(losses, reduction, count)
 
 
@@ -165,9 +169,9 @@ def mse_loss_backward(input: np.ndarray, target: np.ndarray,
     input, target, reduction, count = _mse_args(
         "mse_loss_backward", input, target, reduction
     )
-    dinput = np.empty_like(input)
+    dinput = _device.empty(input.shape, input.dtype, input, target)
     scale = _scale(reduction, count, input.dtype, factor=2.0)
-    backend.kernels("loss").mse_backward(
+    _device.kernels("loss", input, target).mse_backward(
         input.ravel(), target.ravel(), scale, dinput.ravel()
     )
     return dinput
@@ -180,7 +184,9 @@ def _broadcast_weight(op, name, value, input):
     """A weight broadcastable to input's shape, flat: (S,), or (1,) for one value."""
     if value is None:
         return np.ones(1, dtype=input.dtype)
-    array = v.float_array(op, name, value)
+    # Broadcast on the host (a device weight is copied back; the launchers copy the
+    # flat result in again).
+    array = _device.to_host(v.float_array(op, name, value))
     v.same_dtype(op, "input", input, **{name: array})
     try:
         full = np.broadcast_to(array, input.shape)
@@ -235,8 +241,8 @@ def binary_cross_entropy_with_logits(
         "binary_cross_entropy_with_logits", input, target, weight, reduction,
         pos_weight,
     )
-    losses = np.empty_like(input)
-    backend.kernels("loss").bce_with_logits_forward(
+    losses = _device.empty(input.shape, input.dtype, input, target)
+    _device.kernels("loss", input, target).bce_with_logits_forward(
         input.ravel(), target.ravel(), weight, pos_weight, losses.ravel()
     )
     return _reduce(losses, reduction, count)
@@ -256,9 +262,9 @@ def binary_cross_entropy_with_logits_backward(
         "binary_cross_entropy_with_logits_backward", input, target, weight,
         reduction, pos_weight,
     )
-    dinput = np.empty_like(input)
+    dinput = _device.empty(input.shape, input.dtype, input, target)
     scale = _scale(reduction, count, input.dtype)
-    backend.kernels("loss").bce_with_logits_backward(
+    _device.kernels("loss", input, target).bce_with_logits_backward(
         input.ravel(), target.ravel(), weight, pos_weight, scale, dinput.ravel()
     )
     return dinput

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -65,15 +65,19 @@ def _invstd(var: np.ndarray, eps: float) -> np.ndarray:
 
 
 def _eval_stats(running_mean: np.ndarray, running_var: np.ndarray, eps: float):
+    running_mean = _device.to_host(running_mean)
+    running_var = _device.to_host(running_var)
     return running_mean.astype(np.float64), _invstd(running_var.astype(np.float64), eps)
 
 
 def _batch_stats(kernels, x3: np.ndarray):
+    """Per-channel mean and m2, as NumPy arrays (the (C,) statistics come back from
+    the device, so the small float64 arithmetic on them stays NumPy's)."""
     n_chan = x3.shape[1]
-    mean = np.empty(n_chan, dtype=np.float64)
-    m2 = np.empty(n_chan, dtype=np.float64)
+    mean = _device.empty(n_chan, np.float64, x3)
+    m2 = _device.empty(n_chan, np.float64, x3)
     kernels.batch_norm_stats(x3, mean, m2)
-    return mean, m2
+    return _device.to_host(mean), _device.to_host(m2)
 
 
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
@@ -117,14 +121,14 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         weight = np.ones(n_chan, dtype=x.dtype)
     if bias is None:
         bias = np.zeros(n_chan, dtype=x.dtype)
-    k = backend.kernels("norm")
+    k = _device.kernels("norm", x, weight, bias)
     x3 = _view3(x)
     if training:
         count = _check_batch_size(op, x)
         if rm is not None:
             for name, array in (("running_mean", running_mean),
                                 ("running_var", running_var)):
-                if not array.flags.writeable:
+                if not _device.on_device(array) and not array.flags.writeable:
                     raise ValueError(
                         f"{op}: {name} is read-only, but training=True updates it "
                         f"in place."
@@ -133,15 +137,31 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         invstd = _invstd(m2 / count, eps)
     else:
         mean, invstd = _eval_stats(rm, rv, eps)
-    y = np.empty_like(x)
+    y = _device.empty(x.shape, x.dtype, x, weight, bias)
     k.batch_norm_apply(x3, mean, invstd, weight, bias, _view3(y))
     if training and rm is not None:
         # Written into the caller's arrays (not the validated copies), in float64
         # and rounded once, as PyTorch's CPU kernel does.
         unbiased = m2 / (count - 1)
-        running_mean[...] = momentum * mean + (1.0 - momentum) * rm
-        running_var[...] = momentum * unbiased + (1.0 - momentum) * rv
+        if _device.on_device(running_mean, running_var):
+            _update_on_device(running_mean, momentum * mean
+                              + (1.0 - momentum) * _device.to_host(rm))
+            _update_on_device(running_var, momentum * unbiased
+                              + (1.0 - momentum) * _device.to_host(rv))
+        else:
+            running_mean[...] = momentum * mean + (1.0 - momentum) * rm
+            running_var[...] = momentum * unbiased + (1.0 - momentum) * rv
     return y
+
+
+def _update_on_device(target, value: np.ndarray) -> None:
+    """``target[...] = value`` for a device array: rounded to its dtype on the host
+    (as NumPy's assignment rounds), then copied in."""
+    value = np.asarray(value, dtype=target.dtype)
+    if _device.on_device(target):
+        _device.as_numba(target).copy_to_device(value)
+    else:
+        target[...] = value
 
 
 def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
@@ -172,7 +192,8 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     weight = _per_channel(op, x, "weight", weight, False)
     if weight is None:
         weight = np.ones(n_chan, dtype=x.dtype)
-    k = backend.kernels("norm")
+    arrays = (dy, x, weight)
+    k = _device.kernels("norm", *arrays)
     x3 = _view3(x)
     if training:
         count = _check_batch_size(op, x)
@@ -180,9 +201,9 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
         invstd = _invstd(m2 / count, eps)
     else:
         mean, invstd = _eval_stats(rm, rv, eps)
-    dx = np.empty_like(x)
-    dweight = np.empty(n_chan, dtype=x.dtype)
-    dbias = np.empty(n_chan, dtype=x.dtype)
+    dx = _device.empty(x.shape, x.dtype, *arrays)
+    dweight = _device.empty(n_chan, x.dtype, *arrays)
+    dbias = _device.empty(n_chan, x.dtype, *arrays)
     k.batch_norm_backward(
         _view3(dy), x3, mean, invstd, weight, training, _view3(dx), dweight, dbias
     )

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend
+from . import _device
 from . import _validate as v
 
 
@@ -100,8 +100,8 @@ def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
     op = "max_pool2d"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    y = np.empty((*x.shape[:2], *geo.out_hw), dtype=x.dtype)
-    backend.kernels("pool").max_pool2d_forward(x, y, *geo.kernel_args())
+    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
+    _device.kernels("pool", x).max_pool2d_forward(x, y, *geo.kernel_args())
     return y
 
 
@@ -118,8 +118,8 @@ def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
-    dx = np.empty_like(x)
-    backend.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+    dx = _device.empty(x.shape, x.dtype, x, dy)
+    _device.kernels("pool", x, dy).max_pool2d_backward(dy, x, dx, *geo.kernel_args())
     return dx
 
 
@@ -158,8 +158,8 @@ def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
     x = _check_x(op, x)
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
-    y = np.empty((*x.shape[:2], *geo.out_hw), dtype=x.dtype)
-    backend.kernels("pool").avg_pool2d_forward(x, y, *args)
+    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
+    _device.kernels("pool", x).avg_pool2d_forward(x, y, *args)
     return y
 
 
@@ -176,8 +176,8 @@ def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
-    dx = np.empty_like(x)
-    backend.kernels("pool").avg_pool2d_backward(dy, dx, *args)
+    dx = _device.empty(x.shape, x.dtype, x, dy)
+    _device.kernels("pool", x, dy).avg_pool2d_backward(dy, dx, *args)
     return dx
 
 
@@ -188,8 +188,8 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     """
     op = "global_avg_pool2d"
     x = _check_x(op, x)
-    y = np.empty(x.shape[:2], dtype=x.dtype)
-    backend.kernels("pool").global_avg_pool2d_forward(x, y)
+    y = _device.empty(x.shape[:2], x.dtype, x)
+    _device.kernels("pool", x).global_avg_pool2d_forward(x, y)
     return y
 
 
@@ -201,6 +201,6 @@ def global_avg_pool2d_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     op = "global_avg_pool2d_backward"
     x = _check_x(op, x)
     dy = _check_dy(op, dy, x, x.shape[:2])
-    dx = np.empty_like(x)
-    backend.kernels("pool").global_avg_pool2d_backward(dy, dx)
+    dx = _device.empty(x.shape, x.dtype, x, dy)
+    _device.kernels("pool", x, dy).global_avg_pool2d_backward(dy, dx)
     return dx

@@ -2,7 +2,9 @@
 
 Kernels are decorated with :func:`cpu_kernel` (a parallel kernel) or
 :func:`cpu_helper` (a serial function inlined into kernels); nothing else in the package
-calls ``numba.njit`` directly, so the options below are the options everywhere.
+calls ``numba.njit`` directly, so the options below are the options everywhere. The
+CUDA twins use :func:`cuda_kernel` and :func:`cuda_device` (end of this file), which
+import ``numba.cuda`` only when they run, i.e. when a CUDA kernel module is imported.
 
 Compilation is lazy: the decorators give no signature, so ``import fastcnn`` compiles
 nothing and each kernel compiles on its first call for the dtypes it is given (float32
@@ -15,9 +17,13 @@ import numba
 
 from .._config import settings
 
-#: No fastmath: kernels must agree with PyTorch and with finite differences, propagate
-#: NaN and inf as IEEE arithmetic says, and give the same bits for any thread count.
-FASTMATH = False
+#: Only floating-point contraction: ``a * b + c`` may become one fused multiply-add
+#: (twice the arithmetic throughput, and one rounding instead of two). Nothing that
+#: breaks IEEE semantics: no reassociation (sums keep the order the code gives, so the
+#: bits do not depend on vector width or thread count), NaN and inf propagate, no
+#: flush-to-zero. Results still agree with PyTorch and finite differences to
+#: rounding.
+FASTMATH = {"contract"}
 
 _BASE_OPTIONS = {"fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
@@ -45,3 +51,40 @@ def cpu_kernel(function):
 def cpu_helper(function):
     """Decorate a serial helper that kernels call (LLVM inlines the small ones)."""
     return _with_cache(dict(_BASE_OPTIONS), function)
+
+
+# ------------------------------------------------------------------------------ CUDA
+#
+# The CUDA twins in ``fastcnn/kernels/cuda/`` are decorated with :func:`cuda_kernel`
+# (a ``__global__`` kernel, launched by a host-side function of the CPU kernel's
+# name) and :func:`cuda_device` (a device function that kernels call). ``numba.cuda``
+# is imported inside the decorators, never here at import time, so that
+# ``import fastcnn`` does not import it; the decorators run only when a CUDA kernel
+# module is imported, which happens only for the "cuda" device.
+#
+# No fastmath flags: NVVM already contracts ``a * b + c`` into one FMA by default (the
+# CPU's FASTMATH = {"contract"}), and nothing else may be relaxed. No on-disk cache: a
+# CUDA kernel compiles in well under a second per dtype, the cache is keyed by the
+# GPU's compute capability, and the machines that run the GPU path start fresh.
+
+CUDA_OPTIONS = {"fastmath": False}
+
+#: Every function decorated with :func:`cuda_kernel`, in decoration order
+#: (``tests/test_cuda_ptx.py`` checks that each one compiles to PTX).
+CUDA_KERNELS: list = []
+
+
+def cuda_kernel(function):
+    """Decorate a CUDA kernel (``numba.cuda.jit``); compiled lazily per dtype."""
+    from numba import cuda
+
+    kernel = cuda.jit(**CUDA_OPTIONS)(function)
+    CUDA_KERNELS.append(kernel)
+    return kernel
+
+
+def cuda_device(function):
+    """Decorate a CUDA device function (callable from kernels only, on a GPU)."""
+    from numba import cuda
+
+    return cuda.jit(device=True, **CUDA_OPTIONS)(function)

@@ -1,0 +1,125 @@
+"""Where an op's arrays live, and the few array operations the ops need on either
+side.
+
+The ops take NumPy arrays or CUDA device arrays. With NumPy inputs every helper
+here makes exactly the NumPy call the ops always made (so the CPU path is unchanged)
+and the kernels are the current device's: on "cuda" the launchers copy the arrays in
+and the results out. With any device-array input, outputs are allocated on the
+device, the CUDA kernels run, and the results stay there (see
+:func:`fastcnn.backend.kernels_for`). Small host-side parameters (a bias of zeros,
+class weights, labels) may stay NumPy: the CUDA launchers copy NumPy arguments in.
+
+``numba.cuda`` is imported only where a device array is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+
+
+def on_device(*arrays) -> bool:
+    """True where any of ``arrays`` (None skipped) is a CUDA device array."""
+    return any(backend.is_device_array(a) for a in arrays)
+
+
+def kernels(subject: str, *arrays):
+    """The kernel module for ``subject`` where ``arrays`` live."""
+    return backend.kernels_for(subject, *arrays)
+
+
+def _cuda():
+    from numba import cuda
+
+    return cuda
+
+
+def as_numba(value):
+    """A device array numba's kernels take (foreign ones wrapped without a copy)."""
+    if getattr(value, "__cuda_ndarray__", False):
+        return value
+    return _cuda().as_cuda_array(value)
+
+
+def empty(shape, dtype, *like):
+    """``np.empty``, or a device array where any of ``like`` is on the device."""
+    if on_device(*like):
+        return _cuda().device_array(shape, dtype=dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+def empty_like(array):
+    return empty(array.shape, array.dtype, array)
+
+
+def zeros(shape, dtype, *like):
+    if on_device(*like):
+        return _cuda().to_device(np.zeros(shape, dtype=dtype))
+    return np.zeros(shape, dtype=dtype)
+
+
+def ones(shape, dtype, *like):
+    if on_device(*like):
+        return _cuda().to_device(np.ones(shape, dtype=dtype))
+    return np.ones(shape, dtype=dtype)
+
+
+def to_host(array):
+    """A NumPy copy of a device array; NumPy arrays (and None) pass through."""
+    if on_device(array):
+        return as_numba(array).copy_to_host()
+    return array
+
+
+def to_device_like(array, *like):
+    """``array`` (NumPy) copied to the device where any of ``like`` is there."""
+    if on_device(*like) and not on_device(array):
+        return _cuda().to_device(np.ascontiguousarray(array))
+    return array
+
+
+def copy(array):
+    """A new array with ``array``'s contents, on the same side."""
+    if on_device(array):
+        out = _cuda().device_array(array.shape, dtype=array.dtype)
+        out.copy_to_device(array)
+        return out
+    return array.copy()
+
+
+def pad(x, pad_h, pad_w):
+    """``x`` (N, C, H, W) zero-padded by ``(before, after)`` pairs."""
+    if not on_device(x):
+        return np.pad(x, ((0, 0), (0, 0), pad_h, pad_w))
+    n, c, h, w = x.shape
+    xp = _cuda().device_array((n, c, h + sum(pad_h), w + sum(pad_w)), dtype=x.dtype)
+    _layout().pad2d(x, xp, pad_h[0], pad_w[0])
+    return xp
+
+
+def crop(xp, pad_h, pad_w, h: int, w: int):
+    """The ``(h, w)`` window of ``xp`` after the leading padding, C-contiguous."""
+    if not on_device(xp):
+        window = xp[:, :, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w]
+        return np.ascontiguousarray(window)
+    if xp.shape[2] == h and xp.shape[3] == w:
+        return xp
+    x = _cuda().device_array((*xp.shape[:2], h, w), dtype=xp.dtype)
+    _layout().crop2d(xp, x, pad_h[0], pad_w[0])
+    return x
+
+
+def transpose(a):
+    """``a.T`` of a 2-D array, C-contiguous."""
+    if not on_device(a):
+        return np.ascontiguousarray(a.T)
+    out = _cuda().device_array((a.shape[1], a.shape[0]), dtype=a.dtype)
+    _layout().transpose2d(a, out)
+    return out
+
+
+def _layout():
+    from ..kernels.cuda import _layout
+
+    return _layout

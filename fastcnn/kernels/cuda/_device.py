@@ -1,0 +1,44 @@
+"""Device functions shared by the CUDA kernels.
+
+:func:`minimum` and :func:`maximum` replace the builtins ``min``/``max`` inside
+kernels: numba 0.68's built-in CUDA target cannot compile them (they are
+``*args`` overloads, and its device-function compiler passes the arguments
+unpacked: "Signature mismatch: 2 argument types given, but function takes 1
+arguments"). The simulator accepts the builtins; ``tests/test_cuda_ptx.py`` catches
+them.
+"""
+
+from numba import cuda
+
+from .._jit import cuda_device
+
+
+@cuda_device
+def minimum(a, b):
+    """``min(a, b)`` (``a`` where they are equal or unordered)."""
+    return b if b < a else a
+
+
+@cuda_device
+def maximum(a, b):
+    """``max(a, b)`` (``a`` where they are equal or unordered)."""
+    return b if b > a else a
+
+
+@cuda_device
+def block_sum(buf, tid, width):
+    """Sum ``buf[0:width]`` over one block in a fixed tree order and return the total
+    to every thread. ``width`` (the block size) is a power of two; each thread has
+    stored its partial sum in ``buf[tid]``; every thread of the block must call this.
+    ``buf`` is free again when it returns.
+    """
+    half = width // 2
+    while half > 0:
+        cuda.syncthreads()
+        if tid < half:
+            buf[tid] += buf[tid + half]
+        half //= 2
+    cuda.syncthreads()
+    total = buf[0]
+    cuda.syncthreads()
+    return total
