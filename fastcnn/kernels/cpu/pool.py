@@ -58,6 +58,54 @@ def _window_argmax(plane, ih0, ih1, dh, iw0, iw1, dw):
     return best, bh, bw
 
 
+@cpu_helper
+def _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw):
+    """True when every window lies wholly inside the input (no padding, no dilation,
+    no ceil_mode overhang): the fast paths below need no clipping."""
+    return (ph == 0 and pw == 0 and dh == 1 and dw == 1
+            and (oh_size - 1) * sh + kh <= h and (ow_size - 1) * sw + kw <= w)
+
+
+@cpu_helper
+def _max_plane_inside(src, dst, kh, kw, sh, sw):
+    """Max pooling of one plane whose windows all lie inside it; the same scan and
+    tie rule as :func:`_window_argmax` (first maximum, NaN wins), written out with
+    unit-step loops because the general path's per-window clipping dominates the
+    cost of a 2x2 window."""
+    oh_size, ow_size = dst.shape
+    for oh in range(oh_size):
+        out = dst[oh]
+        for ow in range(ow_size):
+            best = src.dtype.type(-np.inf)
+            for a in range(kh):
+                row = src[oh * sh + a]
+                for b in range(kw):
+                    val = row[ow * sw + b]
+                    if val > best or np.isnan(val):
+                        best = val
+            out[ow] = best
+
+
+@cpu_helper
+def _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw):
+    """Gradient of :func:`_max_plane_inside`: each ``grad`` goes to its window's
+    argmax (same rule), accumulated in a fixed order."""
+    oh_size, ow_size = grad.shape
+    for oh in range(oh_size):
+        for ow in range(ow_size):
+            best = src.dtype.type(-np.inf)
+            bh = oh * sh
+            bw = ow * sw
+            for a in range(kh):
+                row = src[oh * sh + a]
+                for b in range(kw):
+                    val = row[ow * sw + b]
+                    if val > best or np.isnan(val):
+                        best = val
+                        bh = oh * sh + a
+                        bw = ow * sw + b
+            plane[bh, bw] += grad[oh, ow]
+
 @cpu_kernel
 def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     """``y`` = maximum of each (dilated) window; a window with no tap inside the input
@@ -67,11 +115,30 @@ def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     """
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
+    inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
         src = x[n, c]
         dst = y[n, c]
+        if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2:
+            # The common 2x2 / stride 2 case, written here with constant sizes,
+            # 4-D indexing and the maximum started from the first tap: LLVM then
+            # vectorises it (measured ~15x faster; moved into a helper, or with
+            # run-time sizes or a -inf start, it is not). Same scan and tie rule.
+            for oh in range(oh_size):
+                for ow in range(ow_size):
+                    best = x[n, c, 2 * oh, 2 * ow]
+                    for a in range(2):
+                        for b in range(2):
+                            val = x[n, c, 2 * oh + a, 2 * ow + b]
+                            if val > best or np.isnan(val):
+                                best = val
+                    y[n, c, oh, ow] = best
+            continue
+        if inside:
+            _max_plane_inside(src, dst, kh, kw, sh, sw)
+            continue
         for oh in range(oh_size):
             ih0, ih1 = _dilated_taps(oh, kh, sh, ph, dh, h)
             for ow in range(ow_size):
@@ -90,6 +157,7 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
     """
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = x.shape[2], x.shape[3]
+    inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -97,6 +165,22 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
         grad = dy[n, c]
         plane = dx[n, c]
         plane[:, :] = 0
+        if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2:
+            # As in the forward; windows do not overlap, one write per input.
+            for oh in range(oh_size):
+                for ow in range(ow_size):
+                    best = x[n, c, 2 * oh, 2 * ow]
+                    pick = 0
+                    for tap in range(4):
+                        val = x[n, c, 2 * oh + tap // 2, 2 * ow + tap % 2]
+                        if val > best or np.isnan(val):
+                            best = val
+                            pick = tap
+                    dx[n, c, 2 * oh + pick // 2, 2 * ow + pick % 2] = dy[n, c, oh, ow]
+            continue
+        if inside:
+            _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw)
+            continue
         for oh in range(oh_size):
             ih0, ih1 = _dilated_taps(oh, kh, sh, ph, dh, h)
             if ih0 >= ih1:
