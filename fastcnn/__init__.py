@@ -1,7 +1,57 @@
-"""fastcnn: convolutional neural networks on NumPy arrays, with Numba kernels."""
+"""fastcnn: convolutional neural networks on NumPy arrays, with Numba kernels.
 
-from . import functional
+The public API, one import away:
+
+- ``fastcnn.functional``: validated ops with torch.nn.functional's meanings, each
+  with a ``*_backward`` twin;
+- ``fastcnn.layers`` and ``fastcnn.Sequential``: the Layer/Model API;
+- ``fastcnn.models``: LeNet-5 and a small VGG-style CNN;
+- ``fastcnn.datasets``: MNIST, Fashion-MNIST, digits, augmentation;
+- ``fastcnn.inspect``: summary maths, ``receptive_field``, ``gradcheck``;
+- ``fastcnn.plot`` (needs matplotlib; imported on use).
+
+``import fastcnn`` compiles no kernel and never imports ``numba.cuda``.
+"""
+
+from . import (
+    callbacks,
+    datasets,
+    functional,
+    inspect,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    schedules,
+)
 from ._version import __version__
 from .backend import get_device, set_device
+from .inspect import gradcheck, receptive_field
+from .model import Sequential
+from .random import get_num_threads, seed, set_num_threads
+from .saving import load_model, save_model
 
-__all__ = ["__version__", "functional", "get_device", "set_device"]
+__all__ = [
+    "__version__",
+    "Sequential",
+    "callbacks",
+    "datasets",
+    "functional",
+    "get_device",
+    "get_num_threads",
+    "gradcheck",
+    "inspect",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "receptive_field",
+    "save_model",
+    "schedules",
+    "seed",
+    "set_device",
+    "set_num_threads",
+]

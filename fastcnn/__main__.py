@@ -1,0 +1,244 @@
+"""The command line: ``python -m fastcnn {train,evaluate,summary}``.
+
+``python -m fastcnn train`` with no arguments trains a small batch-normalised CNN on
+the 8x8 digits that ship with scikit-learn, offline. Errors in options or data print
+one line that says what to do and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+#: Epochs when --epochs is not given: enough for the accuracy the README promises.
+DEFAULT_EPOCHS = {"digits": 15, "mnist": 6, "fashion-mnist": 10}
+#: Models when --model is not given: LeNet-5 overfits the 1,438 digits images (about
+#: 96-98% test accuracy across seeds); the batch-normalised simple_cnn holds 98-99%.
+DEFAULT_MODEL = {"digits": "simple_cnn", "mnist": "lenet5", "fashion-mnist": "lenet5"}
+#: Learning rates when --lr is not given (SGD also gets momentum 0.9).
+DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+NUM_CLASSES = 10
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _load(dataset: str, data_dir: str | None, download: bool):
+    from . import datasets
+
+    try:
+        if dataset == "digits":
+            return datasets.load_digits()
+        loader = {"mnist": datasets.load_mnist,
+                  "fashion-mnist": datasets.load_fashion_mnist}[dataset]
+        return loader(path=data_dir, download=download)
+    except ImportError as error:
+        raise CLIError(f"{error}") from None
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise CLIError(
+            f"could not load {dataset}: {error} (pass --data-dir DIR holding the IDX "
+            f"files, or set FASTCNN_DATA)"
+        ) from None
+
+
+def _normalised(train, test):
+    """Standardise both splits with the training set's per-channel statistics."""
+    from .datasets import channel_stats, normalize
+
+    mean, std = channel_stats(train[0])
+    return ((normalize(train[0], mean, std), train[1]),
+            (normalize(test[0], mean, std), test[1]))
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive ints such as 1,28,28, got {text!r}"
+        ) from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return shape
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            message = f"expected a number, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def _set_device(device: str) -> None:
+    from .backend import set_device
+
+    try:
+        set_device(device)
+    except (RuntimeError, ValueError) as error:
+        raise CLIError(str(error)) from None
+
+
+def _build_model(name: str, input_shape, num_classes: int):
+    from . import models
+
+    try:
+        return models.get(name)(input_shape=input_shape, num_classes=num_classes)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+
+
+def _schedule_callbacks(name: str, lr: float, epochs: int, steps_per_epoch: int):
+    """The learning-rate policy: one-cycle (torch's OneCycleLR) per batch by default,
+    which reaches a given accuracy in fewer epochs than a constant rate."""
+    from .callbacks import LearningRateScheduler
+    from .schedules import CosineWithWarmup, OneCycle
+
+    total = epochs * steps_per_epoch
+    if name == "onecycle":
+        return [LearningRateScheduler(OneCycle(lr, total_steps=total), per="batch")]
+    if name == "cosine":
+        warmup = min(steps_per_epoch, total // 10)
+        return [LearningRateScheduler(CosineWithWarmup(warmup, total), per="batch")]
+    return []
+
+
+def cmd_train(args) -> int:
+    from . import optimizers, plot, seed
+
+    _set_device(args.device)
+    seed(args.seed)
+    train, test = _normalised(*_load(args.dataset, args.data_dir, not args.offline))
+    model_name = args.model or DEFAULT_MODEL[args.dataset]
+    model = _build_model(model_name, train[0].shape[1:], NUM_CLASSES)
+    opt_cls = {name.lower(): cls for name, cls in optimizers.OPTIMIZERS.items()}
+    lr = args.lr or DEFAULT_LR[args.optimizer]
+    extra = {"momentum": 0.9} if args.optimizer == "sgd" else {}
+    model.compile(optimizer=opt_cls[args.optimizer](lr=lr, **extra),
+                  loss="cross_entropy", metrics=["accuracy"])
+    epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
+    print(f"training {model_name} on {args.dataset}: {train[0].shape[0]} images, "
+          f"{epochs} epochs, batch {args.batch_size}, {args.optimizer} lr={lr} "
+          f"({args.schedule})")
+    start = time.perf_counter()
+    steps = -(-train[0].shape[0] // args.batch_size)
+    history = model.fit(train[0], train[1], epochs=epochs, batch_size=args.batch_size,
+                        verbose=0 if args.quiet else 1, seed=args.seed,
+                        callbacks=_schedule_callbacks(args.schedule, lr, epochs, steps))
+    result = model.evaluate(test[0], test[1], batch_size=256)
+    wall = time.perf_counter() - start
+    if args.save:
+        model.save(args.save)
+        print(f"saved the model to {args.save}")
+    if args.plot:
+        plot.learning_curves(history, args.plot)
+        print(f"wrote learning curves to {args.plot}")
+    print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}  "
+          f"wall time: {wall:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .saving import load_model
+
+    _set_device(args.device)
+    try:
+        model = load_model(args.load)
+    except (OSError, ValueError) as error:
+        raise CLIError(f"could not load the model from {args.load}: {error}") from None
+    train, test = _normalised(*_load(args.dataset, args.data_dir, not args.offline))
+    if test[0].shape[1:] != model.input_shape:
+        raise CLIError(
+            f"the model expects inputs of shape {model.input_shape} but {args.dataset} "
+            f"has {test[0].shape[1:]}; evaluate it on the dataset it was trained on"
+        )
+    start = time.perf_counter()
+    result = model.evaluate(test[0], test[1], batch_size=256)
+    wall = time.perf_counter() - start
+    print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}  "
+          f"wall time: {wall:.1f} s")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    model = _build_model(args.model, args.input_shape, args.num_classes)
+    model.summary()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fastcnn",
+                                description="Train, evaluate and inspect CNNs.")
+    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,summary}")
+
+    def data_options(q):
+        q.add_argument("--dataset", choices=DATASETS, default="digits",
+                       help="digits needs scikit-learn; mnist and fashion-mnist are "
+                       "read from --data-dir, FASTCNN_DATA or the download cache")
+        q.add_argument("--data-dir", default=None, help="folder with the IDX files")
+        q.add_argument("--offline", action="store_true",
+                       help="never download; fail if the files are not found")
+        q.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+
+    t = sub.add_parser("train", help="train a model and report its test accuracy")
+    data_options(t)
+    t.add_argument("--model", choices=("lenet5", "simple_cnn"), default=None,
+                   help="default: " + ", ".join(f"{k} {v}"
+                                                for k, v in DEFAULT_MODEL.items()))
+    t.add_argument("--epochs", type=_positive(int), default=None,
+                   help="default: " + ", ".join(f"{k} {v}"
+                                                for k, v in DEFAULT_EPOCHS.items()))
+    t.add_argument("--batch-size", type=_positive(int), default=32)
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
+                   default="adam")
+    t.add_argument("--lr", type=_positive(float), default=None,
+                   help="default: " + ", ".join(f"{k} {v}"
+                                                for k, v in DEFAULT_LR.items()))
+    t.add_argument("--schedule", choices=("onecycle", "cosine", "constant"),
+                   default="onecycle",
+                   help="learning-rate policy over the run (--lr is its peak)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save", metavar="PATH", default=None)
+    t.add_argument("--plot", metavar="PNG", default=None,
+                   help="write learning curves (needs matplotlib)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(run=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model on a test set")
+    data_options(e)
+    e.add_argument("--load", metavar="PATH", required=True)
+    e.set_defaults(run=cmd_evaluate)
+
+    s = sub.add_parser("summary", help="print a model's layer table")
+    s.add_argument("--model", choices=("lenet5", "simple_cnn"), default="lenet5")
+    s.add_argument("--input-shape", type=_shape, default=(1, 28, 28))
+    s.add_argument("--num-classes", type=_positive(int), default=NUM_CLASSES)
+    s.set_defaults(run=cmd_summary)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        args = parser().parse_args(["train", *(argv or [])])
+    try:
+        return args.run(args)
+    except CLIError as error:
+        print(f"fastcnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastcnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

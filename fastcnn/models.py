@@ -1,0 +1,106 @@
+"""A small model zoo: LeNet-5 and a VGG-style CNN, for any input shape and class count.
+
+Both return an unbuilt-but-shaped :class:`fastcnn.Sequential` (built for
+``input_shape``); compile and fit it as usual.
+"""
+
+from __future__ import annotations
+
+from .layers import (
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+)
+from .model import Sequential
+
+
+def _input_shape(name: str, input_shape) -> tuple[int, int, int]:
+    ok = isinstance(input_shape, tuple | list) and len(input_shape) == 3
+    if not ok or not all(isinstance(s, int) and s > 0 for s in input_shape):
+        raise ValueError(
+            f"{name}: input_shape must be (channels, height, width) with positive "
+            f"ints, got {input_shape!r}."
+        )
+    return tuple(input_shape)
+
+
+def _num_classes(name: str, num_classes) -> int:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise TypeError(f"{name}: num_classes must be an int, got {num_classes!r}.")
+    if num_classes < 2:
+        raise ValueError(f"{name}: num_classes must be at least 2, got {num_classes}.")
+    return num_classes
+
+
+def lenet5(input_shape=(1, 28, 28), num_classes: int = 10,
+           dtype="float32") -> Sequential:
+    """LeNet-5 with ReLU and max pooling (LeCun et al., 1998, as usually taught).
+
+    conv 6@5x5 (padded to keep the size) - pool 2 - conv 16@5x5 - pool 2 -
+    dense 120 - dense 84 - dense ``num_classes``. On inputs too small for a valid
+    second 5x5 convolution (e.g. the 8x8 digits), that convolution is padded to keep
+    its size, so the same architecture trains on them.
+
+    Shape: input (N, *input_shape) -> logits (N, num_classes).
+    """
+    c, h, w = _input_shape("lenet5", input_shape)
+    num_classes = _num_classes("lenet5", num_classes)
+    if min(h, w) < 4:
+        raise ValueError(f"lenet5: the input must be at least 4x4, got {h}x{w}.")
+    # A valid 5x5 convolution then a 2x2 pool need a 10x10 map after the first pool.
+    second_padding = 0 if min(h, w) // 2 >= 10 else 2
+    layers = [
+        Conv2D(6, 5, padding=2), ReLU(), MaxPool2D(2),
+        Conv2D(16, 5, padding=second_padding), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Dense(120), ReLU(),
+        Dense(84), ReLU(),
+        Dense(num_classes),
+    ]
+    return Sequential(layers, input_shape=(c, h, w), dtype=dtype)
+
+
+def simple_cnn(input_shape=(3, 32, 32), num_classes: int = 10, width: int = 32,
+               dropout: float = 0.25, dtype="float32") -> Sequential:
+    """A small VGG-style CNN for CIFAR-sized images.
+
+    Two blocks of (conv 3x3 - batch norm - ReLU - conv 3x3 - ReLU - max pool 2), with
+    ``width`` and ``2 * width`` channels, then global average pooling, dropout and a
+    dense classifier. Global pooling makes it work on any input of at least 4x4.
+
+    Shape: input (N, *input_shape) -> logits (N, num_classes).
+    """
+    c, h, w = _input_shape("simple_cnn", input_shape)
+    num_classes = _num_classes("simple_cnn", num_classes)
+    if min(h, w) < 4:
+        raise ValueError(f"simple_cnn: the input must be at least 4x4, got {h}x{w}.")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"simple_cnn: width must be a positive int, got {width!r}.")
+    layers = []
+    for channels in (width, 2 * width):
+        layers += [
+            Conv2D(channels, 3, padding=1, bias=False), BatchNorm2D(), ReLU(),
+            Conv2D(channels, 3, padding=1), ReLU(),
+            MaxPool2D(2),
+        ]
+    layers += [GlobalAvgPool2D(), Dropout(dropout), Dense(num_classes)]
+    return Sequential(layers, input_shape=(c, h, w), dtype=dtype)
+
+
+MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn}
+
+
+def get(name: str):
+    """The model builder registered as ``name``."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"fastcnn.models: unknown model {name!r}; known models: "
+            f"{', '.join(MODELS)}."
+        ) from None
