@@ -31,6 +31,7 @@ from .inspect import gradcheck, receptive_field
 from .model import Sequential
 from .random import get_num_threads, seed, set_num_threads
 from .saving import load_model, save_model
+from .warmup import warmup
 
 __all__ = [
     "__version__",
@@ -54,4 +55,5 @@ __all__ = [
     "seed",
     "set_device",
     "set_num_threads",
+    "warmup",
 ]

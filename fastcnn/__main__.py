@@ -113,7 +113,7 @@ def _schedule_callbacks(name: str, lr: float, epochs: int, steps_per_epoch: int)
 
 
 def cmd_train(args) -> int:
-    from . import optimizers, plot, seed
+    from . import optimizers, plot, seed, warmup
 
     _set_device(args.device)
     seed(args.seed)
@@ -130,6 +130,9 @@ def cmd_train(args) -> int:
           f"{epochs} epochs, batch {args.batch_size}, {args.optimizer} lr={lr} "
           f"({args.schedule})")
     start = time.perf_counter()
+    if not args.quiet:
+        # Compile first, with progress, rather than stall inside the first batch.
+        warmup(model)
     steps = -(-train[0].shape[0] // args.batch_size)
     history = model.fit(train[0], train[1], epochs=epochs, batch_size=args.batch_size,
                         verbose=0 if args.quiet else 1, seed=args.seed,
