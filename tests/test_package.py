@@ -48,3 +48,23 @@ def test_read_only_cache_falls_back_to_no_cache(tmp_path):
         print(a.sum(), add_one._cache.__class__.__name__)
     """)
     assert out == "3.0 NullCache"
+
+
+def test_stale_kernel_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
+    # Numba checks only the defining file's timestamp; a changed helper in another
+    # kernel file must still invalidate every cached kernel.
+    from fastcnn.kernels._jit import _drop_stale_cache
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "a.f-1.py311.nbi").write_bytes(b"old")
+    _drop_stale_cache(str(tmp_path))  # no stamp yet: cleared, stamp written
+    assert not list(cache.glob("*.nbi"))
+    (cache / "a.f-1.py311.nbi").write_bytes(b"fresh")
+    _drop_stale_cache(str(tmp_path))  # nothing changed: kept
+    assert list(cache.glob("*.nbi"))
+    (tmp_path / "b.py").write_text("y = 3\n")
+    _drop_stale_cache(str(tmp_path))  # another file changed: cleared
+    assert not list(cache.glob("*.nbi"))

@@ -13,6 +13,10 @@ and float64 each get their own specialisation).
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
+
 import numba
 
 from .._config import settings
@@ -41,6 +45,47 @@ def _with_cache(options: dict, function):
         except RuntimeError:
             pass
     return numba.njit(cache=False, **options)(function)
+
+
+def _drop_stale_cache(cpu_dir: str | None = None) -> None:
+    """Delete the CPU kernels' cached machine code when any kernel source or JIT
+    option has changed since it was written.
+
+    Numba re-validates a cached function only against the modification time of the
+    file that defines it. A helper imported from another kernel file, or an option
+    changed in this file, would otherwise leave stale machine code in use, and the
+    results would silently differ from a fresh compile (seen in development). A
+    digest of every ``cpu/*.py`` and of the options is kept beside the cache; a
+    mismatch clears it. Read-only installs (no writable cache) have nothing to do.
+    """
+    if cpu_dir is None:
+        cpu_dir = os.path.join(os.path.dirname(__file__), "cpu")
+    cache_dir = os.path.join(cpu_dir, "__pycache__")
+    digest = hashlib.sha256(repr(sorted(_BASE_OPTIONS.items())).encode())
+    digest.update(numba.__version__.encode())
+    for path in sorted(glob.glob(os.path.join(cpu_dir, "*.py"))):
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    stamp = os.path.join(cache_dir, "fastcnn-kernels.sha256")
+    try:
+        with open(stamp) as file:
+            if file.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        for pattern in ("*.nbi", "*.nbc"):
+            for cached in glob.glob(os.path.join(cache_dir, pattern)):
+                os.remove(cached)
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(stamp, "w") as file:
+            file.write(digest.hexdigest())
+    except OSError:
+        pass
+
+
+if settings.cache:
+    _drop_stale_cache()
 
 
 def cpu_kernel(function):
