@@ -204,6 +204,15 @@ def _avg_window(o, k, s, p, size):
     return max(first, 0), min(stop, size), extent
 
 
+@cpu_helper
+def _avg_divisor(ih0, ih1, ext_h, iw0, iw1, ext_w, count_include_pad):
+    """The divisor of one average-pool window: its size counting padding, or only
+    the inputs inside it (shared by forward and backward so they cannot disagree)."""
+    if count_include_pad:
+        return ext_h * ext_w
+    return (ih1 - ih0) * (iw1 - iw0)
+
+
 @cpu_kernel
 def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     """``y`` = sum of each window's inputs / divisor, the divisor being the window's
@@ -222,10 +231,8 @@ def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
             ih0, ih1, ext_h = _avg_window(oh, kh, sh, ph, h)
             for ow in range(ow_size):
                 iw0, iw1, ext_w = _avg_window(ow, kw, sw, pw, w)
-                if count_include_pad:
-                    divisor = ext_h * ext_w
-                else:
-                    divisor = (ih1 - ih0) * (iw1 - iw0)
+                divisor = _avg_divisor(ih0, ih1, ext_h, iw0, iw1, ext_w,
+                                       count_include_pad)
                 acc = y.dtype.type(0)
                 for ih in range(ih0, ih1):
                     row = src[ih]
@@ -254,10 +261,8 @@ def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
             ih0, ih1, ext_h = _avg_window(oh, kh, sh, ph, h)
             for ow in range(ow_size):
                 iw0, iw1, ext_w = _avg_window(ow, kw, sw, pw, w)
-                if count_include_pad:
-                    divisor = ext_h * ext_w
-                else:
-                    divisor = (ih1 - ih0) * (iw1 - iw0)
+                divisor = _avg_divisor(ih0, ih1, ext_h, iw0, iw1, ext_w,
+                                       count_include_pad)
                 share = grad[oh, ow] / dx.dtype.type(divisor)
                 for ih in range(ih0, ih1):
                     row = plane[ih]
