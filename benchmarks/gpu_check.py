@@ -3,23 +3,31 @@ CPU path and against PyTorch/cuDNN, and print one table.
 
     python benchmarks/gpu_check.py            # tests + timings, a few minutes
     python benchmarks/gpu_check.py --no-tests # timings only
+    python benchmarks/gpu_check.py --smoke    # tiny shapes, one run each (CI)
 
 What it does:
 
-1. runs ``tests/test_cuda_contract.py``, ``tests/test_cuda_kernels.py`` and
-   ``tests/test_cuda_ptx.py`` with ``NUMBA_ENABLE_CUDASIM=0``, i.e. on the GPU;
+1. runs ``tests/test_cuda_contract.py``, ``tests/test_cuda_kernels.py``,
+   ``tests/test_cuda_model.py`` and ``tests/test_cuda_ptx.py`` with
+   ``NUMBA_ENABLE_CUDASIM=0``, i.e. on the GPU;
 2. times conv2d forward + backward (dx, dweight, dbias) on the six standard shapes:
    fastcnn on the CPU (NumPy arrays), fastcnn on the GPU (device arrays, so no
    transfers), and torch on CUDA with TF32 off (fp32 against fp32) where torch is
    importable and sees the GPU;
-3. times a LeNet-5 training step (SGD) at batch 64 and 256: the CPU model's
-   ``train_step``, the same step written with fastcnn.functional on device arrays
-   (the model-level GPU path is not there yet; the batch is copied in once per
-   step), and torch on CUDA.
+3. times a training step (SGD with momentum) of LeNet-5 on 1x28x28 inputs and of
+   simple_cnn on 3x32x32 inputs at batch 64 and 256, through the model API:
+   ``model.train_step`` of the model on the CPU and of the same model after
+   ``model.to("cuda")`` (the batch is copied in once per step, the loss comes back
+   as a float), and the same network in torch on CUDA.
 
 It runs on a machine without a GPU too: it says so and prints the CPU column.
 Timings are the best of several runs after a warm-up run (which compiles), with
 ``cuda.synchronize()`` / ``torch.cuda.synchronize()`` inside the timed region.
+
+``--smoke`` proves the script runs, in seconds, where no GPU is: tiny shapes, a
+batch of 2, one timed run, no tests, and small CUDA block sizes; unless
+``NUMBA_ENABLE_CUDASIM`` says otherwise it runs on numba's simulator
+(``tests/test_gpu_check.py`` runs it in CI). Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +41,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-# Before numba is imported anywhere: this script is about the real device.
-os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+# Before numba is imported anywhere: this script is about the real device, except
+# in smoke mode, which runs on the simulator unless told otherwise.
+SMOKE = "--smoke" in sys.argv[1:]
+if SMOKE:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+else:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,9 +68,18 @@ CONV_SHAPES = [
     ((32, 64, 56, 56), 64, 3, 1, 1),
     ((32, 64, 56, 56), 128, 3, 2, 1),
 ]
+#: The smoke mode's one conv shape.
+SMOKE_CONV_SHAPES = [((1, 2, 4, 4), 2, 3, 1, 1)]
+#: (label, builder name, per-sample input shape, keyword arguments).
+MODELS = [("LeNet-5", "lenet5", (1, 28, 28), {}),
+          ("simple_cnn", "simple_cnn", (3, 32, 32), {})]
+#: LeNet-5 is left out of smoke mode: its fixed 120- and 84-unit dense layers take
+#: minutes on the simulator, and its step runs the same code as simple_cnn's.
+SMOKE_MODELS = [("simple_cnn", "simple_cnn", (1, 4, 4), {"width": 1})]
 CUDA_TESTS = ["tests/test_cuda_contract.py", "tests/test_cuda_kernels.py",
-              "tests/test_cuda_ptx.py"]
+              "tests/test_cuda_model.py", "tests/test_cuda_ptx.py"]
 LR = 0.01
+MOMENTUM = 0.9
 
 
 # ------------------------------------------------------------------- environment
@@ -112,8 +134,12 @@ def run_tests(timeout: int) -> str:
 
 def best_time(fn, budget: float, max_runs: int = 50) -> float:
     """Best wall time of ``fn()`` in seconds: one warm-up run, then runs until
-    ``budget`` seconds are spent (at least one, at most ``max_runs``)."""
-    fn()
+    ``budget`` seconds are spent (at least one, at most ``max_runs``; exactly one
+    and no warm-up in smoke mode)."""
+    if SMOKE:
+        max_runs, budget = 1, 0.0
+    else:
+        fn()
     best = float("inf")
     spent = 0.0
     runs = 0
@@ -183,104 +209,76 @@ def conv_torch(torch, shape, c_out, k, s, p, budget):
     return best_time(step, budget)
 
 
-# ------------------------------------------------------------------ LeNet-5 step
+# -------------------------------------------------------------- training steps
 
 
-def lenet_batch(batch: int, seed: int = 1):
+def model_batch(input_shape, batch: int, seed: int = 1):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = rng.standard_normal((batch, *input_shape), dtype=np.float32)
     return x, rng.integers(0, 10, batch)
 
 
-def lenet_cpu(batch: int, budget: float):
+def build_model(name: str, input_shape, kwargs):
     from fastcnn import models, optimizers
 
     fastcnn.seed(0)
-    model = models.lenet5(input_shape=(1, 28, 28), num_classes=10)
-    model.compile(optimizers.SGD(lr=LR), "cross_entropy")
-    x, y = lenet_batch(batch)
+    model = models.get(name)(input_shape=input_shape, num_classes=10, **kwargs)
+    model.compile(optimizers.SGD(lr=LR, momentum=MOMENTUM), "cross_entropy")
+    return model
+
+
+def step_cpu(name, input_shape, kwargs, batch: int, budget: float):
+    """``train_step`` of the model on the CPU (NumPy arrays)."""
+    model = build_model(name, input_shape, kwargs).to("cpu")
+    x, y = model_batch(input_shape, batch)
     return best_time(lambda: model.train_step(x, y), budget)
 
 
-def _lenet_params(seed: int = 0):
-    """LeNet-5's parameters (as in fastcnn.models.lenet5, 28x28 input)."""
-    rng = np.random.default_rng(seed)
-    shapes = {"c1w": (6, 1, 5, 5), "c1b": (6,), "c2w": (16, 6, 5, 5), "c2b": (16,),
-              "d1w": (120, 400), "d1b": (120,), "d2w": (84, 120), "d2b": (84,),
-              "d3w": (10, 84), "d3b": (10,)}
-    params = {}
-    for name, shape in shapes.items():
-        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        params[name] = (rng.standard_normal(shape, dtype=np.float32)
-                        / np.float32(np.sqrt(fan_in)))
-    return params
-
-
-@cuda.jit
-def _sgd(param, grad, lr):
-    i = cuda.grid(1)
-    if i < param.size:
-        param[i] -= lr * grad[i]
-
-
-def lenet_gpu(batch: int, budget: float):
-    """One SGD step of LeNet-5 written with fastcnn.functional on device arrays:
-    parameters stay on the device, the batch is copied in once per step."""
-    params = {k: cuda.to_device(v) for k, v in _lenet_params().items()}
-    x_host, labels = lenet_batch(batch)
-    lr = np.float32(LR)
+def step_gpu(name, input_shape, kwargs, batch: int, budget: float):
+    """``train_step`` of the same model after ``model.to("cuda")``: parameters,
+    gradients and optimizer state stay on the device; the batch (NumPy) is copied
+    in once per step and the loss comes back as a float."""
+    model = build_model(name, input_shape, kwargs).to("cuda")
+    x, y = model_batch(input_shape, batch)
 
     def step():
-        p = params
-        x = cuda.to_device(x_host)
-        a1 = F.conv2d(x, p["c1w"], p["c1b"], padding=2)
-        r1 = F.relu(a1)
-        m1 = F.max_pool2d(r1, 2)
-        a2 = F.conv2d(m1, p["c2w"], p["c2b"])
-        r2 = F.relu(a2)
-        m2 = F.max_pool2d(r2, 2)
-        flat = m2.reshape(batch, 400)
-        z1 = F.linear(flat, p["d1w"], p["d1b"])
-        h1 = F.relu(z1)
-        z2 = F.linear(h1, p["d2w"], p["d2b"])
-        h2 = F.relu(z2)
-        z3 = F.linear(h2, p["d3w"], p["d3b"])
-        loss = F.cross_entropy(z3, labels)
-        dz3 = F.cross_entropy_backward(z3, labels)
-        dh2, g_d3w, g_d3b = F.linear_backward(dz3, h2, p["d3w"])
-        dz2 = F.relu_backward(dh2, z2)
-        dh1, g_d2w, g_d2b = F.linear_backward(dz2, h1, p["d2w"])
-        dz1 = F.relu_backward(dh1, z1)
-        dflat, g_d1w, g_d1b = F.linear_backward(dz1, flat, p["d1w"])
-        dr2 = F.max_pool2d_backward(dflat.reshape(*m2.shape), r2, 2)
-        da2 = F.relu_backward(dr2, a2)
-        dm1, g_c2w, g_c2b = F.conv2d_backward(da2, m1, p["c2w"])
-        dr1 = F.max_pool2d_backward(dm1, r1, 2)
-        da1 = F.relu_backward(dr1, a1)
-        _, g_c1w, g_c1b = F.conv2d_backward(da1, x, p["c1w"], padding=2)
-        grads = {"c1w": g_c1w, "c1b": g_c1b, "c2w": g_c2w, "c2b": g_c2b,
-                 "d1w": g_d1w, "d1b": g_d1b, "d2w": g_d2w, "d2b": g_d2b,
-                 "d3w": g_d3w, "d3b": g_d3b}
-        for name, grad in grads.items():
-            param = p[name].reshape(p[name].size)
-            _sgd[(param.size + 255) // 256, 256](param, grad.reshape(param.size), lr)
+        model.train_step(x, y)
         cuda.synchronize()
-        return loss
 
     return best_time(step, budget)
 
 
-def lenet_torch(torch, batch: int, budget: float):
+def torch_model(torch, name: str, input_shape, kwargs):
+    """The torch twin of ``fastcnn.models.<name>`` (same layers, torch's init)."""
+    nn = torch.nn
+    c, h, w = input_shape
+    if name == "lenet5":
+        pad2 = 0 if min(h, w) // 2 >= 10 else 2
+        flat = 16 * ((h // 2 + 2 * pad2 - 4) // 2) * ((w // 2 + 2 * pad2 - 4) // 2)
+        return nn.Sequential(
+            nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=pad2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84),
+            nn.ReLU(), nn.Linear(84, 10),
+        )
+    width = kwargs.get("width", 32)
+    layers, c_in = [], c
+    for channels in (width, 2 * width):
+        layers += [nn.Conv2d(c_in, channels, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(channels), nn.ReLU(),
+                   nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                   nn.MaxPool2d(2)]
+        c_in = channels
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Dropout(0.25), nn.Linear(c_in, 10))
+
+
+def step_torch(torch, name, input_shape, kwargs, batch: int, budget: float):
     nn = torch.nn
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    ).cuda()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    x_host, labels = lenet_batch(batch)
+    model = torch_model(torch, name, input_shape, kwargs).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    x_host, labels = model_batch(input_shape, batch)
     x_host = torch.from_numpy(x_host)
     y = torch.from_numpy(labels).cuda()
 
@@ -289,9 +287,28 @@ def lenet_torch(torch, batch: int, budget: float):
         loss = nn.functional.cross_entropy(model(x_host.cuda()), y)
         loss.backward()
         opt.step()
+        loss.item()  # as train_step returns a float
         torch.cuda.synchronize()
 
     return best_time(step, budget)
+
+
+def _small_blocks() -> None:
+    """Smoke mode: small CUDA blocks, as the tests use (the simulator runs every
+    thread of a block in Python, idle ones included), and quiet about the uint64
+    wrap-around of dropout's hash that the simulator reports."""
+    import importlib
+    import warnings
+
+    warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+
+    for subject in ("conv", "pool", "dense", "activation", "loss", "dropout", "norm",
+                    "optim", "_layout"):
+        module = importlib.import_module(f"fastcnn.kernels.cuda.{subject}")
+        module.THREADS_PER_BLOCK = 4
+        for name in ("TILE", "TILE_H", "TILE_W"):
+            if hasattr(module, name):
+                setattr(module, name, 4)
 
 
 # ------------------------------------------------------------------------- table
@@ -314,6 +331,10 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=1.0,
                         help="seconds of repeated runs per timing (default 1)")
     parser.add_argument("--test-timeout", type=int, default=300)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny shapes, batch 2, one run each, no tests, small "
+                        "CUDA blocks, on the simulator unless NUMBA_ENABLE_CUDASIM=0: "
+                        "proves the script runs; the numbers mean nothing")
     parser.add_argument("--cpu-threads", type=int, default=2,
                         help="Numba threads of the CPU column (default 2: the issue's "
                              "goals compare with the 2-core CPU path)")
@@ -335,12 +356,15 @@ def main(argv=None) -> int:
                                    else "not available"))
 
     test_line = "skipped (no GPU)" if not has_gpu else "skipped (--no-tests)"
-    if has_gpu and not args.no_tests:
+    if args.smoke:
+        test_line = "skipped (--smoke)"
+        _small_blocks()
+    elif has_gpu and not args.no_tests:
         test_line = run_tests(args.test_timeout)
     print(f"CUDA tests on the device: {test_line}\n", flush=True)
 
     rows = []
-    for shape, c_out, k, s, p in CONV_SHAPES:
+    for shape, c_out, k, s, p in SMOKE_CONV_SHAPES if args.smoke else CONV_SHAPES:
         label = f"conv f+b {shape}->{c_out} k{k}" + (f"s{s}" if s > 1 else "") + (
             f"p{p}" if p else "")
         print(f"timing {label} ...", flush=True)
@@ -352,17 +376,18 @@ def main(argv=None) -> int:
             if torch is not None:
                 torch_t = _guard("torch", partial(conv_torch, torch, *conv))
         rows.append((label, cpu, gpu_t, torch_t))
-    for batch in (64, 256):
-        label = f"LeNet-5 SGD step, batch {batch}"
-        print(f"timing {label} ...", flush=True)
-        cpu = _guard("cpu", partial(lenet_cpu, batch, args.budget))
-        gpu_t = torch_t = None
-        if has_gpu:
-            gpu_t = _guard("gpu", partial(lenet_gpu, batch, args.budget))
-            if torch is not None:
-                torch_t = _guard("torch", partial(lenet_torch, torch, batch,
-                                                  args.budget))
-        rows.append((label, cpu, gpu_t, torch_t))
+    for title, name, input_shape, kwargs in SMOKE_MODELS if args.smoke else MODELS:
+        for batch in (2,) if args.smoke else (64, 256):
+            label = f"{title} train_step, batch {batch}"
+            print(f"timing {label} ...", flush=True)
+            case = (name, input_shape, kwargs, batch, args.budget)
+            cpu = _guard("cpu", partial(step_cpu, *case))
+            gpu_t = torch_t = None
+            if has_gpu:
+                gpu_t = _guard("gpu", partial(step_gpu, *case))
+                if torch is not None:
+                    torch_t = _guard("torch", partial(step_torch, torch, *case))
+            rows.append((label, cpu, gpu_t, torch_t))
 
     print()
     print(f"GPU: {gpu}")
@@ -376,9 +401,13 @@ def main(argv=None) -> int:
     print("\nCPU: fastcnn on NumPy arrays; GPU: fastcnn on numba device arrays; "
           "torch: torch on CUDA, fp32 without TF32.\n'GPU vs CPU' is the GPU's "
           "speed-up; 'torch/GPU' is fastcnn's fraction of torch's speed (1.00x = "
-          "as fast). LeNet-5 on the GPU is the functional-level step (the model's "
-          "device path is future work).")
-    return 0
+          "as fast). Training steps: model.train_step (SGD, momentum 0.9), the "
+          "batch copied in from NumPy each step.")
+    failed = [label for label, cpu, gpu_t, _ in rows
+              if cpu is None or (has_gpu and gpu_t is None)]
+    if failed:
+        print(f"\nFAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ def _resolve(device: str) -> str:
     return device
 
 
+def resolve_device(device: str | None) -> str:
+    """The device a ``device=`` argument names: ``"cpu"`` or ``"cuda"`` (``None``:
+    the current default device; ``"auto"``: cuda where available). ``"cuda"``
+    without a GPU raises the same clear error as :func:`set_device`."""
+    return _device if device is None else _resolve(device)
+
+
 def cuda_available() -> bool:
     """True where numba.cuda can run kernels (a GPU, or the simulator)."""
     try:

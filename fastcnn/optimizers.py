@@ -10,6 +10,11 @@ Every rule below is PyTorch's single-tensor CPU implementation, operation for
 operation, so a float64 run matches ``torch.optim`` to rounding and a float32 run to
 float32 rounding. Gradient clipping happens first, on the raw gradients, as it does
 when ``torch.nn.utils.clip_grad_norm_`` is called before ``optimizer.step()``.
+
+The updates run as fused element-wise kernels (``fastcnn/kernels/*/optim.py``) that
+reproduce those formulas bit for bit on the CPU. Parameters may be NumPy arrays or
+CUDA device arrays (a model on "cuda"): the state arrays then live beside their
+parameter, on the device, and :meth:`Optimizer.get_state` returns host copies.
 """
 
 from __future__ import annotations
@@ -19,7 +24,23 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .functional import _device
 from .functional import _validate as v
+
+
+def _flat(array):
+    """The 1-D view of a parameter-shaped array that the kernels take."""
+    if isinstance(array, np.ndarray) and not array.flags.c_contiguous:
+        raise ValueError(
+            "optimizer step: parameters, gradients and optimizer state must be "
+            f"C-contiguous, got an array with strides {array.strides}."
+        )
+    return array.reshape(array.size)
+
+
+def _kernels(array):
+    """The optim kernels where ``array`` lives."""
+    return _device.kernels("optim", array)
 
 
 class Optimizer:
@@ -63,24 +84,52 @@ class Optimizer:
         Shape: each grad has its param's shape and dtype.
         """
         params = list(params)
+        self.place_state(params)
         grads = self.clip([g for _, _, g in params])
         for (name, param, _), grad in zip(params, grads, strict=True):
             self.update(param, grad, self.state.setdefault(name, {}))
         self.iterations += 1
 
+    def place_state(self, params: Iterable[tuple[str, object, object]]) -> None:
+        """Move every state array to where its parameter lives (the device or the
+        host), e.g. after ``model.to("cuda")`` or a restored state.
+
+        Shape: ``(name, param, grad)`` triples as in :meth:`step`.
+        """
+        for name, param, _ in params:
+            slots = self.state.get(name)
+            if not slots:
+                continue
+            on_device = _device.on_device(param)
+            for slot, value in slots.items():
+                if value.shape != param.shape or _device.on_device(value) == on_device:
+                    continue  # a scalar (Adam's step count stays on the host)
+                slots[slot] = (_device.to_device_like(value, param) if on_device
+                               else _device.to_host(value))
+
     def clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
         """The gradients after ``clipvalue`` and ``clipnorm`` (new arrays; the inputs
         are left alone)."""
         if self.clipvalue is not None:
-            grads = [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+            grads = [self._elementwise("clip_by_value", g, self.clipvalue)
+                     for g in grads]
         if self.clipnorm is not None and grads:
             # torch: the norm of the per-tensor norms, each in the tensor's dtype.
-            norms = np.array([np.linalg.norm(g.reshape(-1)) for g in grads],
-                             dtype=grads[0].dtype)
+            # Device gradients are copied to the host for it, so the norm is NumPy's
+            # on either side (clipnorm costs one transfer of the gradients).
+            norms = np.array([np.linalg.norm(_device.to_host(g).reshape(-1))
+                              for g in grads], dtype=grads[0].dtype)
             total = np.linalg.norm(norms)
             coef = min(self.clipnorm / (float(total) + 1e-6), 1.0)
-            grads = [g * g.dtype.type(coef) for g in grads]
+            grads = [self._elementwise("scale_by", g, coef) for g in grads]
         return grads
+
+    @staticmethod
+    def _elementwise(kernel: str, grad, scalar: float):
+        """A new array (beside ``grad``) from the optim kernel ``kernel``."""
+        out = _device.empty_like(grad)
+        getattr(_kernels(grad), kernel)(_flat(grad), _flat(out), float(scalar))
+        return out
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError
@@ -93,10 +142,12 @@ class Optimizer:
                 "clipvalue": self.clipvalue}
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, scalars)``: the per-parameter arrays flattened to
-        ``"<param>/<slot>"`` keys, and the step counter with the current values of
-        the hyper-parameters schedules change."""
-        arrays = {f"{name}/{slot}": value for name, slots in self.state.items()
+        """``(arrays, scalars)``: the per-parameter arrays (NumPy, copied from the
+        device where they live there) flattened to ``"<param>/<slot>"`` keys, and
+        the step counter with the current values of the hyper-parameters schedules
+        change."""
+        arrays = {f"{name}/{slot}": _device.to_host(value)
+                  for name, slots in self.state.items()
                   for slot, value in slots.items()}
         scalars = {"iterations": self.iterations}
         for attr in self.dynamic:
@@ -156,18 +207,17 @@ class SGD(Optimizer):
             )
 
     def update(self, param, grad, state):
-        d_p = grad
-        if self.weight_decay != 0:
-            d_p = d_p + self.weight_decay * param
+        buf, first_step = grad, False  # grad stands in for an unused buffer
         if self.momentum != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d_p.copy()
-            else:
-                buf *= self.momentum
-                buf += (1 - self.dampening) * d_p
-            d_p = d_p + self.momentum * buf if self.nesterov else buf
-        param -= self.lr * d_p
+            first_step = buf is None
+            if first_step:  # the kernel sets it to the first gradient
+                buf = state["momentum_buffer"] = _device.empty_like(param)
+        _kernels(param).sgd_update(
+            _flat(param), _flat(grad), _flat(buf), float(self.lr),
+            float(self.weight_decay), float(self.momentum), float(self.dampening),
+            bool(self.nesterov), first_step,
+        )
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum,
@@ -213,31 +263,19 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         if "step" not in state:
             state["step"] = np.zeros((), dtype=np.int64)
-            state["exp_avg"] = np.zeros_like(param)
-            state["exp_avg_sq"] = np.zeros_like(param)
-            if self.amsgrad:
-                state["max_exp_avg_sq"] = np.zeros_like(param)
+            for slot in ("exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * self.amsgrad:
+                state[slot] = _device.zeros(param.shape, param.dtype, param)
         state["step"] += 1
         step = int(state["step"])
-        if self.weight_decay != 0:
-            if self._decoupled:
-                param *= 1 - self.lr * self.weight_decay
-            else:
-                grad = grad + self.weight_decay * param
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg += (1 - beta1) * (grad - exp_avg)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        step_size = self.lr / (1 - beta1**step)
-        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-        if self.amsgrad:
-            np.maximum(state["max_exp_avg_sq"], exp_avg_sq,
-                       out=state["max_exp_avg_sq"])
-            second = state["max_exp_avg_sq"]
-        else:
-            second = exp_avg_sq
-        denom = np.sqrt(second) / bias_correction2_sqrt + self.eps
-        param -= step_size * (exp_avg / denom)
+        # grad stands in for the running maximum where amsgrad is off (unused).
+        maximum = state["max_exp_avg_sq"] if self.amsgrad else grad
+        _kernels(param).adam_update(
+            _flat(param), _flat(grad), _flat(state["exp_avg"]),
+            _flat(state["exp_avg_sq"]), _flat(maximum), float(self.lr),
+            float(beta1), float(beta2), self.lr / (1 - beta1**step),
+            math.sqrt(1 - beta2**step), float(self.eps), float(self.weight_decay),
+            self._decoupled, bool(self.amsgrad),
+        )
 
     def get_config(self):
         return {**super().get_config(), "betas": list(self.betas), "eps": self.eps,
@@ -284,31 +322,23 @@ class RMSprop(Optimizer):
         self.centered = v.boolean("RMSprop", "centered", centered)
 
     def update(self, param, grad, state):
+        def zeros():
+            return _device.zeros(param.shape, param.dtype, param)
+
         if "square_avg" not in state:
-            state["square_avg"] = np.zeros_like(param)
-            if self.momentum > 0:
-                state["momentum_buffer"] = np.zeros_like(param)
+            state["square_avg"] = zeros()
             if self.centered:
-                state["grad_avg"] = np.zeros_like(param)
-        if self.weight_decay != 0:
-            grad = grad + self.weight_decay * param
-        square_avg = state["square_avg"]
-        square_avg *= self.alpha
-        square_avg += (1 - self.alpha) * grad * grad
-        if self.centered:
-            grad_avg = state["grad_avg"]
-            grad_avg += (1 - self.alpha) * (grad - grad_avg)
-            avg = np.sqrt(square_avg - grad_avg * grad_avg)
-        else:
-            avg = np.sqrt(square_avg)
-        avg += self.eps
-        if self.momentum > 0:
-            buf = state.setdefault("momentum_buffer", np.zeros_like(param))
-            buf *= self.momentum
-            buf += grad / avg
-            param -= self.lr * buf
-        else:
-            param -= self.lr * (grad / avg)
+                state["grad_avg"] = zeros()
+        if self.momentum > 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = zeros()
+        # grad stands in for the slots this configuration does not use.
+        _kernels(param).rmsprop_update(
+            _flat(param), _flat(grad), _flat(state["square_avg"]),
+            _flat(state["grad_avg"] if self.centered else grad),
+            _flat(state["momentum_buffer"] if self.momentum > 0 else grad),
+            float(self.lr), float(self.alpha), float(self.eps),
+            float(self.weight_decay), float(self.momentum), bool(self.centered),
+        )
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps,

@@ -345,3 +345,75 @@ for _training in (True, False):
         return (_normal(rng, (3, 2, 5), dtype), x, mean, invstd,
                 _normal(rng, 2, dtype), training, _empty((3, 2, 5), dtype),
                 _empty(2, dtype), _empty(2, dtype)), (6, 7, 8)
+
+
+# --------------------------------------------------------------------------- optim
+
+# Every branch of the fused updates: weight decay on and off, first and later
+# momentum steps, Nesterov, L2 and decoupled decay, amsgrad, centered and momentum
+# RMSprop. State arrays start non-zero (a later step) except where noted.
+_SGD_SETTINGS = [  # (lr, weight_decay, momentum, dampening, nesterov, first_step)
+    (0.1, 0.01, 0.9, 0.0, False, True),
+    (0.1, 0.0, 0.9, 0.3, False, False),
+    (0.05, 0.02, 0.8, 0.0, True, False),
+    (0.1, 0.0, 0.0, 0.0, False, False),
+]
+_ADAM_SETTINGS = [  # (weight_decay, decoupled, amsgrad, step)
+    (0.0, False, False, 1),
+    (0.1, False, True, 3),
+    (0.01, True, True, 2),
+]
+_RMSPROP_SETTINGS = [  # (weight_decay, momentum, centered)
+    (0.0, 0.0, False),
+    (0.1, 0.9, True),
+    (0.0, 0.5, False),
+]
+
+
+def _state(rng, dtype, positive=False):
+    values = rng.standard_normal(9)
+    return (np.abs(values) if positive else values).astype(dtype)
+
+
+for _sgd in _SGD_SETTINGS:
+
+    @case("optim", "sgd_update")
+    def _(rng, dtype, s=_sgd):
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _state(rng, dtype),
+                *s), (0, 2)
+
+
+for _adam in _ADAM_SETTINGS:
+
+    @case("optim", "adam_update")
+    def _(rng, dtype, s=_adam):
+        weight_decay, decoupled, amsgrad, step = s
+        beta1, beta2, lr = 0.9, 0.999, 0.01
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _state(rng, dtype),
+                _state(rng, dtype, True), _state(rng, dtype, True), lr, beta1, beta2,
+                lr / (1 - beta1**step), float(np.sqrt(1 - beta2**step)), 1e-8,
+                weight_decay, decoupled, amsgrad), (0, 2, 3, 4)
+
+
+for _rmsprop in _RMSPROP_SETTINGS:
+
+    @case("optim", "rmsprop_update")
+    def _(rng, dtype, s=_rmsprop):
+        weight_decay, momentum, centered = s
+        square_avg = _state(rng, dtype, True) + dtype(1)  # above grad_avg**2
+        grad_avg = (_state(rng, dtype) / dtype(4)).astype(dtype)
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), square_avg, grad_avg,
+                _state(rng, dtype), 0.01, 0.99, 1e-8, weight_decay, momentum,
+                centered), (0, 2, 3, 4)
+
+
+@case("optim", "clip_by_value")
+def _(rng, dtype):
+    grad = (3 * rng.standard_normal(9)).astype(dtype)
+    grad[4] = np.nan
+    return (grad, _empty(9, dtype), 1.5), (1,)
+
+
+@case("optim", "scale_by")
+def _(rng, dtype):
+    return (_normal(rng, 9, dtype), _empty(9, dtype), 0.3), (1,)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-SUBJECTS = ("conv", "pool", "dense", "activation", "loss", "dropout", "norm",
+SUBJECTS = ("conv", "pool", "dense", "activation", "loss", "dropout", "norm", "optim",
             "_layout")
 CUDA_MODULES = [importlib.import_module(f"fastcnn.kernels.cuda.{s}") for s in SUBJECTS]
 DTYPES = [np.float32, np.float64]

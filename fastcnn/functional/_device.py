@@ -79,6 +79,16 @@ def to_device_like(array, *like):
     return array
 
 
+def move(array, to_device: bool):
+    """``array`` on the device (``to_device``) or on the host, copied only where it
+    lives on the other side."""
+    if to_device:
+        if on_device(array):
+            return array
+        return _cuda().to_device(np.ascontiguousarray(array))
+    return to_host(array)
+
+
 def copy(array):
     """A new array with ``array``'s contents, on the same side."""
     if on_device(array):
@@ -86,6 +96,25 @@ def copy(array):
         out.copy_to_device(array)
         return out
     return array.copy()
+
+
+def copy_into(destination, source) -> None:
+    """Copy ``source`` into ``destination`` in place (same shape and dtype):
+    ``np.copyto`` on the host; into a device array from either side."""
+    if on_device(destination):
+        source = as_numba(source) if on_device(source) else np.ascontiguousarray(source)
+        as_numba(destination).copy_to_device(source)
+    else:
+        np.copyto(destination, source)
+
+
+def contiguous(array):
+    """``array`` C-contiguous, on its side (``np.ascontiguousarray`` for NumPy;
+    device arrays reaching the layers are C-contiguous already: the ops make
+    them so, and the op layer refuses any other)."""
+    if on_device(array):
+        return array
+    return np.ascontiguousarray(array)
 
 
 def pad(x, pad_h, pad_w):

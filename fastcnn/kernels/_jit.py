@@ -31,6 +31,12 @@ FASTMATH = {"contract"}
 
 _BASE_OPTIONS = {"fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
+#: The same without contraction either: strict IEEE arithmetic, every operation
+#: rounded on its own, for kernels that must reproduce a NumPy formula bit for bit
+#: (the fused optimizer updates in ``cpu/optim.py``). Element-wise kernels lose
+#: nothing by it: they are bound by memory, not by arithmetic.
+_STRICT_OPTIONS = {**_BASE_OPTIONS, "fastmath": False}
+
 
 def _with_cache(options: dict, function):
     """Apply ``numba.njit`` with ``cache=True`` where the cache directory is writable.
@@ -61,7 +67,8 @@ def _drop_stale_cache(cpu_dir: str | None = None) -> None:
     if cpu_dir is None:
         cpu_dir = os.path.join(os.path.dirname(__file__), "cpu")
     cache_dir = os.path.join(cpu_dir, "__pycache__")
-    digest = hashlib.sha256(repr(sorted(_BASE_OPTIONS.items())).encode())
+    options = [sorted(_BASE_OPTIONS.items()), sorted(_STRICT_OPTIONS.items())]
+    digest = hashlib.sha256(repr(options).encode())
     digest.update(numba.__version__.encode())
     for path in sorted(glob.glob(os.path.join(cpu_dir, "*.py"))):
         with open(path, "rb") as source:
@@ -91,6 +98,12 @@ if settings.cache:
 def cpu_kernel(function):
     """Decorate a parallel CPU kernel (``prange`` loops become threaded)."""
     return _with_cache({**_BASE_OPTIONS, "parallel": True}, function)
+
+
+def cpu_kernel_strict(function):
+    """Decorate a parallel CPU kernel compiled without fused multiply-add (see
+    ``_STRICT_OPTIONS``)."""
+    return _with_cache({**_STRICT_OPTIONS, "parallel": True}, function)
 
 
 def cpu_helper(function):
