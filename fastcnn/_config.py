@@ -26,6 +26,19 @@ def _flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
 @dataclass
 class Settings:
     """The process-wide settings, with the environment variable each comes from."""
@@ -45,6 +58,12 @@ class Settings:
     cache_dir: str = field(
         default_factory=lambda: os.environ.get("FASTCNN_CACHE_DIR")
         or os.path.join(os.path.expanduser("~"), ".cache", "fastcnn")
+    )
+    #: FASTCNN_DIST_TIMEOUT: seconds a rank of fastcnn.distributed waits in one
+    #: collective before it decides another rank has died and aborts the MPI job
+    #: (0: wait forever).
+    dist_timeout: float = field(
+        default_factory=lambda: _seconds("FASTCNN_DIST_TIMEOUT", 300.0)
     )
 
 
