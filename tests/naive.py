@@ -332,7 +332,9 @@ def relu(x):
 
 
 def relu_backward(dy, x):
-    return _map(lambda g, v: g if v > 0 else 0.0, dy, x)
+    # PyTorch's threshold_backward: zero where x <= 0, so a NaN input passes the
+    # gradient on (torch.relu's grad at NaN is 1).
+    return _map(lambda g, v: 0.0 if v <= 0 else g, dy, x)
 
 
 def leaky_relu(x, slope):

@@ -16,6 +16,12 @@ from . import _device
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: The largest size hyper-parameter (kernel size, stride, padding, dilation, groups,
+#: channel and feature counts) accepted. The kernels index with int64 and multiply
+#: these together, and Numba cannot type a Python int beyond int64 (2**64 raised a
+#: TypingError from inside the kernel): bigger values are refused here, by name.
+MAX_SIZE = 2**31 - 1
+
 
 def float_array(op: str, name: str, value, ndim: int | tuple[int, ...] | None = None):
     """Check that ``value`` is a float32/float64 ndarray of the given ndim(s) and
@@ -106,6 +112,8 @@ def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
     if min(result) < minimum:
         kind = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{op}: {name} must be {kind}, got {value!r}.")
+    if max(result) > MAX_SIZE:
+        raise ValueError(f"{op}: {name} must be at most 2**31 - 1, got {value!r}.")
     return result
 
 
@@ -114,6 +122,8 @@ def positive_int(op: str, name: str, value) -> int:
         raise TypeError(f"{op}: {name} must be an int, got {value!r}.")
     if value < 1:
         raise ValueError(f"{op}: {name} must be positive, got {value!r}.")
+    if value > MAX_SIZE:
+        raise ValueError(f"{op}: {name} must be at most 2**31 - 1, got {value!r}.")
     return int(value)
 
 
