@@ -16,9 +16,15 @@ Members of the archive:
     after loading continues bit for bit like an uninterrupted run.
 
 Writes are atomic: the archive is written to a temporary file in the target's
-directory, flushed to disk, then renamed over the target with ``os.replace``, so a
-crash never leaves a half-written model file. Reading uses ``np.load(...,
-allow_pickle=False)`` and looks layer types up only in :data:`fastcnn.layers.LAYERS`.
+directory, fsynced, renamed over the target with ``os.replace``, and the directory is
+fsynced, so a crash never leaves a half-written model file.
+
+Reading treats the file as untrusted (see :mod:`fastcnn._safezip` and SECURITY.md):
+nothing is unpickled (object arrays are refused), nothing is extracted, layer types
+are looked up only in :data:`fastcnn.layers.LAYERS`, memory is bounded before anything
+is decompressed or allocated (zip bombs, ``.npy`` headers and layer configs that claim
+more than the file holds are refused), and every problem is a ``ValueError`` naming
+the file.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import zipfile
 
 import numpy as np
 
+from . import _safezip
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -40,17 +47,17 @@ from .model import Sequential
 
 FORMAT = "fastcnn.sequential"
 FORMAT_VERSION = 1
+# How many more elements than weights.npz holds a config may describe (64 MiB of
+# float32) before it is refused unbuilt.
+_PARAM_ALLOWANCE = 1 << 24
+#: The members a model file may hold.
+MEMBERS = ("config.json", "weights.npz", "optimizer.npz", "training_state.json")
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _read_npz(archive: zipfile.ZipFile, member: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(archive.read(member)), allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
 
 
 def _layer_generators(model: Sequential):
@@ -83,7 +90,10 @@ def _compile_config(model: Sequential) -> dict | None:
 
 
 def _atomic_write(path: str, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it."""
+    """Call ``write(file)`` on a temporary file next to ``path``, fsync it, rename it
+    over ``path`` and fsync the directory: a reader, or the file system after a crash
+    or power cut, sees the old file or the new one, never a mix. A process killed
+    mid-write leaves only a ``.<name>.*.tmp`` file beside the target."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
@@ -100,6 +110,22 @@ def _atomic_write(path: str, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable: until the directory entry reaches the disk, a
+    power cut can bring back the old file (or, for a new file, none)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows, where directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_model(model: Sequential, path: str | os.PathLike) -> None:
@@ -175,7 +201,7 @@ def _compile_from(model: Sequential, compile_config: dict) -> None:
                   metrics=metrics)
 
 
-def _check_optimizer_arrays(path, model: Sequential, arrays: dict) -> None:
+def _check_optimizer_arrays(model: Sequential, arrays: dict) -> None:
     """Every optimizer slot must belong to a parameter and, unless a scalar (Adam's
     step), have its shape: a mismatch would otherwise surface mid-training."""
     params = {f"{i}.{key}": p for i, layer in enumerate(model.layers)
@@ -184,18 +210,104 @@ def _check_optimizer_arrays(path, model: Sequential, arrays: dict) -> None:
         name = key.rpartition("/")[0]
         if name not in params:
             raise ValueError(
-                f"load_model: {path!r}: optimizer state {key!r} belongs to no "
-                f"parameter of the model."
+                f"optimizer state {key!r} belongs to no parameter of the model."
             )
         if value.ndim and value.shape != params[name].shape:
             raise ValueError(
-                f"load_model: {path!r}: optimizer state {key!r} has shape "
-                f"{value.shape} but {name} has shape {params[name].shape}."
+                f"optimizer state {key!r} has shape {value.shape} but {name} has "
+                f"shape {params[name].shape}."
             )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_training_state(training) -> None:
+    """``training_state.json`` holds only what :func:`save_model` writes."""
+    if not isinstance(training, dict):
+        raise ValueError("training_state.json is not a JSON object.")
+    epoch, seed = training.get("epoch", 0), training.get("fit_seed")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"training_state.json: epoch {epoch!r:.100} is not an "
+                         f"int >= 0.")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not 0 <= seed < 2**64):
+        raise ValueError(f"training_state.json: fit_seed {seed!r:.100} is not an "
+                         f"int in [0, 2**64) or null.")
+    if not isinstance(training.get("generators", {}), dict):
+        raise ValueError("training_state.json: generators is not a JSON object.")
+    scalars = training.get("optimizer") or {}
+    ok = isinstance(scalars, dict) and all(
+        _is_number(value) or (isinstance(value, list) and all(map(_is_number, value)))
+        for value in scalars.values())
+    iterations = scalars.get("iterations", 0) if ok else None
+    if not ok or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(
+            f"training_state.json: the optimizer state {scalars!r:.200} is not "
+            f"numbers keyed by name with an int iterations >= 0."
+        )
+
+
+def _restore_training_state(model: Sequential, training: dict) -> None:
+    model.epoch = training.get("epoch", 0)
+    model.fit_seed = training.get("fit_seed")
+    generators = dict(_layer_generators(model))
+    for key, state in training.get("generators", {}).items():
+        if key in generators:
+            # The setter checks the state (its type name, key and sizes).
+            generators[key].bit_generator.state = state
+
+
+def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
+    names = set(archive.namelist())
+    for member in ("config.json", "weights.npz", "training_state.json"):
+        if member not in names:
+            raise ValueError(f"lacks {member!r}; it is not a fastcnn model file.")
+    unknown = names - set(MEMBERS)
+    if unknown:
+        raise ValueError(
+            f"holds members a fastcnn model file does not: {sorted(unknown)!r:.200}."
+        )
+    config = _safezip.read_json(archive, "config.json", label)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else config
+        raise ValueError(f"has format {found!r:.100}, expected {FORMAT!r}.")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"has an invalid format version {version!r:.100}.")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"has format version {version}, newer than this fastcnn ({__version__}) "
+            f"reads ({FORMAT_VERSION}); upgrade fastcnn."
+        )
+    weights = _safezip.read_npz(archive, "weights.npz", label)
+    # The architecture may not claim (much) more parameters than the file carries: a
+    # config asking for Dense(10**12) is refused before anything is allocated. The
+    # allowance lets a small mismatch reach load_state_dict's clearer message.
+    allowed = sum(a.size for a in weights.values()) + _PARAM_ALLOWANCE
+    model = Sequential.from_config(config.get("model"), max_params=allowed)
+    if not model.built:
+        raise ValueError("holds no input shape.")
+    model.load_state_dict(weights, strict=True)
+    training = _safezip.read_json(archive, "training_state.json", label)
+    _check_training_state(training)
+    _restore_training_state(model, training)
+    if compile and config.get("compile") is not None:
+        _compile_from(model, config["compile"])
+        arrays = (_safezip.read_npz(archive, "optimizer.npz", label)
+                  if "optimizer.npz" in names else {})
+        _check_optimizer_arrays(model, arrays)
+        model.optimizer.set_state(arrays, training.get("optimizer") or {})
+    return model
 
 
 def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     """Load a model written by :func:`save_model` / ``Sequential.save``.
+
+    The file may be untrusted: nothing in it is unpickled or executed, memory stays
+    bounded by the file's size plus :data:`fastcnn._safezip.MAX_INFLATION`, and
+    whatever is wrong with it is a ``ValueError`` naming the file (see SECURITY.md).
 
     Parameters
     ----------
@@ -209,54 +321,33 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
         Built, with ``epoch`` and ``fit_seed`` restored: continue training with
         ``fit(..., initial_epoch=model.epoch, seed=model.fit_seed)``.
 
+    Raises
+    ------
+    ValueError
+        The file is truncated, corrupt, not a fastcnn model file, of a newer format
+        version, a zip bomb, holds object arrays or names unknown layer types, bad
+        layer arguments, or arrays that do not fit the architecture.
+    OSError
+        The file cannot be opened (missing, a directory, no permission).
+
     Shape: no arrays.
     """
     path = os.fspath(path)
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"load_model: {path!r} is not a fastcnn model file (not a zip archive)."
-        )
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        for member in ("config.json", "weights.npz", "training_state.json"):
-            if member not in names:
-                raise ValueError(
-                    f"load_model: {path!r} lacks {member!r}; it is not a fastcnn "
-                    f"model file."
-                )
-        config = json.loads(archive.read("config.json"))
-        if config.get("format") != FORMAT:
+    label = f"load_model: {path!r}"
+    with open(path, "rb") as file:
+        if not zipfile.is_zipfile(file):
             raise ValueError(
-                f"load_model: {path!r} has format {config.get('format')!r}, "
-                f"expected {FORMAT!r}."
+                f"{label} is not a fastcnn model file (not a zip archive)."
             )
-        if config.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(
-                f"load_model: {path!r} has format version "
-                f"{config.get('format_version')}, newer than this fastcnn "
-                f"({__version__}) reads ({FORMAT_VERSION}); upgrade fastcnn."
-            )
-        try:
-            model = Sequential.from_config(config["model"])
-        except ValueError as error:
-            raise ValueError(f"load_model: {path!r}: {error}") from None
-        if not model.built:
-            raise ValueError(f"load_model: {path!r} holds no input shape.")
-        try:
-            model.load_state_dict(_read_npz(archive, "weights.npz"), strict=True)
-        except ValueError as error:
-            raise ValueError(f"load_model: {path!r}: {error}") from None
-        training = json.loads(archive.read("training_state.json"))
-        model.epoch = int(training.get("epoch", 0))
-        model.fit_seed = training.get("fit_seed")
-        generators = dict(_layer_generators(model))
-        for key, state in training.get("generators", {}).items():
-            if key in generators:
-                generators[key].bit_generator.state = state
-        if compile and config.get("compile") is not None:
-            _compile_from(model, config["compile"])
-            arrays = (_read_npz(archive, "optimizer.npz")
-                      if "optimizer.npz" in names else {})
-            _check_optimizer_arrays(path, model, arrays)
-            model.optimizer.set_state(arrays, training.get("optimizer") or {})
-    return model
+        file.seek(0)
+        with _safezip.open_zip(file, label) as archive:
+            try:
+                return _load(archive, label, compile)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError,
+                    OverflowError, RecursionError) as error:
+                # Whatever the content breaks is a fault of the file: one error type,
+                # and the file named once.
+                text = str(error)
+                if not text.startswith(label):
+                    text = f"{label}: {text}"
+                raise ValueError(text) from None
