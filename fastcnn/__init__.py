@@ -8,7 +8,9 @@ The public API, one import away:
 - ``fastcnn.models``: LeNet-5 and a small VGG-style CNN;
 - ``fastcnn.datasets``: MNIST, Fashion-MNIST, digits, augmentation;
 - ``fastcnn.inspect``: summary maths, ``receptive_field``, ``gradcheck``;
-- ``fastcnn.plot`` (needs matplotlib; imported on use).
+- ``fastcnn.plot`` (needs matplotlib; imported on use);
+- ``fastcnn.distributed``: data-parallel training over MPI (``fastcnn[mpi]``;
+  ``fit(..., distributed=True)`` under ``mpiexec``).
 
 ``import fastcnn`` compiles no kernel and never imports ``numba.cuda``.
 """
@@ -32,6 +34,16 @@ from .model import Sequential
 from .random import get_num_threads, seed, set_num_threads
 from .saving import load_model, save_model
 from .warmup import warmup
+
+
+def __getattr__(name: str):
+    # fastcnn.io (weights interop) and fastcnn.distributed (MPI training, which
+    # imports mpi4py only when used) load on first use: `import fastcnn` stays light.
+    if name in ("io", "distributed"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fastcnn' has no attribute {name!r}")
 
 __all__ = [
     "__version__",

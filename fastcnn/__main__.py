@@ -112,10 +112,31 @@ def _schedule_callbacks(name: str, lr: float, epochs: int, steps_per_epoch: int)
     return []
 
 
+def _mpi_world(distributed: bool) -> tuple[int, bool]:
+    """``(number of ranks, whether this is rank 0)``: (1, True) unless distributed."""
+    if not distributed:
+        return 1, True
+    from .distributed import import_mpi
+
+    try:
+        world = import_mpi().COMM_WORLD
+    except ImportError as error:
+        raise CLIError(str(error)) from None
+    return world.Get_size(), world.Get_rank() == 0
+
+
+def _silent(*args, **kwargs) -> None:
+    """print() for ranks other than 0 of a distributed run."""
+
+
 def cmd_train(args) -> int:
     from . import optimizers, plot, seed, warmup
 
     _set_device(args.device)
+    if args.distributed and args.device != "cpu":
+        raise CLIError("--distributed trains on the CPU only for now; drop --device")
+    world, root = _mpi_world(args.distributed)
+    say = print if root else _silent
     seed(args.seed)
     train, test = _normalised(*_load(args.dataset, args.data_dir, not args.offline))
     model_name = args.model or DEFAULT_MODEL[args.dataset]
@@ -126,17 +147,22 @@ def cmd_train(args) -> int:
     model.compile(optimizer=opt_cls[args.optimizer](lr=lr, **extra),
                   loss="cross_entropy", metrics=["accuracy"])
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
-    print(f"training {model_name} on {args.dataset}: {train[0].shape[0]} images, "
-          f"{epochs} epochs, batch {args.batch_size}, {args.optimizer} lr={lr} "
-          f"({args.schedule})")
+    ranks = f" on each of {world} ranks" if args.distributed else ""
+    say(f"training {model_name} on {args.dataset}: {train[0].shape[0]} images, "
+        f"{epochs} epochs, batch {args.batch_size}{ranks}, {args.optimizer} lr={lr} "
+        f"({args.schedule})")
     start = time.perf_counter()
     if not args.quiet:
         # Compile first, with progress, rather than stall inside the first batch.
-        warmup(model)
-    steps = -(-train[0].shape[0] // args.batch_size)
+        warmup(model, verbose=root)
+    # Optimizer steps per epoch: each takes batch_size rows from every rank.
+    steps = -(-train[0].shape[0] // (args.batch_size * world))
     history = model.fit(train[0], train[1], epochs=epochs, batch_size=args.batch_size,
                         verbose=0 if args.quiet else 1, seed=args.seed,
-                        callbacks=_schedule_callbacks(args.schedule, lr, epochs, steps))
+                        callbacks=_schedule_callbacks(args.schedule, lr, epochs, steps),
+                        distributed=args.distributed)
+    if not root:
+        return 0  # rank 0 evaluates, saves and reports; the ranks hold the same model
     result = model.evaluate(test[0], test[1], batch_size=256)
     wall = time.perf_counter() - start
     if args.save:
@@ -190,7 +216,9 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--data-dir", default=None, help="folder with the IDX files")
         q.add_argument("--offline", action="store_true",
                        help="never download; fail if the files are not found")
-        q.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+        q.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                       help="where the model lives and trains: cuda needs an NVIDIA "
+                       "GPU (fastcnn[cuda12] or [cuda13]); auto picks it where usable")
 
     t = sub.add_parser("train", help="train a model and report its test accuracy")
     data_options(t)
@@ -200,7 +228,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive(int), default=None,
                    help="default: " + ", ".join(f"{k} {v}"
                                                 for k, v in DEFAULT_EPOCHS.items()))
-    t.add_argument("--batch-size", type=_positive(int), default=32)
+    t.add_argument("--batch-size", type=_positive(int), default=32,
+                   help="rows per step (per rank with --distributed)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
                    default="adam")
     t.add_argument("--lr", type=_positive(float), default=None,
@@ -214,6 +243,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", metavar="PNG", default=None,
                    help="write learning curves (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI job: run as mpiexec "
+                   "-n N python -m fastcnn train --distributed (needs fastcnn[mpi])")
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on a test set")

@@ -23,6 +23,10 @@ from .schedules import Schedule
 class Callback:
     """Base class; every hook does nothing."""
 
+    #: In ``fit(distributed=True)``, run only on rank 0 (callbacks that write
+    #: files); the others run on every rank, silenced except on rank 0.
+    rank_zero_only = False
+
     def __init__(self):
         self.model = None
 
@@ -184,8 +188,16 @@ class ModelCheckpoint(_Monitor):
     which is also the ``initial_epoch`` to resume from) and any metric, e.g.
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.zip"``.
 
+    Every write is atomic and durable (a temporary file in the same folder, fsync,
+    ``os.replace``, fsync of the folder): a process killed at any moment leaves the
+    previous checkpoint or the new one, never a torn file, so the last checkpoint
+    always loads. A kill inside a write may leave a ``.<name>.*.tmp`` file beside
+    it, which is safe to delete.
+
     Shape: no arrays.
     """
+
+    rank_zero_only = True
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss",
                  mode: str = "auto", save_best_only: bool = False,
@@ -343,6 +355,8 @@ class CSVLogger(Callback):
 
     Shape: no arrays.
     """
+
+    rank_zero_only = True
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",",
                  append: bool = False):

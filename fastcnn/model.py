@@ -12,17 +12,22 @@ the same layers loads our arrays and we load its arrays.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import numbers
+import threading
 import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from . import backend
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from ._progress import ProgressBar
 from .callbacks import Callback, History
+from .functional import _device
 from .functional._validate import FLOAT_DTYPES
 from .layers import Layer
 
@@ -43,6 +48,61 @@ def _int_arg(op, name, value, minimum):
     return int(value)
 
 
+#: Sequential.from_config's default limit on a model's parameters and buffers
+#: (elements): 4 GiB of float32.
+MAX_CONFIG_PARAMS = 2**30
+
+
+def _check_size(op: str, layers: list[Layer], input_shape, max_params) -> None:
+    """Refuse a bad ``input_shape`` or a model of more than ``max_params`` elements,
+    from shapes alone: nothing is allocated."""
+    ok = isinstance(input_shape, list | tuple) and input_shape and all(
+        _is_int(s) and s > 0 for s in input_shape)
+    if not ok:
+        raise ValueError(
+            f"{op}: input_shape must be a non-empty list of positive ints, got "
+            f"{input_shape!r:.200}."
+        )
+    shape, total = tuple(int(s) for s in input_shape), 0
+    for i, layer in enumerate(layers):
+        try:
+            total += sum(math.prod(s) for s in layer.state_shapes(shape).values())
+            shape = layer.compute_output_shape(shape)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{op}: layer {i}: {error}") from None
+        if max_params is not None and total > max_params:
+            raise ValueError(
+                f"{op}: the model has more than {max_params} parameters and buffers "
+                f"by layer {i} ({type(layer).__name__}: {total} so far); refusing to "
+                f"allocate them (max_params={max_params})."
+            )
+
+
+#: Serialises ``predict`` where the Numba threading layer is not thread-safe.
+_PREDICT_LOCK = threading.RLock()
+
+
+def _parallel_guard():
+    """A lock for ``predict`` where concurrent parallel kernels would kill the
+    process, else nothing.
+
+    ``predict`` on a built model is safe to call from several Python threads with
+    the "omp" and "tbb" threading layers: in evaluation mode no layer's output
+    depends on what another call leaves in the layer (tested bit for bit). Numba's
+    "workqueue" layer aborts the interpreter on concurrent parallel regions, so there
+    the calls take turns. Before any parallel kernel has run the layer is not known
+    yet, and the first call takes the lock too. Training (``fit``, ``train_step``)
+    is not thread-safe: train from one thread.
+    """
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        layer = None
+    return _PREDICT_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
+
+
 class Sequential:
     """A linear stack of layers.
 
@@ -57,13 +117,18 @@ class Sequential:
     dtype : "float32" or "float64"
         The dtype of every parameter; inputs are cast to it.
     name : str
+    device : "cpu", "cuda", "auto" or None
+        Where parameters, gradients, buffers and optimizer state live and the
+        kernels run (see :meth:`to`). None: the current default device
+        (:func:`fastcnn.get_device`). "cuda" without a GPU raises; "auto" falls
+        back to the CPU.
 
     Shape: x (N, *input_shape) -> (N, *output_shape).
     """
 
     def __init__(self, layers: Sequence[Layer],
                  input_shape: Sequence[int] | None = None, dtype="float32",
-                 name: str = "sequential"):
+                 name: str = "sequential", device: str | None = None):
         if not isinstance(layers, list | tuple) or not layers:
             raise TypeError(
                 f"Sequential: layers must be a non-empty list of fastcnn layers, got "
@@ -76,15 +141,19 @@ class Sequential:
                     f"{type(layer).__name__}."
                 )
         try:
-            dtype = np.dtype(dtype)
+            resolved = np.dtype(dtype)
         except TypeError:
-            dtype = None
-        if dtype not in FLOAT_DTYPES:
+            resolved = None
+        # "is None" first: np.dtype(None) is float64, so None == float64 is True.
+        if resolved is None or dtype is None or resolved not in FLOAT_DTYPES:
             raise TypeError(
-                f"Sequential: dtype must be float32 or float64, got {dtype}."
+                f"Sequential: dtype must be float32 or float64, got {dtype!r}."
             )
+        dtype = resolved
         self.layers: list[Layer] = list(layers)
         self.dtype: np.dtype = dtype
+        #: "cpu" or "cuda": where the arrays live (set by ``device=`` and :meth:`to`).
+        self.device: str = backend.resolve_device(device)
         self.name = name
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
@@ -138,6 +207,40 @@ class Sequential:
                 layer.build(shape, dtype=self.dtype, rng=rng)
             shape = tuple(layer.output_shape)
         self.input_shape, self.output_shape = first, shape
+        self._place_arrays()
+
+    # ------------------------------------------------------------------ devices
+
+    def to(self, device: str) -> Sequential:
+        """Move the model to ``device`` ("cpu", "cuda" or "auto") and return it.
+
+        Parameters, gradients, buffers (BatchNorm's running statistics) and the
+        optimizer's state move; from then on each batch is copied to the device
+        once per step, the kernels run there, and ``predict``, ``evaluate``,
+        ``state_dict`` and ``save`` still give NumPy arrays. "cuda" without a GPU
+        raises; "auto" falls back to the CPU.
+
+        Shape: no arrays.
+        """
+        self.device = backend.resolve_device(device)
+        self._place_arrays()
+        return self
+
+    def _place_arrays(self) -> None:
+        """Put every layer's arrays (and the optimizer's state) on ``self.device``."""
+        on_device = self.device == "cuda"
+        for layer in self.layers:
+            for arrays in (layer.params, layer.grads, layer.buffers):
+                for key, array in arrays.items():
+                    arrays[key] = _device.move(array, on_device)
+            layer._cache = None  # activations kept for backward live on the old side
+        if self.optimizer is not None and self.built:
+            self.optimizer.place_state(self._named_grads())
+
+    def _to_model_device(self, x):
+        """A batch copied to the device where the model lives there (once per
+        step: every layer then works on the device copy)."""
+        return _device.move(x, self.device == "cuda")
 
     def _require_built(self, op: str) -> None:
         if not self.built:
@@ -197,6 +300,7 @@ class Sequential:
         x = self._as_input("forward", x)
         if not self.built:
             self.build(x.shape[1:])
+        x = self._to_model_device(x)
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
@@ -250,7 +354,8 @@ class Sequential:
         loss = self.loss.forward(out, target, class_weight)
         self.backward(self.loss.backward(out, target, class_weight))
         self.optimizer.step(self._named_grads())
-        return loss, out, target
+        # The metrics run on the host: a copy of the (N, classes) output is small.
+        return loss, _device.to_host(out), target
 
     def train_step(self, x: np.ndarray, y: np.ndarray, class_weight=None) -> float:
         """One iteration of gradient descent on one batch: forward (training mode),
@@ -332,7 +437,8 @@ class Sequential:
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
             class_weight=None, initial_epoch: int = 0,
             callbacks: Iterable[Callback] | None = None, verbose: int = 1,
-            seed: int | None = None, stratify: bool = False) -> History:
+            seed: int | None = None, stratify: bool = False,
+            distributed=False) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -373,6 +479,13 @@ class Sequential:
             continues exactly like an uninterrupted run.
         stratify : bool
             Stratify ``validation_split`` by the integer labels y.
+        distributed : bool or communicator
+            True: data-parallel training over the ranks of the MPI job this process
+            belongs to (``mpiexec -n N``; see :mod:`fastcnn.distributed`). Every
+            rank calls fit with the same model and data; ``batch_size`` is per rank,
+            so N ranks step like one process with ``N * batch_size``; the logs are
+            over all ranks; only rank 0 prints and runs ModelCheckpoint/CSVLogger.
+            An mpi4py communicator trains over its ranks instead of COMM_WORLD.
 
         Returns
         -------
@@ -408,6 +521,11 @@ class Sequential:
         seed = _int_arg(op, "seed", seed, 0)
         if not self.built:
             self.build(x.shape[1:])
+        dist = None
+        if distributed:
+            dist = self._data_parallel(distributed, seed, x, y)
+            seed = dist.seed  # rank 0's, so every rank splits and shuffles alike
+            verbose = verbose if dist.is_root else 0
         self.fit_seed = seed
 
         if stratify and (y.ndim != 1 or y.dtype.kind not in "iub"):
@@ -444,11 +562,14 @@ class Sequential:
                     f"{type(cb).__name__}."
                 )
             cb.set_model(self)
+        if dist is not None:
+            callbacks = dist.callbacks_for_rank(callbacks)
         self.stop_training = False
         for cb in callbacks:
             cb.on_train_begin({})
         n_train = len(train_rows)
-        n_batches = -(-n_train // batch_size)
+        n_batches = (-(-n_train // batch_size) if dist is None
+                     else dist.num_steps(n_train, batch_size))
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
@@ -458,6 +579,8 @@ class Sequential:
                 ]
             else:
                 order = train_rows
+            if dist is not None:
+                order = dist.shard(order)
             bar = (ProgressBar(n_batches, f"Epoch {epoch + 1}/{epochs}")
                    if verbose == 1 else None)
             start = time.perf_counter()
@@ -465,22 +588,34 @@ class Sequential:
             seen = 0
             for b in range(n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size]
+                # Distributed: the batch is every rank's rows, and so are its logs.
+                size = (len(rows) if dist is None
+                        else dist.step_rows(b, n_train, batch_size))
                 for cb in callbacks:
-                    cb.on_batch_begin(b, {"size": len(rows)})
-                loss, out, target = self._train_batch(x[rows], y[rows], weights)
-                batch_logs = {"loss": loss, **self._batch_metrics(out, target)}
-                seen += len(rows)
+                    cb.on_batch_begin(b, {"size": size})
+                if dist is None:
+                    loss, out, target = self._train_batch(x[rows], y[rows], weights)
+                    batch_logs = {"loss": loss, **self._batch_metrics(out, target)}
+                else:
+                    batch_logs = dist.train_batch(x[rows], y[rows], weights)
+                seen += size
                 for key, value in batch_logs.items():
-                    sums[key] = sums.get(key, 0.0) + value * len(rows)
+                    sums[key] = sums.get(key, 0.0) + value * size
                 for cb in callbacks:
-                    cb.on_batch_end(b, {**batch_logs, "size": len(rows)})
+                    cb.on_batch_end(b, {**batch_logs, "size": size})
                 if bar is not None:
-                    bar.update(len(rows), **{k: s / seen for k, s in sums.items()})
+                    bar.update(size, **{k: s / seen for k, s in sums.items()})
+                if dist is not None:
+                    self.stop_training = dist.agree(self.stop_training)
                 if self.stop_training:
                     break
             logs = {key: total / seen for key, total in sums.items()}
+            if dist is not None:
+                dist.average_buffers()
             if val is not None:
-                val_logs = self.evaluate(val[0], val[1], batch_size=batch_size)
+                val_logs = (self.evaluate(val[0], val[1], batch_size=batch_size)
+                            if dist is None else
+                            dist.evaluate(val[0], val[1], batch_size=batch_size))
                 logs.update({f"val_{k}": value for k, value in val_logs.items()})
             self.epoch = epoch + 1
             for cb in callbacks:
@@ -493,11 +628,31 @@ class Sequential:
                 shown = " - ".join(f"{k}: {value:.4g}" for k, value in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - "
                       f"{seen / max(elapsed, 1e-9):.0f} img/s - {shown}")
+            if dist is not None:
+                self.stop_training = dist.agree(self.stop_training)
             if self.stop_training:
                 break
         for cb in callbacks:
             cb.on_train_end({})
         return history
+
+    def _data_parallel(self, distributed, seed, x, y):
+        """fit(distributed=...)'s :class:`fastcnn.distributed.DataParallel`, made on
+        every rank at once (it broadcasts rank 0's weights and optimizer state)."""
+        from .distributed import DataParallel
+
+        if distributed is not True and isinstance(distributed, bool | int | float):
+            raise TypeError(
+                f"fit: distributed must be True, False or an mpi4py communicator, "
+                f"got {distributed!r}."
+            )
+        if getattr(self, "device", "cpu") != "cpu":
+            raise ValueError(
+                f"fit: distributed=True trains on the CPU only for now; this model "
+                f"is on {self.device!r} (call model.to('cpu'))."
+            )
+        return DataParallel(self, None if distributed is True else distributed,
+                            seed=seed, x=x, y=y)
 
     # ------------------------------------------------------ evaluating, predicting
 
@@ -519,8 +674,9 @@ class Sequential:
         for begin in range(0, x.shape[0], batch_size):
             out = self.forward(x[begin : begin + batch_size], training=False)
             target = self.loss.prepare_target(y[begin : begin + batch_size], out)
-            values = {"loss": self.loss.forward(out, target),
-                      **self._batch_metrics(out, target)}
+            loss = self.loss.forward(out, target)  # on the device where out is
+            out = _device.to_host(out)
+            values = {"loss": loss, **self._batch_metrics(out, target)}
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value * out.shape[0]
         result = {key: total / x.shape[0] for key, total in sums.items()}
@@ -538,9 +694,13 @@ class Sequential:
         if x.shape[0] == 0:
             raise ValueError("predict: x is an empty batch (0 samples).")
         if not self.built:
-            self.build(x.shape[1:])
-        parts = [self.forward(x[b : b + batch_size], training=False)
-                 for b in range(0, x.shape[0], batch_size)]
+            with _PREDICT_LOCK:  # two threads must not both build the layers
+                if not self.built:
+                    self.build(x.shape[1:])
+        with _parallel_guard():
+            parts = [_device.to_host(self.forward(x[b : b + batch_size],
+                                                  training=False))
+                     for b in range(0, x.shape[0], batch_size)]
         return np.concatenate(parts, axis=0)
 
     # ---------------------------------------------------------- inspection, state
@@ -583,30 +743,50 @@ class Sequential:
         Shape: arrays in PyTorch's layouts.
         """
         self._require_built("state_dict")
-        return {key: array.copy() for key, array in self._state_refs().items()}
+        return {key: _device.to_host(array) if _device.on_device(array)
+                else array.copy() for key, array in self._state_refs().items()}
 
-    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+    def load_state_dict(self, state: dict, strict: bool = True):
         """Copy arrays into the model's parameters and buffers (in place).
 
-        Values may be NumPy arrays or PyTorch tensors; they are cast to the model's
+        Values may be NumPy arrays or PyTorch tensors (e.g. a ``torch.load``-ed or
+        :func:`fastcnn.io.load_weights`-ed state dict); they are cast to the model's
         dtype. PyTorch's ``"*.num_batches_tracked"`` entries are ignored. With
-        ``strict`` the keys must match exactly; shapes must always match.
+        ``strict`` the keys must match exactly; without, the matching keys are
+        loaded and the others reported. Shapes must always match.
+
+        Returns
+        -------
+        IncompatibleKeys
+            ``(missing_keys, unexpected_keys)``, as torch's ``load_state_dict``.
 
         Shape: arrays in PyTorch's layouts.
         """
+        from ._state_keys import IncompatibleKeys
+
         op = "load_state_dict"
         self._require_built(op)
         if not isinstance(state, dict):
             raise TypeError(f"{op}: state must be a dict, got {type(state).__name__}.")
+        if not isinstance(strict, bool):
+            raise TypeError(f"{op}: strict must be a bool, got {strict!r}.")
         state = {k: value for k, value in state.items()
                  if not str(k).endswith(".num_batches_tracked")}
         refs = self._state_refs()
         missing = [k for k in refs if k not in state]
         unexpected = [k for k in state if k not in refs]
         if strict and (missing or unexpected):
+            hint = ""
+            roots = {str(k).split(".")[0] for k in unexpected}
+            if unexpected and not any(r.isdigit() for r in roots):
+                hint = (f" The keys sit under {sorted(roots)}: pass "
+                        f"fastcnn.io.strip_prefix(state, {sorted(roots)[0]!r}).")
+            elif missing and unexpected:
+                hint = (" Layer indices differ: fastcnn.io.renumber_like(state, "
+                        "model) pairs the layers with weights in order.")
             raise ValueError(
                 f"{op}: keys do not match the model (strict=True): missing "
-                f"{missing}, unexpected {unexpected}."
+                f"{missing}, unexpected {unexpected}.{hint}"
             )
         arrays = {}
         for key, ref in refs.items():
@@ -626,7 +806,12 @@ class Sequential:
             arrays[key] = value
         # Checked everything first, so a bad entry leaves the model untouched.
         for key, value in arrays.items():
-            refs[key][...] = value
+            if _device.on_device(refs[key]):  # a model on "cuda"
+                value = np.ascontiguousarray(value, dtype=refs[key].dtype)
+                _device.copy_into(refs[key], value)
+            else:
+                refs[key][...] = value
+        return IncompatibleKeys(missing, unexpected)
 
     def get_config(self) -> dict:
         """The architecture as JSON-able data: name, input shape, dtype, layers.
@@ -642,31 +827,63 @@ class Sequential:
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
-        """Rebuild an (untrained) model from :meth:`get_config`'s output; layer types
-        are looked up in :data:`fastcnn.layers.LAYERS` only.
+    def from_config(cls, config: dict,
+                    max_params: int | None = MAX_CONFIG_PARAMS) -> Sequential:
+        """Rebuild an (untrained) model from :meth:`get_config`'s output.
+
+        The config may come from an untrusted file: layer types are looked up in
+        :data:`fastcnn.layers.LAYERS` only (never imported by name), and the model is
+        sized from the layers' :meth:`~fastcnn.layers.Layer.state_shapes` *before*
+        anything is allocated.
+
+        Parameters
+        ----------
+        config : dict
+        max_params : int or None
+            Refuse a model of more parameters and buffers (elements) than this;
+            None: no limit. The default, :data:`MAX_CONFIG_PARAMS` (2**30), keeps a
+            config such as ``Dense(10**12)`` from asking for terabytes.
+
+        Raises
+        ------
+        ValueError
+            Anything wrong with the config: its structure, an unknown layer type,
+            bad layer arguments, a bad input shape or dtype, or too many parameters.
 
         Shape: no arrays.
         """
         from . import layers as layers_mod
 
-        built = []
-        for i, entry in enumerate(config["layers"]):
-            name = entry.get("class_name")
-            try:
-                layer_cls = layers_mod.get(name)
-            except ValueError:
-                raise ValueError(
-                    f"Sequential.from_config: layer {i} has unknown type {name!r}; "
-                    f"known types: {', '.join(layers_mod.LAYERS)}."
-                ) from None
-            built.append(layer_cls(**entry.get("config", {})))
-        model = cls(built, dtype=config.get("dtype", "float32"),
-                    name=config.get("name", "sequential"))
-        if config.get("input_shape") is not None:
+        op = "Sequential.from_config"
+        if not isinstance(config, dict):
+            raise ValueError(
+                f"{op}: config must be a dict, got {type(config).__name__}."
+            )
+        entries = config.get("layers")
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(
+                f"{op}: config['layers'] must be a non-empty list, got "
+                f"{entries!r:.200}."
+            )
+        dtype, name = config.get("dtype", "float32"), config.get("name", "sequential")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(
+                f"{op}: dtype must be 'float32' or 'float64', got {dtype!r:.200}."
+            )
+        if not isinstance(name, str):
+            raise ValueError(f"{op}: name must be a str, got {name!r:.200}.")
+        built = [layers_mod.from_config(entry, f"{op}: layer {i}")
+                 for i, entry in enumerate(entries)]
+        model = cls(built, dtype=dtype, name=name)
+        input_shape = config.get("input_shape")
+        if input_shape is not None:
+            _check_size(op, built, input_shape, max_params)
             # A fixed rng: the weights are about to be overwritten, and building must
             # not advance the user's global RNG.
-            model.build(tuple(config["input_shape"]), rng=np.random.default_rng(0))
+            try:
+                model.build(tuple(input_shape), rng=np.random.default_rng(0))
+            except TypeError as error:
+                raise ValueError(f"{op}: {error}") from None
         return model
 
     def save(self, path) -> None:

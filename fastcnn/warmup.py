@@ -58,8 +58,11 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     start = time.perf_counter()
     state = np.random.get_state()
     try:
-        twin = Sequential.from_config(model.get_config())
+        # The config comes from a live model, not a file: no size limit.
+        twin = Sequential.from_config(model.get_config(), max_params=None)
         twin.load_state_dict(model.state_dict())
+        # from_config builds on the default device; compile where the model runs.
+        twin.to(getattr(model, "device", "cpu"))
     finally:
         np.random.set_state(state)
     count = len(twin.layers)

@@ -527,6 +527,10 @@ def test_constructor_errors():
         Sequential([Dense(2), "relu"])
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         Sequential([Dense(2)], dtype="int32")
+    # np.dtype(None) is float64, and None == np.dtype("float64"): both refused.
+    for bad in (None, object()):
+        with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+            Sequential([Dense(2)], dtype=bad)
     with pytest.raises(TypeError, match="input_shape must be"):
         Sequential([Dense(2)], input_shape=(0,))
 

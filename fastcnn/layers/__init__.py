@@ -56,4 +56,47 @@ def get(name: str) -> type[Layer]:
         ) from None
 
 
-__all__ = ["LAYERS", "Layer", "Window", "get", *LAYERS]
+def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> Layer:
+    """A new (unbuilt) layer from ``{"class_name": ..., "config": {...}}``, the form
+    ``Sequential.get_config()`` writes. The entry may come from an untrusted file: the
+    type is looked up in :data:`LAYERS` only (never imported by name), and a bad
+    entry or bad arguments give one ``ValueError`` whose message starts with
+    ``label``.
+
+    Raises
+    ------
+    ValueError
+        ``entry`` is not such a dict, names an unknown type, or its arguments are
+        unknown or invalid for that layer.
+
+    Shape: no arrays.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(
+            f"{label} is not a dict {{'class_name': ..., 'config': {{...}}}} but a "
+            f"{type(entry).__name__}."
+        )
+    name = entry.get("class_name")
+    cls = LAYERS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(
+            f"{label} has unknown type {name!r:.200}; known types: "
+            f"{', '.join(LAYERS)}."
+        )
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{label} ({name}) has a 'config' that is not a dict of arguments: "
+            f"{config!r:.200}."
+        )
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as error:
+        # TypeError too (an unknown keyword, a str where an int belongs): here the
+        # arguments come from a file, so they are bad data, not a bad call.
+        raise ValueError(
+            f"{label} ({name}) has bad arguments {config!r:.200}: {error}"
+        ) from None
+
+
+__all__ = ["LAYERS", "Layer", "Window", "from_config", "get", *LAYERS]

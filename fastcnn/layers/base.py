@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from ..functional import _device
 from ..functional import _validate as v
 
 _counters: dict[str, itertools.count] = {}
@@ -91,6 +92,7 @@ class Layer:
         self.dtype: np.dtype | None = None
         self._cache: Any = None
         self._dy_shape: tuple[int, ...] | None = None
+        self._dy_dtype: np.dtype | None = None
 
     # -- configuration --------------------------------------------------------------
 
@@ -119,12 +121,13 @@ class Layer:
     def _check_shape(self, input_shape, ndim: int | None = None) -> tuple[int, ...]:
         """``input_shape`` as a tuple of positive ints, of ``ndim`` entries if given."""
         ok = isinstance(input_shape, tuple | list) and all(
-            v._is_int(s) and s > 0 for s in input_shape
+            v._is_int(s) and 0 < s <= v.MAX_SIZE for s in input_shape
         )
         if not ok or not input_shape:
             raise TypeError(
                 f"{self._op}: input_shape must be a non-empty tuple of positive ints "
-                f"(the per-sample shape, without the batch axis), got {input_shape!r}."
+                f"(at most 2**31 - 1; the per-sample shape, without the batch axis), "
+                f"got {input_shape!r}."
             )
         shape = tuple(int(s) for s in input_shape)
         if ndim is not None and len(shape) != ndim:
@@ -141,6 +144,16 @@ class Layer:
         Shape: input_shape (per sample) -> output shape (per sample).
         """
         return self._check_shape(input_shape)
+
+    def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shapes of the params and buffers that ``build(input_shape)`` would
+        create, without creating them: a model described by untrusted JSON is sized
+        with this before anything is allocated. Layers without arrays: ``{}``.
+
+        Shape: input_shape (per sample) -> {name: shape}.
+        """
+        self.compute_output_shape(input_shape)
+        return {}
 
     def _build(self, input_shape: tuple[int, ...], dtype: np.dtype,
                rng: np.random.Generator) -> None:
@@ -164,14 +177,17 @@ class Layer:
         Shape: input_shape (per sample) -> no arrays returned.
         """
         input_shape = self._check_shape(input_shape)
+        # Not via None: np.dtype(None) is float64, so ``None in FLOAT_DTYPES`` holds
+        # and an uninterpretable dtype used to build with dtype None.
         try:
-            dtype = np.dtype(dtype)
+            checked = np.dtype(dtype) if dtype is not None else None
         except TypeError:
-            dtype = None
-        if dtype not in v.FLOAT_DTYPES:
+            checked = None
+        if checked is None or checked not in v.FLOAT_DTYPES:
             raise TypeError(
-                f"{self._op}: dtype must be float32 or float64, got {dtype}."
+                f"{self._op}: dtype must be float32 or float64, got {dtype!r}."
             )
+        dtype = checked
         if rng is None:
             rng = np.random.default_rng(np.random.randint(0, 2**32, dtype=np.int64))
         elif not isinstance(rng, np.random.Generator):
@@ -212,9 +228,10 @@ class Layer:
 
         Shape: x (N, *input_shape) -> (N, *output_shape).
         """
-        if not isinstance(x, np.ndarray):
+        if not (isinstance(x, np.ndarray) or _device.on_device(x)):
             raise TypeError(
-                f"{self._op}: x must be a numpy.ndarray, got {type(x).__name__}."
+                f"{self._op}: x must be a numpy.ndarray or a CUDA device array, got "
+                f"{type(x).__name__}."
             )
         if x.dtype not in v.FLOAT_DTYPES:
             raise TypeError(
@@ -229,6 +246,10 @@ class Layer:
                     f"shape {x.shape}."
                 )
             self.build(x.shape[1:], x.dtype)
+        if x.shape[0] == 0:
+            # Refused by every layer alike (Flatten's reshape used to fail with
+            # NumPy's own message, Dropout to pass it through).
+            raise ValueError(f"{self._op}: x is an empty batch (shape {x.shape}).")
         if x.shape[1:] != self.input_shape:
             raise ValueError(
                 f"{self._op}: x has per-sample shape {x.shape[1:]} (x.shape "
@@ -241,6 +262,7 @@ class Layer:
             )
         y = self._forward(x, bool(training))
         self._dy_shape = y.shape
+        self._dy_dtype = y.dtype
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -253,14 +275,22 @@ class Layer:
             raise RuntimeError(
                 f"{self._op}: backward called before forward; run forward(x) first."
             )
-        if not isinstance(dy, np.ndarray):
+        if not (isinstance(dy, np.ndarray) or _device.on_device(dy)):
             raise TypeError(
-                f"{self._op}: dy must be a numpy.ndarray, got {type(dy).__name__}."
+                f"{self._op}: dy must be a numpy.ndarray or a CUDA device array, got "
+                f"{type(dy).__name__}."
             )
         if dy.shape != self._dy_shape:
             raise ValueError(
                 f"{self._op}: dy must have the shape of the last forward output "
                 f"{self._dy_shape}, got {dy.shape}."
+            )
+        if dy.dtype != self._dy_dtype:
+            # Checked here for every layer: Flatten's backward is a bare reshape
+            # and passed an int or str dy through.
+            raise TypeError(
+                f"{self._op}: dy must have the dtype of the last forward output "
+                f"({self._dy_dtype}), got {dy.dtype}."
             )
         return self._backward(dy)
 
@@ -273,8 +303,10 @@ class Layer:
     def _set_grad(self, key: str, value: np.ndarray) -> None:
         # Written in place, so an optimizer may hold on to the grads arrays.
         grad = self.grads.get(key)
-        if grad is not None and grad.shape == value.shape and grad.dtype == value.dtype:
-            np.copyto(grad, value)
+        if (grad is not None and grad.shape == value.shape
+                and grad.dtype == value.dtype
+                and _device.on_device(grad) == _device.on_device(value)):
+            _device.copy_into(grad, value)
         else:
             self.grads[key] = value
 

@@ -115,6 +115,13 @@ class Conv2D(Layer):
             before = self.padding
         return Window(self.kernel_size, self.stride, before, self.dilation)
 
+    def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        self.compute_output_shape(input_shape)
+        weight = self._weight_shape(int(input_shape[0]))
+        if self.use_bias:
+            return {"weight": weight, "bias": (weight[0],)}
+        return {"weight": weight}
+
     def _build(self, input_shape, dtype, rng) -> None:
         shape = self._weight_shape(input_shape[0])
         self.params["weight"] = initializers.get(self.kernel_initializer)(

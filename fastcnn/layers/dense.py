@@ -53,6 +53,13 @@ class Dense(Layer):
             )
         return (self.out_features,)
 
+    def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        shape = self.compute_output_shape(input_shape)
+        weight = (self.out_features, int(input_shape[0]))
+        if self.use_bias:
+            return {"weight": weight, "bias": shape}
+        return {"weight": weight}
+
     def _build(self, input_shape, dtype, rng) -> None:
         shape = (self.out_features, input_shape[0])
         self.params["weight"] = initializers.get(self.kernel_initializer)(

@@ -34,6 +34,11 @@ class _BatchNorm(Layer):
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self._check_shape(input_shape, ndim=self._ndim)
 
+    def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        c = (int(self.compute_output_shape(input_shape)[0]),)
+        names = ("weight", "bias") * self.affine + ("running_mean", "running_var")
+        return dict.fromkeys(names, c)
+
     def _build(self, input_shape, dtype, rng) -> None:
         c = input_shape[0]
         if self.affine:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from ..functional import _device
+from ..functional import _validate as v
 from .base import Layer
 
 
@@ -26,12 +26,19 @@ class Flatten(Layer):
         super().__init__(name=name)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (math.prod(self._check_shape(input_shape)),)
+        size = math.prod(self._check_shape(input_shape))
+        if size > v.MAX_SIZE:
+            raise ValueError(
+                f"{self._op}: input_shape {tuple(input_shape)} flattens to {size} "
+                f"features, more than 2**31 - 1."
+            )
+        return (size,)
 
     def _forward(self, x, training):
         self._cache = x.shape
-        # A copy, so that no later in-place update can reach the caller's array.
-        return np.array(x.reshape(x.shape[0], -1), order="C")
+        # A copy, so that no later in-place update can reach the caller's array
+        # (made where the array lives: a device array stays on the device).
+        return _device.copy(_device.contiguous(x).reshape(x.shape[0], -1))
 
     def _backward(self, dy):
-        return np.array(dy.reshape(self._cache), order="C")
+        return _device.copy(_device.contiguous(dy).reshape(self._cache))
