@@ -318,3 +318,19 @@ def test_backward_rejects_wrong_dy_shape():
     with pytest.raises(ValueError, match=r"dy must have shape \(2, 8, 4, 4\), got "
                        r"\(2, 8, 5, 5\)"):
         F.conv2d_backward(np.zeros((2, 8, 5, 5)), x, wt)
+
+
+def test_backward_without_input_grad_gives_the_same_weight_grads(rng):
+    # A first layer skips dx; dweight and dbias must be exactly what they would be.
+    x = rng.standard_normal((3, 2, 7, 6))
+    wt = rng.standard_normal((4, 2, 3, 3))
+    dy = rng.standard_normal((3, 4, 5, 3))
+    full = F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1))
+    skipped = F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1),
+                                input_grad=False)
+    assert skipped[0] is None
+    np.testing.assert_array_equal(skipped[1], full[1])
+    np.testing.assert_array_equal(skipped[2], full[2])
+    with pytest.raises(TypeError, match="input_grad must be a bool"):
+        F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1),
+                          input_grad="no")

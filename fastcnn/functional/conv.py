@@ -144,10 +144,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
 
 
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
-                    padding=0, dilation=1, groups: int = 1):
+                    padding=0, dilation=1, groups: int = 1, input_grad: bool = True):
     """Gradients of :func:`conv2d` with respect to x, weight and bias.
 
-    Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``.
+    Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``. With
+    ``input_grad=False`` dx is not computed and is None (a network's first layer:
+    nothing needs the gradient of the images, and it costs as much as dweight).
 
     Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W), weight (C_out, C_in/groups, KH,
     KW) -> dx (N, C_in, H, W), dweight like weight, dbias (C_out,).
@@ -160,13 +162,17 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0], *geo.out_hw))
     arrays = (dy, x, weight)
     k = _device.kernels("conv", *arrays)
+    if not isinstance(input_grad, bool | np.bool_):
+        raise TypeError(f"{op}: input_grad must be a bool, got {input_grad!r}.")
     xp = _pad(x, geo)
-    dxp = _device.empty(xp.shape, xp.dtype, *arrays)
     dweight = _device.empty(weight.shape, weight.dtype, *arrays)
     dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
     args = (*geo.stride, *geo.dilation, geo.groups)
-    k.conv2d_backward_input(dy, weight, dxp, *args)
+    dx = None
+    if input_grad:
+        dxp = _device.empty(xp.shape, xp.dtype, *arrays)
+        k.conv2d_backward_input(dy, weight, dxp, *args)
+        dx = _device.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
     k.conv2d_backward_weight(dy, xp, dweight, *args)
     k.conv2d_backward_bias(dy, dbias)
-    dx = _device.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
     return dx, dweight, dbias

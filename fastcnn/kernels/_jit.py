@@ -29,7 +29,15 @@ from .._config import settings
 #: rounding.
 FASTMATH = {"contract"}
 
+#: For dot-product helpers (:func:`cpu_reduction`) only: reassociation as well, so LLVM
+#: vectorises a long sum over several lanes and adds the lanes at the end. The order
+#: is still fixed by the machine code and the shapes alone (never by the thread
+#: count), so results stay bitwise reproducible; they differ from a serial sum in the
+#: last bits, as any BLAS does. NaN and inf still propagate (no "nnan"/"ninf").
+REDUCTION_FASTMATH = {"contract", "reassoc"}
+
 _BASE_OPTIONS = {"fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
+_REDUCTION_OPTIONS = {**_BASE_OPTIONS, "fastmath": REDUCTION_FASTMATH}
 
 #: The same without contraction either: strict IEEE arithmetic, every operation
 #: rounded on its own, for kernels that must reproduce a NumPy formula bit for bit
@@ -67,7 +75,8 @@ def _drop_stale_cache(cpu_dir: str | None = None) -> None:
     if cpu_dir is None:
         cpu_dir = os.path.join(os.path.dirname(__file__), "cpu")
     cache_dir = os.path.join(cpu_dir, "__pycache__")
-    options = [sorted(_BASE_OPTIONS.items()), sorted(_STRICT_OPTIONS.items())]
+    options = [sorted(o.items()) for o in
+               (_BASE_OPTIONS, _STRICT_OPTIONS, _REDUCTION_OPTIONS)]
     digest = hashlib.sha256(repr(options).encode())
     digest.update(numba.__version__.encode())
     for path in sorted(glob.glob(os.path.join(cpu_dir, "*.py"))):
@@ -109,6 +118,12 @@ def cpu_kernel_strict(function):
 def cpu_helper(function):
     """Decorate a serial helper that kernels call (LLVM inlines the small ones)."""
     return _with_cache(dict(_BASE_OPTIONS), function)
+
+
+def cpu_reduction(function):
+    """Decorate a serial dot-product helper: like :func:`cpu_helper`, with
+    :data:`REDUCTION_FASTMATH` so its sums vectorise (see there)."""
+    return _with_cache(dict(_REDUCTION_OPTIONS), function)
 
 
 # ------------------------------------------------------------------------------ CUDA

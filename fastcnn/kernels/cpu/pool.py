@@ -67,6 +67,16 @@ def _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @cpu_helper
+def _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw):
+    """True for 2x2 windows at stride 2 without padding, all inside the input (no
+    ceil_mode overhang): the case the ``_*_2x2_*`` kernels below serve. (A 2x2
+    window inside the input has no padded taps, so ``count_include_pad`` does not
+    matter for averages.)"""
+    return (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+            and 2 * oh_size <= h and 2 * ow_size <= w)
+
+
+@cpu_helper
 def _max_plane_inside(src, dst, kh, kw, sh, sw):
     """Max pooling of one plane whose windows all lie inside it; the same scan and
     tie rule as :func:`_window_argmax` (first maximum, NaN wins), written out with
@@ -106,6 +116,107 @@ def _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw):
                         bw = ow * sw + b
             plane[bh, bw] += grad[oh, ow]
 
+# ------------------------------------------------------------ 2x2, stride 2 kernels
+# The most common pooling by far (every LeNet / VGG-style network), as kernels of
+# their own: constant sizes, 4-D indexing and no other code path in the loop body
+# let LLVM vectorise them. Inside the general kernels' prange the same loops ran
+# 10-20x slower (measured), so the general kernels call these before their prange
+# when the windows are 2x2, stride 2, unpadded, undilated and inside the input.
+
+
+@cpu_kernel
+def _max_pool_2x2_forward(x, y):
+    """Max of each 2x2 block; PyTorch's rule (first maximum, every NaN wins), the
+    maximum started from the first tap.
+
+    Shape: x (N, C, H, W), y (N, C, H // 2, W // 2). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = y.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        for oh in range(oh_size):
+            for ow in range(ow_size):
+                best = x[n, c, 2 * oh, 2 * ow]
+                for a in range(2):
+                    for b in range(2):
+                        val = x[n, c, 2 * oh + a, 2 * ow + b]
+                        if val > best or np.isnan(val):
+                            best = val
+                y[n, c, oh, ow] = best
+
+
+@cpu_kernel
+def _max_pool_2x2_backward(dy, x, dx):
+    """Each ``dy`` to its 2x2 block's argmax (the forward's rule); ``dx`` is
+    overwritten. Blocks do not overlap, so it is one store per output.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W). Parallel over
+    ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = dy.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        dx[n, c] = 0
+        for oh in range(oh_size):
+            for ow in range(ow_size):
+                best = x[n, c, 2 * oh, 2 * ow]
+                pick = 0
+                for tap in range(4):
+                    val = x[n, c, 2 * oh + tap // 2, 2 * ow + tap % 2]
+                    if val > best or np.isnan(val):
+                        best = val
+                        pick = tap
+                dx[n, c, 2 * oh + pick // 2, 2 * ow + pick % 2] = dy[n, c, oh, ow]
+
+
+@cpu_kernel
+def _avg_pool_2x2_forward(x, y):
+    """Mean of each 2x2 block (row-major sum, then one division, as the general
+    kernel does, so results are bitwise the same).
+
+    Shape: x (N, C, H, W), y (N, C, H // 2, W // 2). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = y.shape
+    four = y.dtype.type(4)
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        for oh in range(oh_size):
+            for ow in range(ow_size):
+                acc = y.dtype.type(0)
+                for a in range(2):
+                    for b in range(2):
+                        acc += x[n, c, 2 * oh + a, 2 * ow + b]
+                y[n, c, oh, ow] = acc / four
+
+
+@cpu_kernel
+def _avg_pool_2x2_backward(dy, dx):
+    """``dy / 4`` to the four inputs of each block; ``dx`` is overwritten (the rows
+    and columns past the last block, present for odd sizes, get 0).
+
+    Shape: dy (N, C, OH, OW), dx (N, C, H, W). Parallel over ``N * C``.
+    """
+    n_batch, channels, oh_size, ow_size = dy.shape
+    h, w = dx.shape[2], dx.shape[3]
+    four = dx.dtype.type(4)
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        if h > 2 * oh_size:
+            dx[n, c, 2 * oh_size :, :] = 0
+        if w > 2 * ow_size:
+            dx[n, c, :, 2 * ow_size :] = 0
+        for oh in range(oh_size):
+            for ow in range(ow_size):
+                share = dy[n, c, oh, ow] / four
+                for a in range(2):
+                    for b in range(2):
+                        dx[n, c, 2 * oh + a, 2 * ow + b] = share
+
+
 @cpu_kernel
 def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     """``y`` = maximum of each (dilated) window; a window with no tap inside the input
@@ -116,26 +227,14 @@ def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
     inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
+    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw) and inside:
+        _max_pool_2x2_forward(x, y)
+        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
         src = x[n, c]
         dst = y[n, c]
-        if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2:
-            # The common 2x2 / stride 2 case, written here with constant sizes,
-            # 4-D indexing and the maximum started from the first tap: LLVM then
-            # vectorises it (measured ~15x faster; moved into a helper, or with
-            # run-time sizes or a -inf start, it is not). Same scan and tie rule.
-            for oh in range(oh_size):
-                for ow in range(ow_size):
-                    best = x[n, c, 2 * oh, 2 * ow]
-                    for a in range(2):
-                        for b in range(2):
-                            val = x[n, c, 2 * oh + a, 2 * ow + b]
-                            if val > best or np.isnan(val):
-                                best = val
-                    y[n, c, oh, ow] = best
-            continue
         if inside:
             _max_plane_inside(src, dst, kh, kw, sh, sw)
             continue
@@ -158,6 +257,9 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = x.shape[2], x.shape[3]
     inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
+    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw) and inside:
+        _max_pool_2x2_backward(dy, x, dx)
+        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -165,19 +267,6 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
         grad = dy[n, c]
         plane = dx[n, c]
         plane[:, :] = 0
-        if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2:
-            # As in the forward; windows do not overlap, one write per input.
-            for oh in range(oh_size):
-                for ow in range(ow_size):
-                    best = x[n, c, 2 * oh, 2 * ow]
-                    pick = 0
-                    for tap in range(4):
-                        val = x[n, c, 2 * oh + tap // 2, 2 * ow + tap % 2]
-                        if val > best or np.isnan(val):
-                            best = val
-                            pick = tap
-                    dx[n, c, 2 * oh + pick // 2, 2 * ow + pick % 2] = dy[n, c, oh, ow]
-            continue
         if inside:
             _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw)
             continue
@@ -222,6 +311,9 @@ def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     """
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
+    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw):
+        _avg_pool_2x2_forward(x, y)
+        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -251,6 +343,9 @@ def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
     """
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = dx.shape[2], dx.shape[3]
+    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw):
+        _avg_pool_2x2_backward(dy, dx)
+        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
