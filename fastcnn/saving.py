@@ -19,12 +19,12 @@ Writes are atomic: the archive is written to a temporary file in the target's
 directory, fsynced, renamed over the target with ``os.replace``, and the directory is
 fsynced, so a crash never leaves a half-written model file.
 
-Reading treats the file as untrusted (see :mod:`fastcnn._safezip` and SECURITY.md):
-nothing is unpickled (object arrays are refused), nothing is extracted, layer types
-are looked up only in :data:`fastcnn.layers.LAYERS`, memory is bounded before anything
-is decompressed or allocated (zip bombs, ``.npy`` headers and layer configs that claim
-more than the file holds are refused), and every problem is a ``ValueError`` naming
-the file.
+Reading treats the file as untrusted (see :mod:`fastcnn._safezip`,
+:mod:`fastcnn._safenpy` and SECURITY.md): nothing is unpickled (object arrays are
+refused), nothing is extracted, layer types are looked up only in
+:data:`fastcnn.layers.LAYERS`, memory is bounded before anything is decompressed or
+allocated (zip bombs, ``.npy`` headers and layer configs that claim more than the file
+holds are refused), and every problem is a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import zipfile
 
 import numpy as np
 
-from . import _safezip
+from . import _safenpy, _safezip
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -281,7 +281,7 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
             f"has format version {version}, newer than this fastcnn ({__version__}) "
             f"reads ({FORMAT_VERSION}); upgrade fastcnn."
         )
-    weights = _safezip.read_npz(archive, "weights.npz", label)
+    weights = _safenpy.read_npz(archive, "weights.npz", label)
     # The architecture may not claim (much) more parameters than the file carries: a
     # config asking for Dense(10**12) is refused before anything is allocated. The
     # allowance lets a small mismatch reach load_state_dict's clearer message.
@@ -295,7 +295,7 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
     _restore_training_state(model, training)
     if compile and config.get("compile") is not None:
         _compile_from(model, config["compile"])
-        arrays = (_safezip.read_npz(archive, "optimizer.npz", label)
+        arrays = (_safenpy.read_npz(archive, "optimizer.npz", label)
                   if "optimizer.npz" in names else {})
         _check_optimizer_arrays(model, arrays)
         model.optimizer.set_state(arrays, training.get("optimizer") or {})

@@ -288,7 +288,7 @@ def test_zip_entries_escaping_the_archive_are_refused(tmp_path, name):
     path = tmp_path / "slip.pth"
     write_archive(path, state_dict({"w": tensor(persistent_id())}), {"0": bytes(16)},
                   extra={name: b"x"})
-    with pytest.raises(ValueError, match="unsafe zip entry"):
+    with pytest.raises(ValueError, match="unsafe member name"):
         load_weights(path)
     assert not (tmp_path.parent / "evil").exists()
 
@@ -298,7 +298,7 @@ def test_duplicate_entries_are_refused(tmp_path):
     with pytest.warns(UserWarning, match="Duplicate name"):
         write_archive(path, state_dict({"w": tensor(persistent_id())}),
                       {"0": bytes(16)}, extra={"archive/data/0": bytes(16)})
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(ValueError, match="holds 'archive/data/0' twice"):
         load_weights(path)
 
 

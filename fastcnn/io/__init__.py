@@ -48,13 +48,15 @@ def _sniff(path: str) -> str | None:
     """The format of a file whose suffix says nothing, from its first bytes."""
     import zipfile
 
+    from .._safezip import ZIP_ERRORS
+
     with open(path, "rb") as handle:
         head = handle.read(9)
     if head.startswith(_ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-        except zipfile.BadZipFile:
+        except ZIP_ERRORS:  # a corrupt zip can raise more than BadZipFile
             return None
         return "pth" if any(n.endswith("/data.pkl") for n in names) else "npz"
     if head.startswith(b"\x80\x02"):

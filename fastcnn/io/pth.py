@@ -6,7 +6,9 @@ structure, tensors as persistent ids), ``<root>/data/<key>`` (each storage's raw
 bytes), ``<root>/byteorder`` ("little" or "big") and ``<root>/version``. The pickle is
 interpreted by :mod:`fastcnn.io._restricted_pickle`; storages are read with
 :mod:`zipfile`, never extracted, and every size is checked against ``max_bytes``
-and the archive's real member sizes before anything is allocated.
+and the archive's real member sizes before anything is allocated. The archive is
+opened, vetted and read by :mod:`fastcnn._safezip`, the code that reads fastcnn's own
+model files (unsafe or duplicate names, encryption, zip bombs, corrupt members).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import zipfile
 
 import numpy as np
 
+from .._safezip import open_zip, read_member
 from ._budget import Budget
 from ._restricted_pickle import StorageRef, TensorSpec, UnsafePickleError, loads
-from ._zip import ZIP_ERRORS
 
 #: The legacy (pre-1.6, ``_use_new_zipfile_serialization=False``) format starts with
 #: a pickled magic number: PROTO 2, LONG1 of 10 bytes, 0x1950A86A20F9469CFC6C.
@@ -26,14 +28,8 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "lit
 
 
 def _root(op: str, path: str, archive: zipfile.ZipFile) -> str:
+    # Duplicate and unsafe names were refused by open_zip.
     names = archive.namelist()
-    if len(set(names)) != len(names):
-        raise ValueError(f"{op}: {path} has duplicate zip entries; refused.")
-    for name in names:
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-            raise ValueError(f"{op}: {path} has an unsafe zip entry {name!r}; "
-                             f"refused.")
     pickles = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
     if len(pickles) != 1:
         raise ValueError(
@@ -58,15 +54,15 @@ def _read_member(op, path, archive, name, expected: int | None, budget, what,
             f"{info.file_size}."
         )
     budget.take(info.file_size, what)
-    return archive.read(name)
+    return read_member(archive, name, f"{op}: {path}")
 
 
 def _byteorder(op, path, archive, root, budget) -> str:
     name = root + "byteorder"
     if name not in archive.namelist():
         return "<"  # written only since torch 1.10; before, little-endian machines
-    text = _read_member(op, path, archive, name, None, budget, "the byteorder",
-                        limit=16)
+    text = bytes(_read_member(op, path, archive, name, None, budget, "the byteorder",
+                              limit=16))
     order = {b"little": "<", b"big": ">"}.get(text.strip())
     if order is None:
         raise ValueError(f"{op}: {path} has an unknown byteorder {text[:20]!r}.")
@@ -142,21 +138,25 @@ def read_pth(path: str | os.PathLike, max_bytes: int, key: str | None = None,
     Shape: each array has its tensor's shape.
     """
     path = os.fspath(path)
-    with open(path, "rb") as handle:
-        head = handle.read(len(_LEGACY_MAGIC))
-    if head == _LEGACY_MAGIC:
-        raise ValueError(
-            f"{op}: {path} uses torch's legacy format "
-            f"(_use_new_zipfile_serialization=False), which fastcnn does not read; "
-            f"re-save it with torch.save(state_dict, path) and the default format."
-        )
     budget = Budget(op, path, max_bytes)
-    try:
-        with zipfile.ZipFile(path) as archive:
+    with open(path, "rb") as handle:
+        if handle.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC:
+            raise ValueError(
+                f"{op}: {path} uses torch's legacy format "
+                f"(_use_new_zipfile_serialization=False), which fastcnn does not "
+                f"read; re-save it with torch.save(state_dict, path) and the default "
+                f"format."
+            )
+        handle.seek(0)
+        # torch.save stores its members uncompressed: max_bytes bounds inflation
+        # only so that no archive may inflate past what the load may allocate.
+        with open_zip(handle, f"{op}: {path}", max_inflation=max_bytes,
+                      kind="a readable torch.save zip archive") as archive:
             root = _root(op, path, archive)
             order = _byteorder(op, path, archive, root, budget)
-            data = _read_member(op, path, archive, root + "data.pkl", None, budget,
-                                "the pickle")
+            # bytes, not the bytearray read: the pickle's strings become dict keys.
+            data = bytes(_read_member(op, path, archive, root + "data.pkl", None,
+                                      budget, "the pickle"))
             try:
                 specs = _tensors_in(op, path, loads(data), key)
             except UnsafePickleError as error:
@@ -176,8 +176,3 @@ def read_pth(path: str | os.PathLike, max_bytes: int, key: str | None = None,
                                      f"described two different ways.")
                 out[name] = _materialise(op, path, name, spec, array, budget)
             return out
-    except ZIP_ERRORS as error:
-        raise ValueError(
-            f"{op}: {path} is not a readable torch.save zip archive "
-            f"({type(error).__name__}: {error})."
-        ) from None
