@@ -305,15 +305,19 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dy`` (the gradient of the output of the last forward);
-        fills every layer's ``grads`` and returns the gradient of the input.
+        fills every layer's ``grads`` and returns the gradient of the input, or None
+        with ``input_grad=False``, which lets the first layer skip computing it
+        (training needs only the parameters' gradients).
 
         Shape: dy (N, *output_shape) -> dx (N, *input_shape).
         """
-        for layer in reversed(self.layers):
+        if not isinstance(input_grad, bool):
+            raise TypeError(f"backward: input_grad must be a bool, got {input_grad!r}.")
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        return self.layers[0].backward(dy, input_grad=input_grad)
 
     def _as_input(self, op: str, x) -> np.ndarray:
         if not isinstance(x, np.ndarray):
@@ -352,7 +356,8 @@ class Sequential:
         out = self.forward(x, training=True)
         target = self.loss.prepare_target(y, out)
         loss = self.loss.forward(out, target, class_weight)
-        self.backward(self.loss.backward(out, target, class_weight))
+        self.backward(self.loss.backward(out, target, class_weight),
+                      input_grad=False)
         self.optimizer.step(self._named_grads())
         # The metrics run on the host: a copy of the (N, classes) output is small.
         return loss, _device.to_host(out), target

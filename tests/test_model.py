@@ -617,3 +617,23 @@ def test_predict_and_evaluate_errors(compiled):
         compiled.evaluate(np.zeros((0, 4)), np.zeros(0, dtype=int))
     with pytest.raises(ValueError, match="not built"):
         Sequential([Dense(2)]).summary()
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_grads(rng):
+    # Training skips the first conv's dx; the parameters' gradients must not change.
+    from fastcnn.models import lenet5
+
+    model = lenet5(dtype="float64")
+    model.build((1, 28, 28))
+    x = rng.standard_normal((3, 1, 28, 28))
+    dy = rng.standard_normal((3, 10))
+    model.forward(x, training=True)
+    dx = model.backward(dy)
+    full = {k: g.copy() for k, _, g in model._named_grads()}
+    model.forward(x, training=True)
+    assert model.backward(dy, input_grad=False) is None
+    for key, _, grad in model._named_grads():
+        np.testing.assert_array_equal(grad, full[key])
+    assert dx.shape == x.shape
+    with pytest.raises(TypeError, match="input_grad must be a bool"):
+        model.backward(dy, input_grad=None)

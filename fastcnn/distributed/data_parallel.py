@@ -341,7 +341,8 @@ class DataParallel:
             out = model.forward(x, training=True)
             target = model.loss.prepare_target(y, out)
             loss = model.loss.forward(out, target, class_weight)
-            model.backward(model.loss.backward(out, target, class_weight))
+            model.backward(model.loss.backward(out, target, class_weight),
+                           input_grad=False)
             # The loss is a (weighted) mean over this rank's rows; undo the division
             # so that the sum over ranks divided by the total weight is the mean over
             # all rows, as one process with the whole batch computes it.

@@ -265,9 +265,11 @@ class Layer:
         self._dy_dtype = y.dtype
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Fill ``self.grads`` and return the gradient of the input of the last
-        :meth:`forward` call.
+        :meth:`forward` call; with ``input_grad=False`` return None, and a layer that
+        can (Conv2D) skips computing it (a model's first layer: nothing needs the
+        gradient of the images).
 
         Shape: dy (N, *output_shape) -> dx (N, *input_shape).
         """
@@ -292,6 +294,9 @@ class Layer:
                 f"{self._op}: dy must have the dtype of the last forward output "
                 f"({self._dy_dtype}), got {dy.dtype}."
             )
+        if not input_grad:
+            self._backward_params(dy)
+            return None
         return self._backward(dy)
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -299,6 +304,11 @@ class Layer:
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _backward_params(self, dy: np.ndarray) -> None:
+        """Fill ``self.grads`` only; layers whose input gradient costs real work
+        override this to skip it."""
+        self._backward(dy)
 
     def _set_grad(self, key: str, value: np.ndarray) -> None:
         # Written in place, so an optimizer may hold on to the grads arrays.

@@ -140,12 +140,15 @@ class Conv2D(Layer):
         return F.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride,
                         self.padding, self.dilation, self.groups)
 
-    def _backward(self, dy):
+    def _backward(self, dy, input_grad=True):
         dx, dweight, dbias = F.conv2d_backward(
             dy, self._cache, self.params["weight"], self.stride, self.padding,
-            self.dilation, self.groups,
+            self.dilation, self.groups, input_grad=input_grad,
         )
         self._set_grad("weight", dweight)
         if self.use_bias:
             self._set_grad("bias", dbias)
         return dx
+
+    def _backward_params(self, dy):
+        self._backward(dy, input_grad=False)
