@@ -68,3 +68,17 @@ def test_stale_kernel_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
     (tmp_path / "b.py").write_text("y = 3\n")
     _drop_stale_cache(str(tmp_path))  # another file changed: cleared
     assert not list(cache.glob("*.nbi"))
+
+
+def test_kernel_cache_stamp_is_the_same_in_every_process():
+    # The stamp covers the fastmath flag sets; a set's repr order follows string
+    # hashing, which Python seeds per process. A stamp that differed between
+    # processes dropped the whole kernel cache in about every other new process.
+    code = "from fastcnn.kernels._jit import _options_key; print(_options_key())"
+    keys = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                             text=True, env=env, check=True).stdout
+        keys.add(out)
+    assert len(keys) == 1

@@ -61,6 +61,17 @@ def _with_cache(options: dict, function):
     return numba.njit(cache=False, **options)(function)
 
 
+def _options_key() -> str:
+    """Every option set as text that is the same in every process: fastmath flags
+    are sets, whose repr order follows string hashing, which differs per process
+    (a digest of the raw repr dropped the cache in about every other new process)."""
+    def canonical(value):
+        return sorted(value) if isinstance(value, set | frozenset) else value
+
+    return repr([sorted((key, canonical(value)) for key, value in options.items())
+                 for options in (_BASE_OPTIONS, _STRICT_OPTIONS, _REDUCTION_OPTIONS)])
+
+
 def _drop_stale_cache(cpu_dir: str | None = None) -> None:
     """Delete the CPU kernels' cached machine code when any kernel source or JIT
     option has changed since it was written.
@@ -75,9 +86,7 @@ def _drop_stale_cache(cpu_dir: str | None = None) -> None:
     if cpu_dir is None:
         cpu_dir = os.path.join(os.path.dirname(__file__), "cpu")
     cache_dir = os.path.join(cpu_dir, "__pycache__")
-    options = [sorted(o.items()) for o in
-               (_BASE_OPTIONS, _STRICT_OPTIONS, _REDUCTION_OPTIONS)]
-    digest = hashlib.sha256(repr(options).encode())
+    digest = hashlib.sha256(_options_key().encode())
     digest.update(numba.__version__.encode())
     for path in sorted(glob.glob(os.path.join(cpu_dir, "*.py"))):
         with open(path, "rb") as source:
