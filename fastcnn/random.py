@@ -9,21 +9,28 @@ future kernel that draws from ``np.random`` inside a jitted function.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
-import numba
 import numpy as np
-
-from .kernels._jit import cpu_helper
 
 _MAX_SEED = 2**32 - 1
 
 
-@cpu_helper
-def _seed_numba(value):
-    # Seeds the calling thread's Numba generator; jitted serial code runs on the
-    # calling thread, so this is the state such code draws from next.
-    np.random.seed(value)
+@functools.cache
+def _numba_seeder():
+    """The jitted function that seeds Numba's generator, made on first use:
+    importing numba costs about 0.5 s, and ``import fastcnn`` does not pay it (the
+    first kernel call does)."""
+    from .kernels._jit import cpu_helper
+
+    @cpu_helper
+    def seed_numba(value):
+        # Seeds the calling thread's Numba generator; jitted serial code runs on
+        # the calling thread, so this is the state such code draws from next.
+        np.random.seed(value)
+
+    return seed_numba
 
 
 def _check_seed(value) -> int:
@@ -50,7 +57,7 @@ def seed(s: int) -> None:
     """
     s = _check_seed(s)
     np.random.seed(s)
-    _seed_numba(np.uint32(s))
+    _numba_seeder()(np.uint32(s))
 
 
 def set_num_threads(n: int) -> None:
@@ -69,6 +76,8 @@ def set_num_threads(n: int) -> None:
     """
     if not isinstance(n, numbers.Integral) or isinstance(n, bool | np.bool_):
         raise TypeError(f"set_num_threads: n must be an int, got {n!r}.")
+    import numba
+
     limit = numba.config.NUMBA_NUM_THREADS
     if not 1 <= n <= limit:
         raise ValueError(
@@ -83,4 +92,6 @@ def get_num_threads() -> int:
 
     Shape: no arrays.
     """
+    import numba
+
     return numba.get_num_threads()

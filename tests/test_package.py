@@ -30,6 +30,21 @@ def test_import_compiles_no_kernel_and_skips_numba_cuda():
     assert out == "0 False"
 
 
+def test_import_does_not_import_numba():
+    # Importing numba costs about 0.5 s; import fastcnn (and building and
+    # inspecting a model, fastcnn.io) must not pay it: the first kernel call does.
+    # (fastcnn.seed does: it seeds Numba's generator inside jitted code.)
+    out = _run("""
+        import sys
+        import fastcnn, fastcnn.io
+        model = fastcnn.models.lenet5()
+        model.build((1, 28, 28))
+        model.summary(print_fn=lambda line: None)
+        print("numba" in sys.modules)
+    """)
+    assert out == "False"
+
+
 def test_read_only_cache_falls_back_to_no_cache(tmp_path):
     # Numba raises RuntimeError at decoration time when no cache locator works; the
     # decorator must then compile without a cache instead of failing the import.
