@@ -26,6 +26,17 @@ def maximum(a, b):
 
 
 @cuda_device
+def unravel4(i, size1, size2, size3):
+    """The 4-D index ``(a, b, c, d)`` of flat position ``i`` in a C-ordered array
+    whose last three sizes are ``size1, size2, size3`` (one thread per element)."""
+    d = i % size3
+    t = i // size3
+    c = t % size2
+    t //= size2
+    return t // size1, t % size1, c, d
+
+
+@cuda_device
 def block_sum(buf, tid, width):
     """Sum ``buf[0:width]`` over one block in a fixed tree order and return the total
     to every thread. ``width`` (the block size) is a power of two; each thread has

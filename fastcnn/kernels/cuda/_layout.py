@@ -7,6 +7,7 @@ from numba import cuda
 
 from .._jit import cuda_kernel
 from . import _launch
+from ._device import unravel4
 
 #: Threads per block (patched small by tests).
 THREADS_PER_BLOCK = 256
@@ -19,12 +20,7 @@ def _pad(x, xp, top, left):
         return
     channels, hp, wp = xp.shape[1], xp.shape[2], xp.shape[3]
     h, w = x.shape[2], x.shape[3]
-    iw = i % wp
-    t = i // wp
-    ih = t % hp
-    t //= hp
-    c = t % channels
-    n = t // channels
+    n, c, ih, iw = unravel4(i, channels, hp, wp)
     r = ih - top
     q = iw - left
     if 0 <= r < h and 0 <= q < w:
@@ -48,12 +44,7 @@ def _crop(xp, x, top, left):
     if i >= x.size:
         return
     channels, h, w = x.shape[1], x.shape[2], x.shape[3]
-    iw = i % w
-    t = i // w
-    ih = t % h
-    t //= h
-    c = t % channels
-    n = t // channels
+    n, c, ih, iw = unravel4(i, channels, h, w)
     x[n, c, ih, iw] = xp[n, c, ih + top, iw + left]
 
 

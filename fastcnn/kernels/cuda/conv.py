@@ -24,7 +24,7 @@ from numba import cuda
 
 from .._jit import cuda_kernel
 from . import _launch
-from ._device import block_sum, minimum
+from ._device import block_sum, minimum, unravel4
 
 #: Threads per block of the 1-D kernels (patched small by tests).
 THREADS_PER_BLOCK = 256
@@ -115,12 +115,7 @@ def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups):
     n_batch, c_out, oh_size, ow_size = y.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
     cout_g = c_out // groups
-    ow = i % ow_size
-    t = i // ow_size
-    oh = t % oh_size
-    t //= oh_size
-    co = t % c_out
-    n = t // c_out
+    n, co, oh, ow = unravel4(i, c_out, oh_size, ow_size)
     ci0 = (co // cout_g) * cin_g
     acc = b[co]
     for cil in range(cin_g):
@@ -173,12 +168,7 @@ def _backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
     c_out, oh_size, ow_size = dy.shape[1], dy.shape[2], dy.shape[3]
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
     cout_g = c_out // groups
-    iw = i % wp
-    t = i // wp
-    ih = t % hp
-    t //= hp
-    ci = t % c_in
-    n = t // c_in
+    n, ci, ih, iw = unravel4(i, c_in, hp, wp)
     g = ci // cin_g
     cil = ci % cin_g
     acc = dxp.dtype.type(0)

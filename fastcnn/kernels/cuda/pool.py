@@ -15,7 +15,7 @@ from numba import cuda
 
 from .._jit import cuda_device, cuda_kernel
 from . import _launch
-from ._device import maximum, minimum
+from ._device import maximum, minimum, unravel4
 
 #: Threads per block (patched small by tests).
 THREADS_PER_BLOCK = 256
@@ -64,12 +64,7 @@ def _max_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
         return
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
-    ow = i % ow_size
-    t = i // ow_size
-    oh = t % oh_size
-    t //= oh_size
-    c = t % channels
-    n = t // channels
+    n, c, oh, ow = unravel4(i, channels, oh_size, ow_size)
     ih0, ih1 = _dilated_taps(oh, kh, sh, ph, dh, h)
     iw0, iw1 = _dilated_taps(ow, kw, sw, pw, dw, w)
     best, bh, bw = _window_argmax(x, n, c, ih0, ih1, dh, iw0, iw1, dw)
@@ -97,12 +92,7 @@ def _max_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
         return
     n_batch, channels, h, w = dx.shape
     oh_size, ow_size = dy.shape[2], dy.shape[3]
-    iw = i % w
-    t = i // w
-    ih = t % h
-    t //= h
-    c = t % channels
-    n = t // channels
+    n, c, ih, iw = unravel4(i, channels, h, w)
     oh_lo, oh_hi = _covering(ih, kh, sh, ph, dh, oh_size)
     ow_lo, ow_hi = _covering(iw, kw, sw, pw, dw, ow_size)
     acc = dx.dtype.type(0)
@@ -158,12 +148,7 @@ def _avg_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
         return
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
-    ow = i % ow_size
-    t = i // ow_size
-    oh = t % oh_size
-    t //= oh_size
-    c = t % channels
-    n = t // channels
+    n, c, oh, ow = unravel4(i, channels, oh_size, ow_size)
     ih0, ih1, ext_h = _avg_window(oh, kh, sh, ph, h)
     iw0, iw1, ext_w = _avg_window(ow, kw, sw, pw, w)
     divisor = _divisor(ih0, ih1, ext_h, iw0, iw1, ext_w, count_include_pad)
@@ -195,12 +180,7 @@ def _avg_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
         return
     n_batch, channels, h, w = dx.shape
     oh_size, ow_size = dy.shape[2], dy.shape[3]
-    iw = i % w
-    t = i // w
-    ih = t % h
-    t //= h
-    c = t % channels
-    n = t // channels
+    n, c, ih, iw = unravel4(i, channels, h, w)
     # Windows are k long with no dilation; the clipping below drops the windows
     # whose inside part misses this element.
     oh_lo, oh_hi = _covering(ih, kh, sh, ph, 1, oh_size)
