@@ -68,7 +68,9 @@ def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, co
                 for kw in range(kw_size):
                     dst = patch[k, j : j + seg]
                     if sw == 1:
-                        dst[:] = src[ow + kw * dw : ow + kw * dw + seg]
+                        row = src[ow + kw * dw : ow + kw * dw + seg]
+                        for t in range(seg):
+                            dst[t] = row[t]
                     else:
                         for t in range(seg):
                             dst[t] = src[(ow + t) * sw + kw * dw]
@@ -178,6 +180,9 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
         p0 = (task % tiles) * tile
         count = min(tile, positions - p0)
         patch = np.empty((k_size, tile), dtype=y.dtype)
+        # The patch starts at column 0. A literal 0 would be typed Literal[int] and
+        # compile the row helpers a second time (dx passes a variable start).
+        start = np.int64(0)
         for g in range(groups):
             _im2col(xp, n, g * cin_g, cin_g, kh_size, kw_size, sh, sw, dh, dw,
                     ow_size, p0, count, patch)
@@ -187,10 +192,11 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
             while co + 2 <= (g + 1) * cout_g:
                 _accumulate_rows_pair(yv[n, co, p0 : p0 + count],
                                       yv[n, co + 1, p0 : p0 + count], wm[co],
-                                      wm[co + 1], patch, 0, count)
+                                      wm[co + 1], patch, start, count)
                 co += 2
             if co < (g + 1) * cout_g:
-                _accumulate_rows(yv[n, co, p0 : p0 + count], wm[co], patch, 0, count)
+                _accumulate_rows(yv[n, co, p0 : p0 + count], wm[co], patch, start,
+                                 count)
 
 
 @cpu_kernel
@@ -319,7 +325,10 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
     tile = _tile_width(k_size)
     dyv = dy.reshape(n_batch, c_out, positions)
     partial = np.empty((n_batch, c_out, k_size), dtype=dwt.dtype)
-    for n in prange(n_batch):
+    for image in prange(n_batch):
+        # prange's index is unsigned; the helpers take signed ints, and one type
+        # for them everywhere means they compile once, not once per signedness.
+        n = np.int64(image)
         patch = np.empty((k_size, tile), dtype=dwt.dtype)
         part = partial[n]
         part[:, :] = 0
@@ -333,7 +342,9 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
         row = dwm[co]
-        row[:] = partial[0, co]
+        first = partial[0, co]
+        for k in range(k_size):
+            row[k] = first[k]
         for n in range(1, n_batch):
             src = partial[n, co]
             for k in range(k_size):

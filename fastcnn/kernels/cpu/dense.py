@@ -37,7 +37,9 @@ def linear_forward(x, wt, b, y):
         o0 = (task % n_blocks) * OUT_BLOCK
         o1 = min(o0 + OUT_BLOCK, c_out)
         dst = y[n, o0:o1]
-        dst[:] = b[o0:o1]
+        bias = b[o0:o1]
+        for j in range(o1 - o0):
+            dst[j] = bias[j]
         xrow = x[n]
         for k in range(c_in):
             xv = xrow[k]

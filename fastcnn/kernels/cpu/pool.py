@@ -120,8 +120,11 @@ def _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw):
 # The most common pooling by far (every LeNet / VGG-style network), as kernels of
 # their own: constant sizes, 4-D indexing and no other code path in the loop body
 # let LLVM vectorise them. Inside the general kernels' prange the same loops ran
-# 10-20x slower (measured), so the general kernels call these before their prange
-# when the windows are 2x2, stride 2, unpadded, undilated and inside the input.
+# 10-20x slower (measured), so the public kernels at the end of this file, plain
+# Python, send the 2x2, stride 2, unpadded, undilated, inside-the-input case here and
+# everything else to the general kernels. Choosing in Python rather than inside one
+# jitted kernel means a network compiles only the kernels it runs (a general
+# kernel costs about 4 s to compile, cold).
 
 
 @cpu_kernel
@@ -218,18 +221,11 @@ def _avg_pool_2x2_backward(dy, dx):
 
 
 @cpu_kernel
-def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
-    """``y`` = maximum of each (dilated) window; a window with no tap inside the input
-    gives -inf.
-
-    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
-    """
+def _max_pool2d_forward_any(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+    """:func:`max_pool2d_forward` for any window."""
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
     inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
-    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw) and inside:
-        _max_pool_2x2_forward(x, y)
-        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -247,19 +243,11 @@ def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @cpu_kernel
-def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
-    """Route each ``dy`` to its window's argmax (recomputed from ``x`` with the
-    forward's rule); ``dx`` is overwritten and overlapping windows accumulate.
-
-    Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W).
-    Parallel over ``N * C``.
-    """
+def _max_pool2d_backward_any(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+    """:func:`max_pool2d_backward` for any window."""
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = x.shape[2], x.shape[3]
     inside = _windows_inside(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw, dh, dw)
-    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw) and inside:
-        _max_pool_2x2_backward(dy, x, dx)
-        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -303,17 +291,10 @@ def _avg_divisor(ih0, ih1, ext_h, iw0, iw1, ext_w, count_include_pad):
 
 
 @cpu_kernel
-def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
-    """``y`` = sum of each window's inputs / divisor, the divisor being the window's
-    size counting padding (``count_include_pad``) or only the inputs inside.
-
-    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
-    """
+def _avg_pool2d_forward_any(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """:func:`avg_pool2d_forward` for any window."""
     n_batch, channels, oh_size, ow_size = y.shape
     h, w = x.shape[2], x.shape[3]
-    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw):
-        _avg_pool_2x2_forward(x, y)
-        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -335,17 +316,10 @@ def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
 
 
 @cpu_kernel
-def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
-    """Spread each ``dy / divisor`` over its window's inputs; ``dx`` is overwritten
-    and overlapping windows accumulate.
-
-    Shape: dy (N, C, OH, OW), dx (N, C, H, W). Parallel over ``N * C``.
-    """
+def _avg_pool2d_backward_any(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """:func:`avg_pool2d_backward` for any window."""
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = dx.shape[2], dx.shape[3]
-    if _is_2x2_unpadded(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw):
-        _avg_pool_2x2_backward(dy, dx)
-        return
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
@@ -363,6 +337,74 @@ def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
                     row = plane[ih]
                     for iw in range(iw0, iw1):
                         row[iw] += share
+
+
+# ------------------------------------------------------------- public entry points
+#
+# Plain Python: each picks the 2x2 kernel or the general one (see the comment above
+# the 2x2 kernels) with the helpers' own Python code (``py_func``), so the rule is
+# written once.
+
+
+def _is_2x2_max(x_shape, y_shape, kh, kw, sh, sw, ph, pw, dh, dw) -> bool:
+    h, w, oh_size, ow_size = x_shape[2], x_shape[3], y_shape[2], y_shape[3]
+    return (_is_2x2_unpadded.py_func(h, w, oh_size, ow_size, kh, kw, sh, sw, ph, pw)
+            and _windows_inside.py_func(h, w, oh_size, ow_size, kh, kw, sh, sw, ph,
+                                        pw, dh, dw))
+
+
+def _is_2x2_avg(x_shape, y_shape, kh, kw, sh, sw, ph, pw) -> bool:
+    return _is_2x2_unpadded.py_func(x_shape[2], x_shape[3], y_shape[2], y_shape[3],
+                                    kh, kw, sh, sw, ph, pw)
+
+
+def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+    """``y`` = maximum of each (dilated) window; a window with no tap inside the input
+    gives -inf.
+
+    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
+    """
+    if _is_2x2_max(x.shape, y.shape, kh, kw, sh, sw, ph, pw, dh, dw):
+        _max_pool_2x2_forward(x, y)
+    else:
+        _max_pool2d_forward_any(x, y, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Route each ``dy`` to its window's argmax (recomputed from ``x`` with the
+    forward's rule); ``dx`` is overwritten and overlapping windows accumulate.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W).
+    Parallel over ``N * C``.
+    """
+    if _is_2x2_max(x.shape, dy.shape, kh, kw, sh, sw, ph, pw, dh, dw):
+        _max_pool_2x2_backward(dy, x, dx)
+    else:
+        _max_pool2d_backward_any(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """``y`` = sum of each window's inputs / divisor, the divisor being the window's
+    size counting padding (``count_include_pad``) or only the inputs inside.
+
+    Shape: x (N, C, H, W), y (N, C, OH, OW). Parallel over ``N * C``.
+    """
+    if _is_2x2_avg(x.shape, y.shape, kh, kw, sh, sw, ph, pw):
+        _avg_pool_2x2_forward(x, y)
+    else:
+        _avg_pool2d_forward_any(x, y, kh, kw, sh, sw, ph, pw, count_include_pad)
+
+
+def avg_pool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """Spread each ``dy / divisor`` over its window's inputs; ``dx`` is overwritten
+    and overlapping windows accumulate.
+
+    Shape: dy (N, C, OH, OW), dx (N, C, H, W). Parallel over ``N * C``.
+    """
+    if _is_2x2_avg(dx.shape, dy.shape, kh, kw, sh, sw, ph, pw):
+        _avg_pool_2x2_backward(dy, dx)
+    else:
+        _avg_pool2d_backward_any(dy, dx, kh, kw, sh, sw, ph, pw, count_include_pad)
 
 
 @cpu_kernel
