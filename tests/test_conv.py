@@ -71,6 +71,40 @@ def test_float32_matches_naive(rng):
         assert_close(got, ref, 1e-4, 1e-4, name)
 
 
+# Big enough that the CPU kernels split the work: several tiles of output positions
+# per image and several chunks of input channels per tile (checked below, so the
+# test cannot silently stop covering the split), with 4 + 1 output-row blocks.
+TILED_CASES = [
+    (1, 20, 26, 26, 5, (3, 3), 1, 1, 1, 1),
+    (1, 40, 48, 48, 6, (3, 3), 2, 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize("case", TILED_CASES)
+def test_tiled_and_chunked_paths_match_naive(case, rng):
+    from fastcnn.kernels.cpu.conv import _gemm_tiles
+
+    n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
+    x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
+    geo, expected = _reference(x, wt, b, stride, padding, dilation, groups)
+    positions = geo.out_hw[0] * geo.out_hw[1]
+    tile, chunk = _gemm_tiles.py_func(c_out // groups, positions, k[0] * k[1],
+                                      c_in // groups)
+    assert tile < positions and chunk < c_in // groups, (tile, chunk)
+    y = F.conv2d(x, wt, b, stride, padding, dilation, groups)
+    assert_close(y, expected, 1e-12, 1e-12, "y")
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = F.conv2d_backward(dy, x, wt, stride, padding, dilation, groups)
+    rdx, rdw, rdb = naive.conv2d_backward(dy, x, wt, geo.stride, geo.pad_h, geo.pad_w,
+                                          geo.dilation, groups)
+    assert_close(dx, rdx, 1e-12, 1e-12, "dx")
+    assert_close(dw, rdw, 1e-12, 1e-12, "dweight")
+    args = (stride, padding, dilation, groups)
+    assert_thread_count_invariant(lambda: F.conv2d(x, wt, b, *args), "conv2d tiled")
+    assert_thread_count_invariant(lambda: F.conv2d_backward(dy, x, wt, *args),
+                                  "conv2d_backward tiled")
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_finite_differences(case, rng):
     n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
