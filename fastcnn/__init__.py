@@ -27,6 +27,7 @@ from . import (
     optimizers,
     schedules,
 )
+from ._buffers import release_buffers
 from ._version import __version__
 from .backend import get_device, set_device
 from .inspect import gradcheck, receptive_field
@@ -62,6 +63,7 @@ __all__ = [
     "models",
     "optimizers",
     "receptive_field",
+    "release_buffers",
     "save_model",
     "schedules",
     "seed",

@@ -39,6 +39,19 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+def _megabytes(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number of MiB >= 0, got {raw!r}")
+    return value
+
+
 @dataclass
 class Settings:
     """The process-wide settings, with the environment variable each comes from."""
@@ -64,6 +77,11 @@ class Settings:
     #: (0: wait forever).
     dist_timeout: float = field(
         default_factory=lambda: _seconds("FASTCNN_DIST_TIMEOUT", 300.0)
+    )
+    #: FASTCNN_BUFFER_POOL_MB: the most memory, in MiB, that the ops keep in idle
+    #: output buffers for reuse (see ``fastcnn/_buffers.py``; 0: no reuse).
+    buffer_pool_mb: float = field(
+        default_factory=lambda: _megabytes("FASTCNN_BUFFER_POOL_MB", 512.0)
     )
 
 
