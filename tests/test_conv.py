@@ -71,12 +71,16 @@ def test_float32_matches_naive(rng):
         assert_close(got, ref, 1e-4, 1e-4, name)
 
 
-# Big enough that the CPU kernels split the work: several tiles of output positions
-# per image and several chunks of input channels per tile (checked below, so the
-# test cannot silently stop covering the split), with 4 + 1 output-row blocks.
+# Shapes that make the CPU kernels split the work: several tiles of output positions
+# per image and several chunks of input channels per tile, or several whole images
+# per tile (checked below, so the test cannot silently stop covering the split),
+# with 4 + 1 output-row blocks.
 TILED_CASES = [
     (1, 20, 26, 26, 5, (3, 3), 1, 1, 1, 1),
     (1, 40, 48, 48, 6, (3, 3), 2, 1, 1, 2),
+    # Small images: several per task, the last task short of a full group.
+    (7, 6, 10, 10, 5, (3, 3), 1, 0, 1, 1),
+    (10, 4, 9, 9, 6, (3, 2), 2, 1, 1, 2),
 ]
 
 
@@ -88,9 +92,12 @@ def test_tiled_and_chunked_paths_match_naive(case, rng):
     x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
     geo, expected = _reference(x, wt, b, stride, padding, dilation, groups)
     positions = geo.out_hw[0] * geo.out_hw[1]
-    tile, chunk = _gemm_tiles.py_func(c_out // groups, positions, k[0] * k[1],
-                                      c_in // groups)
-    assert tile < positions and chunk < c_in // groups, (tile, chunk)
+    tile, chunk, images = _gemm_tiles.py_func(c_out // groups, positions, k[0] * k[1],
+                                              c_in // groups, n)
+    if images == 1:
+        assert tile < positions and chunk < c_in // groups, (tile, chunk)
+    else:
+        assert tile == images * positions and n % images, (tile, images)
     y = F.conv2d(x, wt, b, stride, padding, dilation, groups)
     assert_close(y, expected, 1e-12, 1e-12, "y")
     dy = rng.standard_normal(y.shape)

@@ -49,7 +49,7 @@ def _tile_width(k_size):
 
 @cpu_helper
 def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, count,
-            patch):
+            patch, col0):
     """``patch[k, j] = xp[n, ci0 + ci, oh*sh + kh*dh, ow*sw + kw*dw]`` for the
     ``count`` output positions ``p = p0 + j`` (``oh, ow = divmod(p, OW)``).
 
@@ -67,7 +67,7 @@ def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, co
             for kh in range(kh_size):
                 src = plane[oh * sh + kh * dh]
                 for kw in range(kw_size):
-                    dst = patch[k, j : j + seg]
+                    dst = patch[k, col0 + j : col0 + j + seg]
                     if sw == 1:
                         row = src[ow + kw * dw : ow + kw * dw + seg]
                         for t in range(seg):
@@ -81,7 +81,7 @@ def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, co
 
 @cpu_helper
 def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size,
-                p0, count):
+                p0, count, col0):
     """The adjoint of :func:`_im2col`: add ``dpatch[k, j]`` back into the padded
     input position it was copied from, in a fixed order (segments, then k)."""
     j = 0
@@ -95,7 +95,7 @@ def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow
             for kh in range(kh_size):
                 dst = plane[oh * sh + kh * dh]
                 for kw in range(kw_size):
-                    src = dpatch[k, j : j + seg]
+                    src = dpatch[k, col0 + j : col0 + j + seg]
                     if sw == 1:
                         out = dst[ow + kw * dw : ow + kw * dw + seg]
                         for t in range(seg):
@@ -108,21 +108,27 @@ def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow
 
 
 @cpu_helper
-def _gemm_tiles(c_out_g, positions, k_taps, c_in_g):
+def _gemm_tiles(c_out_g, positions, k_taps, c_in_g, n_batch):
     """Tile sizes of a product ``out (M x positions) += coef @ rows`` done in slices:
-    ``(tile, chunk)`` with ``tile`` output columns per task (a multiple of 16 in
-    [64, 512], or every position when there are fewer) and ``chunk`` input channels
-    (``chunk * k_taps`` rows of the patch) per pass.
+    ``(tile, chunk, images)``. ``tile`` is the output columns per task: a multiple
+    of 16 in [64, 512] of one image's positions, or, when an image has fewer
+    positions than that, ``images`` whole images side by side (leaving at least 4
+    tasks). ``chunk`` is the input channels (``chunk * k_taps`` patch rows) per pass.
 
     Measured on this machine (one thread, float32): the 4-row accumulation below
     reaches 60-75 GFLOP/s when the ``M x tile`` output and the ``chunk x tile``
     patch each stay within 128 KiB and the rows are a few hundred long, against
     28 GFLOP/s for 64-long rows (a whole 576-row patch squeezed into 128 KiB).
+    Several images per task: LeNet's second convolution (8x8 outputs) 20-30%
+    faster, forward and dx.
     """
     tile = (TILE_ELEMENTS // max(c_out_g, 1)) // 16 * 16
     tile = min(max(tile, 64), 512)
+    images = 1
     if positions <= tile:
-        tile = positions
+        # Whole images per task, up to the tile's width, leaving at least 4 tasks.
+        images = max(min(tile // positions, (n_batch + 3) // 4), 1)
+        tile = positions * images
     else:
         # Equal tiles (rounded up to 16): no short last tile.
         tiles = (positions + tile - 1) // tile
@@ -134,7 +140,7 @@ def _gemm_tiles(c_out_g, positions, k_taps, c_in_g):
         # Measured: 32 -> 32 channels, 32x32, 3x3: 9% faster forward.
         chunk = (chunk + 2) // 4 * 4
     chunk = min(chunk, c_in_g)
-    return tile, chunk
+    return tile, chunk, images
 
 
 @cpu_helper
@@ -226,9 +232,9 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     """``y = conv(xp, w) + b``.
 
     Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
-    y (N, C_out, OH, OW). Parallel over ``N * ceil(OH*OW / tile)`` output tiles;
-    each tile sums its patch a chunk of input channels at a time (see
-    :func:`_gemm_tiles`).
+    y (N, C_out, OH, OW). Parallel over tiles of output positions: part of one
+    image, or several whole images when an image has few positions; each tile sums
+    its patch a chunk of input channels at a time (see :func:`_gemm_tiles`).
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
@@ -236,32 +242,62 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     taps = kh_size * kw_size
     k_size = cin_g * taps
     positions = oh_size * ow_size
-    tile, chunk = _gemm_tiles(cout_g, positions, taps, cin_g)
-    tiles = (positions + tile - 1) // tile
+    tile, chunk, images = _gemm_tiles(cout_g, positions, taps, cin_g, n_batch)
     wm = w.reshape(c_out, k_size)
     yv = y.reshape(n_batch, c_out, positions)
-    for task in prange(n_batch * tiles):
-        n = task // tiles
-        p0 = (task % tiles) * tile
-        count = min(tile, positions - p0)
-        out = yv[n]
-        patch = np.empty((chunk * taps, tile), dtype=y.dtype)
-        # The patch starts at column 0. A literal 0 would be typed Literal[int] and
-        # compile the helpers a second time (dx passes a variable start).
-        start = np.int64(0)
+    zero = np.int64(0)
+    if images == 1:
+        tiles = (positions + tile - 1) // tile
+        for task in prange(n_batch * tiles):
+            n = task // tiles
+            p0 = (task % tiles) * tile
+            count = min(tile, positions - p0)
+            out = yv[n]
+            patch = np.empty((chunk * taps, tile), dtype=y.dtype)
+            for g in range(groups):
+                co0 = g * cout_g
+                for co in range(co0, co0 + cout_g):
+                    row = out[co, p0 : p0 + count]
+                    bias = b[co]
+                    for j in range(count):
+                        row[j] = bias
+                for c0 in range(0, cin_g, chunk):
+                    c_count = min(chunk, cin_g - c0)
+                    _im2col(xp, n, g * cin_g + c0, c_count, kh_size, kw_size, sh, sw,
+                            dh, dw, ow_size, p0, count, patch, zero)
+                    _accumulate(out, co0, co0 + cout_g, p0, wm, co0, c0 * taps, patch,
+                                c_count * taps, zero, count)
+        return
+    # Several whole images per task: their positions side by side in the patch and
+    # in a scratch output, copied into y at the end.
+    width = images * positions
+    tasks = (n_batch + images - 1) // images
+    for task in prange(tasks):
+        n0 = np.int64(task) * images
+        count = min(images, n_batch - n0)
+        cols = count * positions
+        patch = np.empty((chunk * taps, width), dtype=y.dtype)
+        acc = np.empty((cout_g, width), dtype=y.dtype)
         for g in range(groups):
             co0 = g * cout_g
-            for co in range(co0, co0 + cout_g):
-                row = out[co, p0 : p0 + count]
-                bias = b[co]
-                for j in range(count):
+            for co in range(cout_g):
+                row = acc[co]
+                bias = b[co0 + co]
+                for j in range(cols):
                     row[j] = bias
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
-                _im2col(xp, n, g * cin_g + c0, c_count, kh_size, kw_size, sh, sw, dh,
-                        dw, ow_size, p0, count, patch)
-                _accumulate(out, co0, co0 + cout_g, p0, wm, co0, c0 * taps, patch,
-                            c_count * taps, start, count)
+                for i in range(count):
+                    _im2col(xp, n0 + i, g * cin_g + c0, c_count, kh_size, kw_size, sh,
+                            sw, dh, dw, ow_size, zero, positions, patch, i * positions)
+                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, patch,
+                            c_count * taps, zero, cols)
+            for i in range(count):
+                for co in range(cout_g):
+                    src = acc[co, i * positions : (i + 1) * positions]
+                    dst = yv[n0 + i, co0 + co]
+                    for j in range(positions):
+                        dst[j] = src[j]
 
 
 @cpu_kernel
@@ -269,9 +305,10 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
     """Gradient with respect to the padded input: ``dxp`` is overwritten.
 
     Shape: dy (N, C_out, OH, OW), w (C_out, C_in/groups, KH, KW),
-    dxp (N, C_in, Hp, Wp). Parallel over (image, group, chunk of input channels):
-    their slices of ``dxp`` are disjoint. Each task builds ``dP = W.T @ dy`` for its
-    channels a tile of positions at a time and scatters it back in a fixed order.
+    dxp (N, C_in, Hp, Wp). Parallel over (image or group of images, group, chunk
+    of input channels): their slices of ``dxp`` are disjoint. Each task builds
+    ``dP = W.T @ dy`` for its channels a tile of positions at a time and scatters
+    it back in a fixed order.
     """
     n_batch = dxp.shape[0]
     c_out, oh_size, ow_size = dy.shape[1], dy.shape[2], dy.shape[3]
@@ -280,7 +317,7 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
     taps = kh_size * kw_size
     k_size = cin_g * taps
     positions = oh_size * ow_size
-    tile, chunk = _gemm_tiles(cout_g, positions, taps, cin_g)
+    tile, chunk, images = _gemm_tiles(cout_g, positions, taps, cin_g, n_batch)
     chunks = (cin_g + chunk - 1) // chunk
     # W.T of each group, (groups, K, C_out/groups): the coefficients of dP's rows.
     wt = np.empty((groups, k_size, cout_g), dtype=w.dtype)
@@ -290,24 +327,45 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
             for k in range(k_size):
                 wt[g, k, co] = wm[g * cout_g + co, k]
     dyv = dy.reshape(n_batch, c_out, positions)
-    for task in prange(n_batch * groups * chunks):
-        n = task // (groups * chunks)
-        g = (task // chunks) % groups
-        c0 = (task % chunks) * chunk
+    zero = np.int64(0)
+    image_groups = (n_batch + images - 1) // images
+    for task in prange(image_groups * groups * chunks):
+        t = np.int64(task)
+        n0 = (t // (groups * chunks)) * images
+        g = (t // chunks) % groups
+        c0 = (t % chunks) * chunk
+        count = min(images, n_batch - n0)
         c_count = min(chunk, cin_g - c0)
         ci0 = g * cin_g + c0
-        dxp[n, ci0 : ci0 + c_count] = 0
         rows = c_count * taps
+        for i in range(count):
+            dxp[n0 + i, ci0 : ci0 + c_count] = 0
         dpatch = np.empty((chunk * taps, tile), dtype=dxp.dtype)
-        grad = dyv[n, g * cout_g : (g + 1) * cout_g]
-        zero = np.int64(0)
-        for p0 in range(0, positions, tile):
-            count = min(tile, positions - p0)
-            dpatch[:rows, :count] = 0
+        if images == 1:
+            grad = dyv[n0, g * cout_g : (g + 1) * cout_g]
+            for p0 in range(0, positions, tile):
+                width = min(tile, positions - p0)
+                dpatch[:rows, :width] = 0
+                _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad,
+                            cout_g, p0, width)
+                _col2im_add(dpatch, dxp, n0, ci0, c_count, kh_size, kw_size, sh, sw,
+                            dh, dw, ow_size, p0, width, zero)
+        else:
+            # Several whole images: their dy side by side, as the forward's patch.
+            cols = count * positions
+            grad = np.empty((cout_g, tile), dtype=dxp.dtype)
+            for co in range(cout_g):
+                dst = grad[co]
+                for i in range(count):
+                    src = dyv[n0 + i, g * cout_g + co]
+                    for j in range(positions):
+                        dst[i * positions + j] = src[j]
+            dpatch[:rows, :cols] = 0
             _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad, cout_g,
-                        p0, count)
-            _col2im_add(dpatch, dxp, n, ci0, c_count, kh_size, kw_size, sh, sw, dh, dw,
-                        ow_size, p0, count)
+                        zero, cols)
+            for i in range(count):
+                _col2im_add(dpatch, dxp, n0 + i, ci0, c_count, kh_size, kw_size, sh, sw,
+                            dh, dw, ow_size, zero, positions, i * positions)
 
 
 @cpu_reduction
@@ -396,6 +454,7 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
         # prange's index is unsigned; the helpers take signed ints, and one type
         # for them everywhere means they compile once, not once per signedness.
         n = np.int64(image)
+        zero = np.int64(0)
         patch = np.empty((k_size, tile), dtype=dwt.dtype)
         part = partial[n]
         part[:, :] = 0
@@ -403,7 +462,7 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
             for p0 in range(0, positions, tile):
                 count = min(tile, positions - p0)
                 _im2col(xp, n, g * cin_g, cin_g, kh_size, kw_size, sh, sw, dh, dw,
-                        ow_size, p0, count, patch)
+                        ow_size, p0, count, patch, zero)
                 _add_dots(part, g * cout_g, (g + 1) * cout_g, dyv, n, p0, patch,
                           count)
     dwm = dwt.reshape(c_out, k_size)
