@@ -40,14 +40,6 @@ TILE_ELEMENTS = 32768
 
 
 @cpu_helper
-def _tile_width(k_size):
-    """Output columns per tile: a multiple of 16 in [64, 512], so the inner loops are
-    long enough to vectorise and the (k_size x tile) patch stays in cache."""
-    width = (TILE_ELEMENTS // max(k_size, 1)) // 16 * 16
-    return min(max(width, 64), 512)
-
-
-@cpu_helper
 def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, count,
             patch, col0):
     """``patch[k, j] = xp[n, ci0 + ci, oh*sh + kh*dh, ow*sw + kw*dw]`` for the
@@ -398,38 +390,40 @@ def _dot(d0, r0, count):
 
 
 @cpu_helper
-def _add_dots(part, co, co_stop, dyv, n, p0, patch, count):
-    """``part[co, k] += dot(dyv[n, co, p0:p0 + count], patch[k, :count])`` for every
-    ``co`` in ``[co, co_stop)`` and every patch row ``k``: two output channels by four
-    patch rows at a time. (Rows are sliced from the C-contiguous arrays one at a
-    time, so Numba knows them contiguous and the dots vectorise.)"""
-    k_size = patch.shape[0]
+def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count):
+    """``part[c, k0 + k] += dot(grad[c - g_off, g_start:g_start + count],
+    patch[k, :count])`` for every ``c`` in ``[co, co_stop)`` and ``k < n_rows``: two
+    output channels by four patch rows at a time. (Rows are sliced from the
+    C-contiguous arrays one at a time, so Numba knows them contiguous and the dots
+    vectorise.)"""
+    g_stop = g_start + count
     while co + 2 <= co_stop:
-        d0 = dyv[n, co, p0 : p0 + count]
-        d1 = dyv[n, co + 1, p0 : p0 + count]
+        d0 = grad[co - g_off, g_start:g_stop]
+        d1 = grad[co + 1 - g_off, g_start:g_stop]
         k = 0
-        while k + 4 <= k_size:
+        while k + 4 <= n_rows:
             a00, a01, a02, a03, a10, a11, a12, a13 = _dots_2x4(
                 d0, d1, patch[k, :count], patch[k + 1, :count],
                 patch[k + 2, :count], patch[k + 3, :count], count)
-            part[co, k] += a00
-            part[co, k + 1] += a01
-            part[co, k + 2] += a02
-            part[co, k + 3] += a03
-            part[co + 1, k] += a10
-            part[co + 1, k + 1] += a11
-            part[co + 1, k + 2] += a12
-            part[co + 1, k + 3] += a13
+            q = k0 + k
+            part[co, q] += a00
+            part[co, q + 1] += a01
+            part[co, q + 2] += a02
+            part[co, q + 3] += a03
+            part[co + 1, q] += a10
+            part[co + 1, q + 1] += a11
+            part[co + 1, q + 2] += a12
+            part[co + 1, q + 3] += a13
             k += 4
-        while k < k_size:
-            part[co, k] += _dot(d0, patch[k, :count], count)
-            part[co + 1, k] += _dot(d1, patch[k, :count], count)
+        while k < n_rows:
+            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
+            part[co + 1, k0 + k] += _dot(d1, patch[k, :count], count)
             k += 1
         co += 2
     if co < co_stop:
-        d0 = dyv[n, co, p0 : p0 + count]
-        for k in range(k_size):
-            part[co, k] += _dot(d0, patch[k, :count], count)
+        d0 = grad[co - g_off, g_start:g_stop]
+        for k in range(n_rows):
+            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
 
 
 @cpu_kernel
@@ -437,42 +431,71 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
     """Gradient with respect to the weight: ``dwt`` is overwritten.
 
     Shape: dy (N, C_out, OH, OW), xp (N, C_in, Hp, Wp),
-    dwt (C_out, C_in/groups, KH, KW). Parallel over images, each summing its own
-    ``dy[n] @ P[n].T`` into its own slot, as dot products of ``dy`` rows with patch
-    rows (both contiguous over output positions, so the long sums vectorise); then
-    parallel over ``C_out``, adding the slots in image order.
+    dwt (C_out, C_in/groups, KH, KW). Parallel over images (or groups of whole
+    images, as the forward's tiles: :func:`_gemm_tiles`), each summing its own
+    ``dy @ P.T`` into its own slot, as dot products of ``dy`` rows with patch rows
+    (both contiguous over output positions, so the long sums vectorise), a tile of
+    positions and a chunk of input channels at a time; then parallel over
+    ``C_out``, adding the slots in order.
     """
     n_batch, c_out, oh_size, ow_size = dy.shape
     cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
     cout_g = c_out // groups
-    k_size = cin_g * kh_size * kw_size
+    taps = kh_size * kw_size
+    k_size = cin_g * taps
     positions = oh_size * ow_size
-    tile = _tile_width(k_size)
+    tile, chunk, images = _gemm_tiles(cout_g, positions, taps, cin_g, n_batch)
     dyv = dy.reshape(n_batch, c_out, positions)
-    partial = np.empty((n_batch, c_out, k_size), dtype=dwt.dtype)
-    for image in prange(n_batch):
+    slots = (n_batch + images - 1) // images
+    partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
+    for slot in prange(slots):
         # prange's index is unsigned; the helpers take signed ints, and one type
         # for them everywhere means they compile once, not once per signedness.
-        n = np.int64(image)
+        s = np.int64(slot)
+        n0 = s * images
+        count = min(images, n_batch - n0)
         zero = np.int64(0)
-        patch = np.empty((k_size, tile), dtype=dwt.dtype)
-        part = partial[n]
+        patch = np.empty((chunk * taps, tile), dtype=dwt.dtype)
+        part = partial[s]
         part[:, :] = 0
-        for g in range(groups):
-            for p0 in range(0, positions, tile):
-                count = min(tile, positions - p0)
-                _im2col(xp, n, g * cin_g, cin_g, kh_size, kw_size, sh, sw, dh, dw,
-                        ow_size, p0, count, patch, zero)
-                _add_dots(part, g * cout_g, (g + 1) * cout_g, dyv, n, p0, patch,
-                          count)
+        if images == 1:
+            grad = dyv[n0]
+            for g in range(groups):
+                for p0 in range(0, positions, tile):
+                    width = min(tile, positions - p0)
+                    for c0 in range(0, cin_g, chunk):
+                        c_count = min(chunk, cin_g - c0)
+                        _im2col(xp, n0, g * cin_g + c0, c_count, kh_size, kw_size, sh,
+                                sw, dh, dw, ow_size, p0, width, patch, zero)
+                        _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, zero, p0,
+                                  patch, c_count * taps, c0 * taps, width)
+        else:
+            # Several whole images: their dy and patches side by side.
+            cols = count * positions
+            packed = np.empty((cout_g, tile), dtype=dwt.dtype)
+            for g in range(groups):
+                for co in range(cout_g):
+                    dst = packed[co]
+                    for i in range(count):
+                        src = dyv[n0 + i, g * cout_g + co]
+                        for j in range(positions):
+                            dst[i * positions + j] = src[j]
+                for c0 in range(0, cin_g, chunk):
+                    c_count = min(chunk, cin_g - c0)
+                    for i in range(count):
+                        _im2col(xp, n0 + i, g * cin_g + c0, c_count, kh_size, kw_size,
+                                sh, sw, dh, dw, ow_size, zero, positions, patch,
+                                i * positions)
+                    _add_dots(part, g * cout_g, (g + 1) * cout_g, packed, g * cout_g,
+                              zero, patch, c_count * taps, c0 * taps, cols)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
         row = dwm[co]
         first = partial[0, co]
         for k in range(k_size):
             row[k] = first[k]
-        for n in range(1, n_batch):
-            src = partial[n, co]
+        for s in range(1, slots):
+            src = partial[s, co]
             for k in range(k_size):
                 row[k] += src[k]
 
