@@ -136,16 +136,19 @@ def _gemm_tiles(c_out_g, positions, k_taps, c_in_g, n_batch):
 
 
 @cpu_helper
-def _accumulate_4(dst, d0, dst_start, coef, c0, k0, rows, n_rows, start, count):
-    """``dst[d0 + i, dst_start + j] += sum_k coef[c0 + i, k0 + k] *
-    rows[k, start + j]`` for ``i < 4``, ``k < n_rows``, ``j < count``.
+def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                  start, count):
+    """``dst[d0 + i, dst_start + j] += sum_k coef[c0 + i, k0 + k] * R[k, start + j]``
+    for ``i < 4``, ``k < n_rows``, ``j < count``, where row ``k`` of ``R`` is
+    ``src[r0 + row_of[k], off_of[k]:]``: a patch's rows (``row_of[k] = k``,
+    ``off_of[k] = 0``), or shifted windows of an input plane (the implicit patch
+    of a stride-1 convolution, see :func:`_conv2d_forward_shifted`).
 
     Register blocking, 4 outputs x 4 rows: each pass loads four rows and four
     outputs for sixteen multiply-adds. Rows are sliced one at a time because a 1-D
     slice of a C-contiguous array stays contiguous for Numba, so the loop over ``j``
     vectorises (a 2-D column slice would not).
     """
-    stop = start + count
     o0 = dst[d0, dst_start : dst_start + count]
     o1 = dst[d0 + 1, dst_start : dst_start + count]
     o2 = dst[d0 + 2, dst_start : dst_start + count]
@@ -158,10 +161,14 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, rows, n_rows, start, count):
         b0, b1, b2, b3 = w1[q], w1[q + 1], w1[q + 2], w1[q + 3]
         c_0, c_1, c_2, c_3 = w2[q], w2[q + 1], w2[q + 2], w2[q + 3]
         e0, e1, e2, e3 = w3[q], w3[q + 1], w3[q + 2], w3[q + 3]
-        r0, r1 = rows[k, start:stop], rows[k + 1, start:stop]
-        r2, r3 = rows[k + 2, start:stop], rows[k + 3, start:stop]
+        s0, s1 = start + off_of[k], start + off_of[k + 1]
+        s2, s3 = start + off_of[k + 2], start + off_of[k + 3]
+        r0_ = src[r0 + row_of[k], s0 : s0 + count]
+        r1 = src[r0 + row_of[k + 1], s1 : s1 + count]
+        r2 = src[r0 + row_of[k + 2], s2 : s2 + count]
+        r3 = src[r0 + row_of[k + 3], s3 : s3 + count]
         for j in range(count):
-            v0, v1, v2, v3 = r0[j], r1[j], r2[j], r3[j]
+            v0, v1, v2, v3 = r0_[j], r1[j], r2[j], r3[j]
             o0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
             o1[j] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
             o2[j] += c_0 * v0 + c_1 * v1 + c_2 * v2 + c_3 * v3
@@ -170,9 +177,10 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, rows, n_rows, start, count):
     while k < n_rows:
         q = k0 + k
         a0, b0, c_0, e0 = w0[q], w1[q], w2[q], w3[q]
-        r0 = rows[k, start:stop]
+        s0 = start + off_of[k]
+        r0_ = src[r0 + row_of[k], s0 : s0 + count]
         for j in range(count):
-            v0 = r0[j]
+            v0 = r0_[j]
             o0[j] += a0 * v0
             o1[j] += b0 * v0
             o2[j] += c_0 * v0
@@ -181,52 +189,65 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, rows, n_rows, start, count):
 
 
 @cpu_helper
-def _accumulate_1(dst, d0, dst_start, coef, c0, k0, rows, n_rows, start, count):
+def _accumulate_1(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                  start, count):
     """:func:`_accumulate_4` for one output row (the last ``M % 4``)."""
-    stop = start + count
     o0 = dst[d0, dst_start : dst_start + count]
     w0 = coef[c0]
     k = 0
     while k + 4 <= n_rows:
         q = k0 + k
         a0, a1, a2, a3 = w0[q], w0[q + 1], w0[q + 2], w0[q + 3]
-        r0, r1 = rows[k, start:stop], rows[k + 1, start:stop]
-        r2, r3 = rows[k + 2, start:stop], rows[k + 3, start:stop]
+        s0, s1 = start + off_of[k], start + off_of[k + 1]
+        s2, s3 = start + off_of[k + 2], start + off_of[k + 3]
+        r0_ = src[r0 + row_of[k], s0 : s0 + count]
+        r1 = src[r0 + row_of[k + 1], s1 : s1 + count]
+        r2 = src[r0 + row_of[k + 2], s2 : s2 + count]
+        r3 = src[r0 + row_of[k + 3], s3 : s3 + count]
         for j in range(count):
-            o0[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
+            o0[j] += a0 * r0_[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
         k += 4
     while k < n_rows:
         a0 = w0[k0 + k]
-        r0 = rows[k, start:stop]
+        s0 = start + off_of[k]
+        r0_ = src[r0 + row_of[k], s0 : s0 + count]
         for j in range(count):
-            o0[j] += a0 * r0[j]
+            o0[j] += a0 * r0_[j]
         k += 1
 
 
 @cpu_helper
-def _accumulate(dst, d0, d1, dst_start, coef, c0, k0, rows, n_rows, start, count):
+def _accumulate(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                start, count):
     """``dst[d, dst_start:+count] += coef[c0 + d - d0, k0:k0 + n_rows] @
-    rows[:n_rows, start:+count]`` for every output row ``d`` in ``[d0, d1)``, four
-    at a time, in a fixed order."""
+    R[:n_rows, start:+count]`` for every output row ``d`` in ``[d0, d1)``, four at a
+    time, in a fixed order (``R`` as in :func:`_accumulate_4`)."""
     d = d0
     while d + 4 <= d1:
-        _accumulate_4(dst, d, dst_start, coef, c0 + d - d0, k0, rows, n_rows, start,
-                      count)
+        _accumulate_4(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
+                      off_of, n_rows, start, count)
         d += 4
     while d < d1:
-        _accumulate_1(dst, d, dst_start, coef, c0 + d - d0, k0, rows, n_rows, start,
-                      count)
+        _accumulate_1(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
+                      off_of, n_rows, start, count)
         d += 1
 
 
-@cpu_kernel
-def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
-    """``y = conv(xp, w) + b``.
+@cpu_helper
+def _plain_rows(n_rows):
+    """``row_of`` and ``off_of`` for a patch held as rows: row ``k`` is row ``k``."""
+    row_of = np.arange(n_rows)
+    off_of = np.zeros(n_rows, dtype=np.int64)
+    return row_of, off_of
 
-    Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
-    y (N, C_out, OH, OW). Parallel over tiles of output positions: part of one
-    image, or several whole images when an image has few positions; each tile sums
-    its patch a chunk of input channels at a time (see :func:`_gemm_tiles`).
+
+@cpu_kernel
+def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
+    """:func:`conv2d_forward` through patches copied out of ``xp`` (any stride).
+
+    Parallel over tiles of output positions: part of one image, or several whole
+    images when an image has few positions; each tile sums its patch a chunk of
+    input channels at a time (see :func:`_gemm_tiles`).
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
@@ -238,6 +259,7 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     wm = w.reshape(c_out, k_size)
     yv = y.reshape(n_batch, c_out, positions)
     zero = np.int64(0)
+    row_of, off_of = _plain_rows(chunk * taps)
     if images == 1:
         tiles = (positions + tile - 1) // tile
         for task in prange(n_batch * tiles):
@@ -258,7 +280,7 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
                     _im2col(xp, n, g * cin_g + c0, c_count, kh_size, kw_size, sh, sw,
                             dh, dw, ow_size, p0, count, patch, zero)
                     _accumulate(out, co0, co0 + cout_g, p0, wm, co0, c0 * taps, patch,
-                                c_count * taps, zero, count)
+                                zero, row_of, off_of, c_count * taps, zero, count)
         return
     # Several whole images per task: their positions side by side in the patch and
     # in a scratch output, copied into y at the end.
@@ -282,14 +304,102 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
                 for i in range(count):
                     _im2col(xp, n0 + i, g * cin_g + c0, c_count, kh_size, kw_size, sh,
                             sw, dh, dw, ow_size, zero, positions, patch, i * positions)
-                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, patch,
-                            c_count * taps, zero, cols)
+                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, patch, zero,
+                            row_of, off_of, c_count * taps, zero, cols)
             for i in range(count):
                 for co in range(cout_g):
                     src = acc[co, i * positions : (i + 1) * positions]
                     dst = yv[n0 + i, co0 + co]
                     for j in range(positions):
                         dst[j] = src[j]
+
+
+@cpu_kernel
+def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
+    """:func:`conv2d_forward` for stride 1, without copying patches.
+
+    With stride 1, output ``(oh, ow)`` reads tap ``(kh, kw)`` of channel ``ci`` at
+    flat index ``q + kh*dh*Wp + kw*dw`` of the padded plane, where
+    ``q = oh*Wp + ow``. So over a range of ``q`` every patch row is a contiguous
+    window of the plane itself, shifted by its tap's offset: the product runs on
+    those windows directly. The price: ``q`` also covers the ``Wp - OW`` columns
+    past each output row's end, computed and dropped (3-12% more work for
+    "same" padding; the copies it saves cost more: measured below). Parallel over
+    (image, tile of ``q``); sums in the same fixed order as the im2col path's.
+    """
+    n_batch, c_out, oh_size, ow_size = y.shape
+    wp = xp.shape[3]
+    cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
+    cout_g = c_out // groups
+    taps = kh_size * kw_size
+    k_size = cin_g * taps
+    wide = (oh_size - 1) * wp + ow_size
+    tile, chunk, _ = _gemm_tiles(cout_g, wide, taps, cin_g, 1)
+    tiles = (wide + tile - 1) // tile
+    wm = w.reshape(c_out, k_size)
+    xflat = xp.reshape(xp.shape[0], xp.shape[1], xp.shape[2] * wp)
+    zero = np.int64(0)
+    # Row k of a chunk: channel k // taps of the chunk, shifted by its tap's offset.
+    row_of = np.empty(chunk * taps, dtype=np.int64)
+    off_of = np.empty(chunk * taps, dtype=np.int64)
+    for k in range(chunk * taps):
+        tap = k % taps
+        row_of[k] = k // taps
+        off_of[k] = (tap // kw_size) * dh * wp + (tap % kw_size) * dw
+    for task in prange(n_batch * tiles):
+        n = task // tiles
+        q0 = (task % tiles) * tile
+        count = min(tile, wide - q0)
+        acc = np.empty((cout_g, tile), dtype=y.dtype)
+        for g in range(groups):
+            co0 = g * cout_g
+            for co in range(cout_g):
+                row = acc[co]
+                bias = b[co0 + co]
+                for j in range(count):
+                    row[j] = bias
+            for c0 in range(0, cin_g, chunk):
+                c_count = min(chunk, cin_g - c0)
+                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, xflat[n],
+                            g * cin_g + c0, row_of, off_of, c_count * taps, q0, count)
+            # Keep the columns that are outputs (ow < OW) of each output row.
+            oh = q0 // wp
+            while oh * wp < q0 + count:
+                lo = max(q0, oh * wp)
+                hi = min(q0 + count, oh * wp + ow_size)
+                for co in range(cout_g):
+                    # Slices, so the copy has no signed offsets (which would cost
+                    # a wraparound check per element and keep it scalar).
+                    src = acc[co, lo - q0 : hi - q0]
+                    dst = y[n, co0 + co, oh, lo - oh * wp : hi - oh * wp]
+                    for t in range(hi - lo):
+                        dst[t] = src[t]
+                oh += 1
+
+
+def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
+    """``y = conv(xp, w) + b``.
+
+    Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
+    y (N, C_out, OH, OW). Plain Python that picks the kernel (so a network compiles
+    only the ones it runs): with stride 1 and images big enough to fill a tile,
+    the product runs on shifted windows of ``xp`` directly
+    (:func:`_conv2d_forward_shifted`); otherwise patches are copied first
+    (:func:`_conv2d_forward_im2col`), several small images side by side.
+
+    Measured, GFLOP/s on 2 threads, im2col / shifted: LeNet's first convolution
+    (28x28 outputs) 28 / 42, (32,64,56,56)->64 73 / 78, (64,3,32,32)->32 equal;
+    but small images lose the im2col path's several-images-per-tile rows:
+    (64,32,16,16)->64 67 / 60, (64,6,12,12)->16 37 / 30.
+    """
+    n_batch, c_out, oh_size, ow_size = y.shape
+    cout_g, cin_g = c_out // groups, w.shape[1]
+    images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
+                                 cin_g, n_batch)[2]
+    if sh == 1 and sw == 1 and images == 1:
+        _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups)
+    else:
+        _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups)
 
 
 @cpu_kernel
@@ -320,6 +430,7 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
                 wt[g, k, co] = wm[g * cout_g + co, k]
     dyv = dy.reshape(n_batch, c_out, positions)
     zero = np.int64(0)
+    row_of, off_of = _plain_rows(cout_g)
     image_groups = (n_batch + images - 1) // images
     for task in prange(image_groups * groups * chunks):
         t = np.int64(task)
@@ -339,7 +450,7 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
                 width = min(tile, positions - p0)
                 dpatch[:rows, :width] = 0
                 _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad,
-                            cout_g, p0, width)
+                            zero, row_of, off_of, cout_g, p0, width)
                 _col2im_add(dpatch, dxp, n0, ci0, c_count, kh_size, kw_size, sh, sw,
                             dh, dw, ow_size, p0, width, zero)
         else:
@@ -353,8 +464,8 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
                     for j in range(positions):
                         dst[i * positions + j] = src[j]
             dpatch[:rows, :cols] = 0
-            _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad, cout_g,
-                        zero, cols)
+            _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad, zero,
+                        row_of, off_of, cout_g, zero, cols)
             for i in range(count):
                 _col2im_add(dpatch, dxp, n0 + i, ci0, c_count, kh_size, kw_size, sh, sw,
                             dh, dw, ow_size, zero, positions, i * positions)
