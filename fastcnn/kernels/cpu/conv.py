@@ -246,8 +246,9 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
     """:func:`conv2d_forward` through patches copied out of ``xp`` (any stride).
 
     Parallel over tiles of output positions: part of one image, or several whole
-    images when an image has few positions; each tile sums its patch a chunk of
-    input channels at a time (see :func:`_gemm_tiles`).
+    images when an image has few positions. Each tile sums its patch a chunk of
+    input channels at a time (see :func:`_gemm_tiles`) into a scratch output,
+    copied into ``y`` at the end.
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
@@ -260,38 +261,19 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
     yv = y.reshape(n_batch, c_out, positions)
     zero = np.int64(0)
     row_of, off_of = _plain_rows(chunk * taps)
-    if images == 1:
-        tiles = (positions + tile - 1) // tile
-        for task in prange(n_batch * tiles):
-            n = task // tiles
-            p0 = (task % tiles) * tile
-            count = min(tile, positions - p0)
-            out = yv[n]
-            patch = np.empty((chunk * taps, tile), dtype=y.dtype)
-            for g in range(groups):
-                co0 = g * cout_g
-                for co in range(co0, co0 + cout_g):
-                    row = out[co, p0 : p0 + count]
-                    bias = b[co]
-                    for j in range(count):
-                        row[j] = bias
-                for c0 in range(0, cin_g, chunk):
-                    c_count = min(chunk, cin_g - c0)
-                    _im2col(xp, n, g * cin_g + c0, c_count, kh_size, kw_size, sh, sw,
-                            dh, dw, ow_size, p0, count, patch, zero)
-                    _accumulate(out, co0, co0 + cout_g, p0, wm, co0, c0 * taps, patch,
-                                zero, row_of, off_of, c_count * taps, zero, count)
-        return
-    # Several whole images per task: their positions side by side in the patch and
-    # in a scratch output, copied into y at the end.
-    width = images * positions
-    tasks = (n_batch + images - 1) // images
+    tiles = (positions + tile - 1) // tile  # per image, when images == 1
+    tasks = n_batch * tiles if images == 1 else (n_batch + images - 1) // images
     for task in prange(tasks):
-        n0 = np.int64(task) * images
-        count = min(images, n_batch - n0)
-        cols = count * positions
-        patch = np.empty((chunk * taps, width), dtype=y.dtype)
-        acc = np.empty((cout_g, width), dtype=y.dtype)
+        t = np.int64(task)
+        if images == 1:
+            n0, p0, count = t // tiles, (t % tiles) * tile, np.int64(1)
+            width = min(tile, positions - p0)
+        else:
+            n0, p0, count = t * images, zero, min(images, n_batch - t * images)
+            width = positions
+        cols = count * width
+        patch = np.empty((chunk * taps, tile), dtype=y.dtype)
+        acc = np.empty((cout_g, tile), dtype=y.dtype)
         for g in range(groups):
             co0 = g * cout_g
             for co in range(cout_g):
@@ -303,14 +285,14 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
                 c_count = min(chunk, cin_g - c0)
                 for i in range(count):
                     _im2col(xp, n0 + i, g * cin_g + c0, c_count, kh_size, kw_size, sh,
-                            sw, dh, dw, ow_size, zero, positions, patch, i * positions)
+                            sw, dh, dw, ow_size, p0, width, patch, i * width)
                 _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, patch, zero,
                             row_of, off_of, c_count * taps, zero, cols)
             for i in range(count):
                 for co in range(cout_g):
-                    src = acc[co, i * positions : (i + 1) * positions]
-                    dst = yv[n0 + i, co0 + co]
-                    for j in range(positions):
+                    src = acc[co, i * width : (i + 1) * width]
+                    dst = yv[n0 + i, co0 + co, p0 : p0 + width]
+                    for j in range(width):
                         dst[j] = src[j]
 
 
