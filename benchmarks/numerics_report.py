@@ -14,7 +14,7 @@ result ``a`` against the float64 reference ``r``:
   ``(n - 1) u S``; the column shows how much of that a result uses, and the
   "bound" column is the ``n - 1`` (or blocked equivalent) of our summation order.
 
-Takes a couple of minutes and ~2 GB on two cores (conv: 2 x 30 GFLOP in float64).
+Takes under a minute and ~2 GB on two cores (conv: 2 x 30 GFLOP in float64).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Compilation is lazy: the decorators give no signature, so ``import fastcnn`` com
 nothing and each kernel compiles on its first call for the dtypes it is given (float32
 and float64 each get their own specialisation).
 
-Compile time (cold, measured: a LeNet-5 training step compiles in about 40 s) is kept
-down by three habits in the kernel files:
+Compile time (cold, measured: a LeNet-5 training step compiles in about 60 s, most of
+it the convolution kernels) is kept down by three habits in the kernel files:
 
 - Copy arrays with loops, never ``a[i:j] = b[k:l]``: an array-to-array slice
   assignment makes Numba compile its shape-mismatch error formatter (``str(int)``
@@ -19,8 +19,9 @@ down by three habits in the kernel files:
 - Pass helpers one type per argument: a ``prange`` index is unsigned and a literal
   ``0`` is ``Literal[int]``, and either compiles a helper a second time next to the
   signed ``int64`` call (convert with ``np.int64(...)``).
-- Choose between specialised and general kernels in Python (``pool.py``), so a
-  network compiles only the kernels it runs.
+- Choose between specialised and general kernels in Python (``pool.py``, the conv
+  forward), so a network compiles only the kernels it runs; and keep one ``prange``
+  per kernel where the work allows (each parallel loop costs seconds).
 """
 
 from __future__ import annotations
