@@ -26,7 +26,8 @@ def _flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
 
 
-def _seconds(name: str, default: float) -> float:
+def _non_negative(name: str, default: float, unit: str) -> float:
+    """A finite number >= 0 from the environment (``unit`` names it in the error)."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -35,20 +36,7 @@ def _seconds(name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
-    return value
-
-
-def _megabytes(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a number of MiB >= 0, got {raw!r}")
+        raise ValueError(f"{name} must be a number of {unit} >= 0, got {raw!r}")
     return value
 
 
@@ -76,12 +64,12 @@ class Settings:
     #: collective before it decides another rank has died and aborts the MPI job
     #: (0: wait forever).
     dist_timeout: float = field(
-        default_factory=lambda: _seconds("FASTCNN_DIST_TIMEOUT", 300.0)
+        default_factory=lambda: _non_negative("FASTCNN_DIST_TIMEOUT", 300.0, "seconds")
     )
     #: FASTCNN_BUFFER_POOL_MB: the most memory, in MiB, that the ops keep in idle
     #: output buffers for reuse (see ``fastcnn/_buffers.py``; 0: no reuse).
     buffer_pool_mb: float = field(
-        default_factory=lambda: _megabytes("FASTCNN_BUFFER_POOL_MB", 512.0)
+        default_factory=lambda: _non_negative("FASTCNN_BUFFER_POOL_MB", 512.0, "MiB")
     )
 
 

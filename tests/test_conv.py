@@ -40,8 +40,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_forward_and_backward_match_naive(case, rng):
+def _assert_matches_naive(case, rng):
+    """conv2d and its three gradients on ``case`` against the naive reference (float64,
+    1e-12); returns the inputs and the upstream gradient used."""
     n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
     x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
     geo, expected = _reference(x, wt, b, stride, padding, dilation, groups)
@@ -54,6 +55,12 @@ def test_forward_and_backward_match_naive(case, rng):
     assert_close(dx, rdx, 1e-12, 1e-12, "dx")
     assert_close(dw, rdw, 1e-12, 1e-12, "dweight")
     assert_close(db, rdb, 1e-12, 1e-12, "dbias")
+    return x, wt, b, dy
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_and_backward_match_naive(case, rng):
+    _assert_matches_naive(case, rng)
 
 
 def test_float32_matches_naive(rng):
@@ -89,8 +96,8 @@ def test_tiled_and_chunked_paths_match_naive(case, rng):
     from fastcnn.kernels.cpu.conv import _gemm_tiles
 
     n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
-    x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
-    geo, expected = _reference(x, wt, b, stride, padding, dilation, groups)
+    geo = conv_geometry("test", (n, c_in, h, w), (c_out, c_in // groups, *k), stride,
+                        padding, dilation, groups)
     positions = geo.out_hw[0] * geo.out_hw[1]
     tile, chunk, images = _gemm_tiles.py_func(c_out // groups, positions, k[0] * k[1],
                                               c_in // groups, n)
@@ -98,14 +105,7 @@ def test_tiled_and_chunked_paths_match_naive(case, rng):
         assert tile < positions and chunk < c_in // groups, (tile, chunk)
     else:
         assert tile == images * positions and n % images, (tile, images)
-    y = F.conv2d(x, wt, b, stride, padding, dilation, groups)
-    assert_close(y, expected, 1e-12, 1e-12, "y")
-    dy = rng.standard_normal(y.shape)
-    dx, dw, db = F.conv2d_backward(dy, x, wt, stride, padding, dilation, groups)
-    rdx, rdw, rdb = naive.conv2d_backward(dy, x, wt, geo.stride, geo.pad_h, geo.pad_w,
-                                          geo.dilation, groups)
-    assert_close(dx, rdx, 1e-12, 1e-12, "dx")
-    assert_close(dw, rdw, 1e-12, 1e-12, "dweight")
+    x, wt, b, dy = _assert_matches_naive(case, rng)
     args = (stride, padding, dilation, groups)
     assert_thread_count_invariant(lambda: F.conv2d(x, wt, b, *args), "conv2d tiled")
     assert_thread_count_invariant(lambda: F.conv2d_backward(dy, x, wt, *args),

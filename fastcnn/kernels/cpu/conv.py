@@ -136,6 +136,15 @@ def _gemm_tiles(c_out_g, positions, k_taps, c_in_g, n_batch):
 
 
 @cpu_helper
+def _row(src, r0, row_of, off_of, k, start, count):
+    """Row ``k`` of the rows :func:`_accumulate_4` multiplies, ``count`` long from
+    ``start``: ``src[r0 + row_of[k], off_of[k] + start:][:count]`` (a 1-D slice of a
+    C-contiguous array, which Numba knows contiguous, so loops over it vectorise)."""
+    s = start + off_of[k]
+    return src[r0 + row_of[k], s : s + count]
+
+
+@cpu_helper
 def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
                   start, count):
     """``dst[d0 + i, dst_start + j] += sum_k coef[c0 + i, k0 + k] * R[k, start + j]``
@@ -161,12 +170,10 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
         b0, b1, b2, b3 = w1[q], w1[q + 1], w1[q + 2], w1[q + 3]
         c_0, c_1, c_2, c_3 = w2[q], w2[q + 1], w2[q + 2], w2[q + 3]
         e0, e1, e2, e3 = w3[q], w3[q + 1], w3[q + 2], w3[q + 3]
-        s0, s1 = start + off_of[k], start + off_of[k + 1]
-        s2, s3 = start + off_of[k + 2], start + off_of[k + 3]
-        r0_ = src[r0 + row_of[k], s0 : s0 + count]
-        r1 = src[r0 + row_of[k + 1], s1 : s1 + count]
-        r2 = src[r0 + row_of[k + 2], s2 : s2 + count]
-        r3 = src[r0 + row_of[k + 3], s3 : s3 + count]
+        r0_ = _row(src, r0, row_of, off_of, k, start, count)
+        r1 = _row(src, r0, row_of, off_of, k + 1, start, count)
+        r2 = _row(src, r0, row_of, off_of, k + 2, start, count)
+        r3 = _row(src, r0, row_of, off_of, k + 3, start, count)
         for j in range(count):
             v0, v1, v2, v3 = r0_[j], r1[j], r2[j], r3[j]
             o0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
@@ -177,8 +184,7 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     while k < n_rows:
         q = k0 + k
         a0, b0, c_0, e0 = w0[q], w1[q], w2[q], w3[q]
-        s0 = start + off_of[k]
-        r0_ = src[r0 + row_of[k], s0 : s0 + count]
+        r0_ = _row(src, r0, row_of, off_of, k, start, count)
         for j in range(count):
             v0 = r0_[j]
             o0[j] += a0 * v0
@@ -198,19 +204,16 @@ def _accumulate_1(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     while k + 4 <= n_rows:
         q = k0 + k
         a0, a1, a2, a3 = w0[q], w0[q + 1], w0[q + 2], w0[q + 3]
-        s0, s1 = start + off_of[k], start + off_of[k + 1]
-        s2, s3 = start + off_of[k + 2], start + off_of[k + 3]
-        r0_ = src[r0 + row_of[k], s0 : s0 + count]
-        r1 = src[r0 + row_of[k + 1], s1 : s1 + count]
-        r2 = src[r0 + row_of[k + 2], s2 : s2 + count]
-        r3 = src[r0 + row_of[k + 3], s3 : s3 + count]
+        r0_ = _row(src, r0, row_of, off_of, k, start, count)
+        r1 = _row(src, r0, row_of, off_of, k + 1, start, count)
+        r2 = _row(src, r0, row_of, off_of, k + 2, start, count)
+        r3 = _row(src, r0, row_of, off_of, k + 3, start, count)
         for j in range(count):
             o0[j] += a0 * r0_[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
         k += 4
     while k < n_rows:
         a0 = w0[k0 + k]
-        s0 = start + off_of[k]
-        r0_ = src[r0 + row_of[k], s0 : s0 + count]
+        r0_ = _row(src, r0, row_of, off_of, k, start, count)
         for j in range(count):
             o0[j] += a0 * r0_[j]
         k += 1
@@ -239,6 +242,31 @@ def _plain_rows(n_rows):
     row_of = np.arange(n_rows)
     off_of = np.zeros(n_rows, dtype=np.int64)
     return row_of, off_of
+
+
+@cpu_helper
+def _fill_rows(dst, values, v0, count):
+    """``dst[r, :count] = values[v0 + r]`` for every row ``r`` of ``dst`` (a tile's
+    outputs started from their biases)."""
+    for r in range(dst.shape[0]):
+        row = dst[r]
+        value = values[v0 + r]
+        for j in range(count):
+            row[j] = value
+
+
+@cpu_helper
+def _pack_images(planes, n0, count, c0, out):
+    """``out[c, i*P:(i+1)*P] = planes[n0 + i, c0 + c]`` for every row ``c`` of
+    ``out`` and ``i < count``: channel planes (``planes`` is (N, C, P)) of ``count``
+    consecutive images side by side, as a several-image tile lays them out."""
+    positions = planes.shape[2]
+    for c in range(out.shape[0]):
+        for i in range(count):
+            src = planes[n0 + i, c0 + c]
+            dst = out[c, i * positions : (i + 1) * positions]
+            for j in range(positions):
+                dst[j] = src[j]
 
 
 @cpu_kernel
@@ -276,11 +304,7 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
         acc = np.empty((cout_g, tile), dtype=y.dtype)
         for g in range(groups):
             co0 = g * cout_g
-            for co in range(cout_g):
-                row = acc[co]
-                bias = b[co0 + co]
-                for j in range(cols):
-                    row[j] = bias
+            _fill_rows(acc, b, co0, cols)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
                 for i in range(count):
@@ -335,11 +359,7 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
         acc = np.empty((cout_g, tile), dtype=y.dtype)
         for g in range(groups):
             co0 = g * cout_g
-            for co in range(cout_g):
-                row = acc[co]
-                bias = b[co0 + co]
-                for j in range(count):
-                    row[j] = bias
+            _fill_rows(acc, b, co0, count)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
                 _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, xflat[n],
@@ -439,12 +459,7 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
             # Several whole images: their dy side by side, as the forward's patch.
             cols = count * positions
             grad = np.empty((cout_g, tile), dtype=dxp.dtype)
-            for co in range(cout_g):
-                dst = grad[co]
-                for i in range(count):
-                    src = dyv[n0 + i, g * cout_g + co]
-                    for j in range(positions):
-                        dst[i * positions + j] = src[j]
+            _pack_images(dyv, n0, count, g * cout_g, grad)
             dpatch[:rows, :cols] = 0
             _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad, zero,
                         row_of, off_of, cout_g, zero, cols)
@@ -567,12 +582,7 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
             cols = count * positions
             packed = np.empty((cout_g, tile), dtype=dwt.dtype)
             for g in range(groups):
-                for co in range(cout_g):
-                    dst = packed[co]
-                    for i in range(count):
-                        src = dyv[n0 + i, g * cout_g + co]
-                        for j in range(positions):
-                            dst[i * positions + j] = src[j]
+                _pack_images(dyv, n0, count, g * cout_g, packed)
                 for c0 in range(0, cin_g, chunk):
                     c_count = min(chunk, cin_g - c0)
                     for i in range(count):
