@@ -320,6 +320,46 @@ def test_max_pool_ties_send_gradient_to_one_input_like_torch(cfg, dtype, rng, to
         assert (marks.sum(axis=(2, 3)) == 1).all()
 
 
+def _tied_2x2_planes(dtype):
+    """Planes of 2x2 blocks with every tie pattern at the maximum: for each nonempty
+    subset of the 4 taps (15 of them), a block whose maximum sits at exactly those
+    taps (the others lower), plus blocks with -inf and signed-zero ties."""
+    blocks = []
+    for mask in range(1, 16):
+        taps = [(mask >> t) & 1 for t in range(4)]
+        blocks.append([[2.0 if taps[0] else -1.0, 2.0 if taps[1] else 0.5],
+                       [2.0 if taps[2] else -3.0, 2.0 if taps[3] else 1.0]])
+    blocks.append([[-np.inf, -np.inf], [-np.inf, -np.inf]])
+    blocks.append([[-0.0, 0.0], [-1.0, 0.0]])
+    # The 17 blocks side by side make a 2 x 34 plane; a second channel mirrors it
+    # left to right and a second sample swaps the channels (other tie taps).
+    row = np.concatenate([np.asarray(b) for b in blocks], axis=1)
+    x = np.stack([row, row[:, ::-1]])[None]
+    return np.concatenate([x, x[:, ::-1]]).astype(dtype)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_2x2_stride_2_ties_match_torch(dtype, rng, torch):
+    # The 2x2, stride-2 kernel is a separate fast path (_max_pool_2x2_backward);
+    # torch sends each window's gradient to its first maximum in row-major order.
+    from fastcnn.kernels.cpu import pool as cpu_pool
+
+    x = _tied_2x2_planes(dtype)
+    cfg = dict(kernel_size=2, stride=2)
+    y = F.max_pool2d(x, **cfg)
+    assert cpu_pool._is_2x2_max(x.shape, y.shape, 2, 2, 2, 2, 0, 0, 1, 1)
+    dy = (rng.permutation(y.size).reshape(y.shape) + 1).astype(dtype)
+    ty, tdx = _torch_pair(torch, torch.nn.functional.max_pool2d, x, dy, cfg)
+    np.testing.assert_array_equal(y, ty)
+    dx = F.max_pool2d_backward(dy, x, **cfg)
+    np.testing.assert_array_equal(dx, tdx)
+    # Exactly one nonzero per window, holding that window's dy.
+    blocks = dx.reshape(*dx.shape[:2], y.shape[2], 2, y.shape[3], 2)
+    assert (np.count_nonzero(blocks, axis=(3, 5)) == 1).all()
+    np.testing.assert_array_equal(blocks.sum(axis=(3, 5)), dy)
+
+
 @pytest.mark.torch
 def test_max_pool_all_minus_inf_routes_to_first_tap_like_torch(rng, torch):
     x = np.full((1, 2, 4, 5), -np.inf)
