@@ -20,6 +20,7 @@ parameter, on the device, and :meth:`Optimizer.get_state` returns host copies.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 import numpy as np
@@ -43,6 +44,20 @@ def _kernels(array):
     return _device.kernels("optim", array)
 
 
+#: The largest step count (``iterations``, Adam's per-parameter ``step``) a restored
+#: state may hold: exact in a float64 (``beta ** step``) and far from int64 overflow.
+MAX_STEPS = 2**53
+
+#: Slots whose values are running means of squares: negative ones would give NaN
+#: from the square root, so a restored state may not hold them.
+_NON_NEGATIVE_SLOTS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, bool | np.bool_)
+
+
 class Optimizer:
     """Base class: learning rate, clipping, state and the step counter.
 
@@ -61,6 +76,9 @@ class Optimizer:
 
     #: Hyper-parameters a schedule may change during training (saved with the state).
     dynamic = ("lr",)
+    #: Per-parameter state slots (see :meth:`slots`): none for the base class.
+    _required_slots: tuple[str, ...] = ()
+    _optional_slots: tuple[str, ...] = ()
 
     def __init__(self, lr: float, clipnorm: float | None = None,
                  clipvalue: float | None = None):
@@ -75,6 +93,18 @@ class Optimizer:
                                         low_open=True))
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.iterations = 0
+        # Set by set_state() without params: the restored arrays are checked
+        # against the parameters at the next step, before any kernel sees them.
+        self._unchecked = False
+
+    def slots(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(required, optional)``: the state slots one parameter has with this
+        configuration. A parameter's state holds all the required slots or none
+        (not stepped yet), plus any of the optional ones.
+
+        Shape: no arrays.
+        """
+        return self._required_slots, self._optional_slots
 
     # ------------------------------------------------------------------ stepping
 
@@ -84,6 +114,8 @@ class Optimizer:
         Shape: each grad has its param's shape and dtype.
         """
         params = list(params)
+        if getattr(self, "_unchecked", False):
+            self.check_state({name: param for name, param, _ in params})
         self.place_state(params)
         grads = self.clip([g for _, _, g in params])
         for (name, param, _), grad in zip(params, grads, strict=True):
@@ -155,23 +187,154 @@ class Optimizer:
             scalars[attr] = list(value) if isinstance(value, tuple) else value
         return arrays, scalars
 
-    def set_state(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
-        """Restore what :meth:`get_state` returned."""
+    def set_state(self, arrays: dict[str, np.ndarray], scalars: dict,
+                  params: dict | None = None) -> None:
+        """Restore what :meth:`get_state` returned, after checking all of it (the
+        state may come from an untrusted file): nothing changes if anything fails.
+
+        Parameters
+        ----------
+        arrays : dict
+            ``"<param>/<slot>"`` keys. Each slot must be one of :meth:`slots`, a
+            parameter's slots must be all the required ones or none, every array
+            must be finite, and the running means of squares non-negative; Adam's
+            ``step`` is a 0-d int64 in ``[1, MAX_STEPS]``.
+        scalars : dict
+            ``iterations`` (an int in ``[0, MAX_STEPS]``) and the hyper-parameters
+            in :attr:`dynamic`, which go through the constructor's own checks.
+        params : dict, optional
+            ``{name: parameter}``: every array must then belong to a parameter and
+            have exactly its shape and dtype. Without it that check runs at the
+            next :meth:`step`, before any kernel sees the arrays.
+
+        Raises
+        ------
+        ValueError
+            Anything that does not fit, naming the key or the hyper-parameter.
+
+        Shape: each slot array has its parameter's shape (``step``: 0-d).
+        """
+        op = f"{type(self).__name__}: optimizer state"
+        iterations, dynamic = self._checked_scalars(op, scalars)
+        state = self._checked_arrays(op, arrays)
+        if params is not None:
+            self._check_against(op, state, params)
+        self.state = state
+        self.iterations = iterations
+        for attr, value in dynamic.items():
+            setattr(self, attr, value)
+        self._unchecked = params is None and bool(state)
+
+    def check_state(self, params: dict) -> None:
+        """Check that every state array belongs to a parameter of ``params``
+        (``{name: parameter}``) with its exact shape and dtype.
+
+        Shape: each slot array has its parameter's shape (``step``: 0-d).
+        """
+        self._check_against(f"{type(self).__name__}: optimizer state", self.state,
+                            params)
+        self._unchecked = False
+
+    def _checked_scalars(self, op: str, scalars) -> tuple[int, dict]:
+        if not isinstance(scalars, dict):
+            raise ValueError(f"{op}: the scalars must be a dict, got {scalars!r:.100}.")
+        unknown = set(scalars) - {"iterations", *self.dynamic}
+        if unknown:
+            raise ValueError(
+                f"{op}: unknown scalars {sorted(map(str, unknown))!r:.200}; "
+                f"{type(self).__name__} keeps iterations and {list(self.dynamic)}."
+            )
+        iterations = scalars.get("iterations", 0)
+        if not _is_int(iterations) or not 0 <= iterations <= MAX_STEPS:
+            raise ValueError(
+                f"{op}: iterations must be an int in [0, 2**53], got "
+                f"{iterations!r:.100}."
+            )
+        changed = {attr: scalars[attr] for attr in self.dynamic if attr in scalars}
+        if not changed:
+            return int(iterations), {}
+        # The saved values of the hyper-parameters a schedule changes go through
+        # the constructor's own checks, with the other arguments as configured
+        # (SGD's nesterov needs momentum > 0, Adam's betas lie in [0, 1), ...).
+        config = {**self.get_config(), **changed}
+        try:
+            probe = type(self)(**config)
+        except (TypeError, ValueError) as error:
+            text = str(error).removeprefix(f"{type(self).__name__}: ")
+            raise ValueError(f"{op}: {text}") from None
+        return int(iterations), {attr: getattr(probe, attr) for attr in changed}
+
+    def _checked_arrays(self, op: str, arrays) -> dict[str, dict[str, np.ndarray]]:
+        if not isinstance(arrays, dict):
+            raise ValueError(f"{op}: the arrays must be a dict, got {arrays!r:.100}.")
+        required, optional = self.slots()
         state: dict[str, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
-            name, sep, slot = key.rpartition("/")
+            name, sep, slot = str(key).rpartition("/")
             if not sep:
                 raise ValueError(
-                    f"{type(self).__name__}: optimizer state key {key!r} is not "
+                    f"{type(self).__name__}: optimizer state key {key!r:.100} is not "
                     f"'<param>/<slot>'."
                 )
-            state.setdefault(name, {})[slot] = np.array(value)
-        self.state = state
-        self.iterations = int(scalars.get("iterations", 0))
-        for attr in self.dynamic:
-            if attr in scalars:
-                value = scalars[attr]
-                setattr(self, attr, tuple(value) if isinstance(value, list) else value)
+            if slot not in required and slot not in optional:
+                raise ValueError(
+                    f"{op}: {key!r:.100} is not a slot {type(self).__name__} keeps "
+                    f"with this configuration ({[*required, *optional]})."
+                )
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
+                raise ValueError(
+                    f"{op}: {key!r:.100} must be a numeric numpy array, got "
+                    f"{getattr(value, 'dtype', type(value).__name__)}."
+                )
+            if slot == "step":
+                scalar = value.shape == () and value.dtype == np.int64
+                if not scalar or not 1 <= int(value) <= MAX_STEPS:
+                    shown = f", value {int(value)}" if scalar else ""
+                    raise ValueError(
+                        f"{op}: {key!r:.100} must be a 0-d int64 in [1, 2**53], got "
+                        f"shape {value.shape}, dtype {value.dtype}{shown}."
+                    )
+            elif value.ndim == 0 or value.dtype.kind != "f":
+                raise ValueError(
+                    f"{op}: {key!r:.100} must be a float array of its parameter's "
+                    f"shape, got shape {value.shape} and dtype {value.dtype}."
+                )
+            elif not np.isfinite(value).all():
+                raise ValueError(f"{op}: {key!r:.100} holds NaN or infinity.")
+            elif slot in _NON_NEGATIVE_SLOTS and (value < 0).any():
+                raise ValueError(
+                    f"{op}: {key!r:.100} holds negative values; it is a running "
+                    f"mean of squares."
+                )
+            # A C-contiguous copy: the kernels take flat views of it.
+            state.setdefault(name, {})[slot] = np.array(value, order="C")
+        for name, slots in state.items():
+            held = set(slots) - set(optional)
+            if held and held != set(required):
+                raise ValueError(
+                    f"{op}: {name!r:.100} has the slots {sorted(held)}, but "
+                    f"{type(self).__name__} keeps all of {sorted(required)} for a "
+                    f"parameter or none."
+                )
+        return state
+
+    @staticmethod
+    def _check_against(op: str, state: dict, params: dict) -> None:
+        for name, slots in state.items():
+            if name not in params:
+                raise ValueError(
+                    f"{op}: {name!r:.100} belongs to no parameter of the model."
+                )
+            param = params[name]
+            for slot, value in slots.items():
+                if slot == "step":
+                    continue
+                if value.shape != tuple(param.shape) or value.dtype != param.dtype:
+                    raise ValueError(
+                        f"{op}: '{name}/{slot}' has shape {value.shape} and dtype "
+                        f"{value.dtype} but {name} has shape {tuple(param.shape)} "
+                        f"and dtype {param.dtype}."
+                    )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -189,6 +352,9 @@ class SGD(Optimizer):
     """
 
     dynamic = ("lr", "momentum")
+    # The buffer appears on the first step with momentum != 0 (a schedule may
+    # turn momentum on later).
+    _optional_slots = ("momentum_buffer",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0,
@@ -259,6 +425,10 @@ class Adam(Optimizer):
         self.weight_decay = v.real_number(op, "weight_decay", weight_decay, low=0.0)
         self.amsgrad = v.boolean(op, "amsgrad", amsgrad)
 
+    def slots(self):
+        return (("step", "exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * self.amsgrad,
+                ())
+
     def update(self, param, grad, state):
         beta1, beta2 = self.betas
         if "step" not in state:
@@ -320,6 +490,10 @@ class RMSprop(Optimizer):
                                           low=0.0)
         self.momentum = v.real_number("RMSprop", "momentum", momentum, low=0.0)
         self.centered = v.boolean("RMSprop", "centered", centered)
+
+    def slots(self):
+        # The momentum buffer appears once momentum > 0 (a schedule may change it).
+        return ("square_avg",) + ("grad_avg",) * self.centered, ("momentum_buffer",)
 
     def update(self, param, grad, state):
         def zeros():

@@ -201,51 +201,57 @@ def _compile_from(model: Sequential, compile_config: dict) -> None:
                   metrics=metrics)
 
 
-def _check_optimizer_arrays(model: Sequential, arrays: dict) -> None:
-    """Every optimizer slot must belong to a parameter and, unless a scalar (Adam's
-    step), have its shape: a mismatch would otherwise surface mid-training."""
-    params = {f"{i}.{key}": p for i, layer in enumerate(model.layers)
-              for key, p in layer.params.items()}
-    for key, value in arrays.items():
-        name = key.rpartition("/")[0]
-        if name not in params:
+def _named_params(model: Sequential) -> dict:
+    return {f"{i}.{key}": p for i, layer in enumerate(model.layers)
+            for key, p in layer.params.items()}
+
+
+def _check_weight_dtypes(model: Sequential, weights: dict) -> None:
+    """save_model writes every array in the model's dtype: anything else was made
+    by hand (load_state_dict casts; a model file must match exactly)."""
+    for key, value in weights.items():
+        if value.dtype != model.dtype:
             raise ValueError(
-                f"optimizer state {key!r} belongs to no parameter of the model."
-            )
-        if value.ndim and value.shape != params[name].shape:
-            raise ValueError(
-                f"optimizer state {key!r} has shape {value.shape} but {name} has "
-                f"shape {params[name].shape}."
+                f"weights.npz: {key!r:.100} has dtype {value.dtype} but the model is "
+                f"{model.dtype}."
             )
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+#: The largest epoch count a training state may hold (a bound, not a limit anyone
+#: reaches: it keeps counters exact and far from int64 overflow).
+MAX_EPOCH = 2**53
 
 
 def _check_training_state(training) -> None:
-    """``training_state.json`` holds only what :func:`save_model` writes."""
+    """``training_state.json`` holds only what :func:`save_model` writes. The
+    optimizer's scalars are checked by ``Optimizer.set_state`` (with the
+    constructor's own checks), where they are used."""
     if not isinstance(training, dict):
         raise ValueError("training_state.json is not a JSON object.")
+    unknown = set(training) - {"epoch", "fit_seed", "generators", "optimizer"}
+    if unknown:
+        raise ValueError(
+            f"training_state.json: unknown entries {sorted(unknown)!r:.200}."
+        )
     epoch, seed = training.get("epoch", 0), training.get("fit_seed")
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+    if (not isinstance(epoch, int) or isinstance(epoch, bool)
+            or not 0 <= epoch <= MAX_EPOCH):
         raise ValueError(f"training_state.json: epoch {epoch!r:.100} is not an "
-                         f"int >= 0.")
+                         f"int in [0, 2**53].")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                              or not 0 <= seed < 2**64):
         raise ValueError(f"training_state.json: fit_seed {seed!r:.100} is not an "
                          f"int in [0, 2**64) or null.")
-    if not isinstance(training.get("generators", {}), dict):
-        raise ValueError("training_state.json: generators is not a JSON object.")
-    scalars = training.get("optimizer") or {}
-    ok = isinstance(scalars, dict) and all(
-        _is_number(value) or (isinstance(value, list) and all(map(_is_number, value)))
-        for value in scalars.values())
-    iterations = scalars.get("iterations", 0) if ok else None
-    if not ok or not isinstance(iterations, int) or iterations < 0:
+    generators = training.get("generators", {})
+    if not isinstance(generators, dict) or not all(
+            isinstance(state, dict) for state in generators.values()):
+        raise ValueError("training_state.json: generators is not a JSON object of "
+                         "objects.")
+    scalars = training.get("optimizer")
+    if scalars is not None and not isinstance(scalars, dict):
         raise ValueError(
-            f"training_state.json: the optimizer state {scalars!r:.200} is not "
-            f"numbers keyed by name with an int iterations >= 0."
+            f"training_state.json: the optimizer state {scalars!r:.200} is not a "
+            f"JSON object."
         )
 
 
@@ -289,6 +295,7 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
     model = Sequential.from_config(config.get("model"), max_params=allowed)
     if not model.built:
         raise ValueError("holds no input shape.")
+    _check_weight_dtypes(model, weights)
     model.load_state_dict(weights, strict=True)
     training = _safezip.read_json(archive, "training_state.json", label)
     _check_training_state(training)
@@ -297,8 +304,10 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
         _compile_from(model, config["compile"])
         arrays = (_safenpy.read_npz(archive, "optimizer.npz", label)
                   if "optimizer.npz" in names else {})
-        _check_optimizer_arrays(model, arrays)
-        model.optimizer.set_state(arrays, training.get("optimizer") or {})
+        # Every array must fit its parameter exactly and every scalar passes the
+        # constructor's checks: the kernels trust both.
+        model.optimizer.set_state(arrays, training.get("optimizer") or {},
+                                  params=_named_params(model))
     return model
 
 
