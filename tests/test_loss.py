@@ -404,6 +404,55 @@ def test_matches_pytorch_over_grid(dtype, tol):
     assert total == 72 + 12 + 48
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("class_weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 5e-6)])
+def test_cross_entropy_loss_object_matches_torch(smoothing, class_weighted, dtype,
+                                                 tol):
+    # The Loss object compile() uses, forward AND backward: it forwards
+    # label_smoothing and class weights to the functional ops on both paths.
+    torch = pytest.importorskip("torch")
+    from fastcnn import losses
+
+    rng = np.random.default_rng(3)
+    logits, labels, weight = _ce_case(rng, 6, 4, dtype, class_weighted)
+    loss = losses.CrossEntropy(label_smoothing=smoothing)
+    tx = torch.tensor(logits, requires_grad=True)
+    t_loss = torch.nn.CrossEntropyLoss(
+        weight=None if weight is None else torch.tensor(weight),
+        label_smoothing=smoothing)(tx, torch.tensor(labels))
+    t_loss.backward()
+    assert_close(np.array(loss(logits, labels, weight)), t_loss.detach().numpy(),
+                 tol, tol, "CrossEntropy loss")
+    assert_close(loss.backward(logits, labels, weight), tx.grad.numpy(), tol, tol,
+                 "CrossEntropy backward")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 5e-6)])
+def test_mse_and_bce_loss_objects_match_torch(dtype, tol):
+    torch = pytest.importorskip("torch")
+    from fastcnn import losses
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3)).astype(dtype)
+    t = rng.random((5, 3)).astype(dtype)
+    pos_weight = [0.5, 2.0, 1.5]
+    cases = [
+        (losses.MSE(), torch.nn.MSELoss()),
+        (losses.BCEWithLogits(pos_weight=pos_weight), torch.nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(np.asarray(pos_weight, dtype)))),
+    ]
+    for ours, theirs in cases:
+        tx = torch.tensor(x, requires_grad=True)
+        t_loss = theirs(tx, torch.tensor(t))
+        t_loss.backward()
+        what = type(ours).__name__
+        assert_close(np.array(ours(x, t)), t_loss.detach().numpy(), tol, tol, what)
+        assert_close(ours.backward(x, t), tx.grad.numpy(), tol, tol, what + " grad")
+
+
 # ----------------------------------------------------------------------- bad input
 
 
