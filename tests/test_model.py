@@ -8,10 +8,12 @@ import fastcnn
 from fastcnn import losses, metrics
 from fastcnn.layers import (
     BatchNorm1D,
+    BatchNorm2D,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     MaxPool2D,
     ReLU,
 )
@@ -173,6 +175,50 @@ def test_conv_model_fits_and_accepts_odd_inputs():
     assert pred.dtype == np.float32 and pred.shape == (12, 2)
     ints = model.predict((x > 0).astype(np.uint8))
     assert ints.shape == (12, 2)
+
+
+def _layouts(x):
+    """``x`` in every memory layout predict must treat alike (each equal to x)."""
+    wide = np.zeros((x.shape[0] * 2, *x.shape[1:-1], x.shape[-1] * 3), x.dtype)
+    wide[::2, ..., 1::3] = x
+    flipped = np.ascontiguousarray(x[..., ::-1])[..., ::-1]  # negative strides
+    views = {"fortran": np.asfortranarray(x), "strided": wide[::2, ..., 1::3],
+             "negative_strides": flipped}
+    if x.ndim == 4:  # channels last in memory, as images often arrive
+        views["channels_last"] = np.moveaxis(
+            np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    return views
+
+
+def _layout_models():
+    fastcnn.seed(3)
+    cnn = Sequential([Conv2D(3, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2),
+                      Conv2D(4, 2), ReLU(), GlobalAvgPool2D(), Dense(2)],
+                     input_shape=(2, 6, 6), dtype="float64")
+    return {"cnn": cnn, "mlp": mlp(dtype="float64", batch_norm=True)}
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "mlp"])
+@pytest.mark.parametrize("batch_size", [32, 3])
+def test_predict_is_the_same_for_every_memory_layout(model_name, batch_size):
+    model = _layout_models()[model_name]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, *model.input_shape))
+    # Running statistics that are not the identity, so BatchNorm really computes.
+    for layer in model.layers:
+        for name, buf in layer.buffers.items():
+            buf[...] = rng.random(buf.shape) + (0.5 if name == "running_var" else 0)
+    expected = model.predict(x, batch_size=batch_size)
+    for name, view in _layouts(x).items():
+        assert not view.flags.c_contiguous, name
+        np.testing.assert_array_equal(view, x)
+        got = model.predict(view, batch_size=batch_size)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        # float32 input to a float64 model goes through the cast as well.
+        got32 = model.predict(view.astype(np.float32), batch_size=batch_size)
+        np.testing.assert_array_equal(
+            got32, model.predict(x.astype(np.float32), batch_size=batch_size),
+            err_msg=name + " float32")
 
 
 def test_nan_input_propagates_without_crashing():
