@@ -23,6 +23,7 @@ import numpy as np
 from . import _safezip
 
 _NUMERIC_KINDS = "biuf"
+_MAX_NDIM = 64 if int(np.__version__.split(".")[0]) >= 2 else 32  # NumPy's limit
 
 
 def _npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -43,7 +44,7 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
     with archive.open(info) as stream:
         try:
             shape, fortran, dtype = _npy_header(stream)
-        except (ValueError, SyntaxError, TypeError) as error:
+        except (ValueError, SyntaxError, TypeError, RecursionError) as error:
             raise ValueError(
                 f"{label}: {name!r:.200} has no valid .npy header ({error})."
             ) from None
@@ -57,8 +58,11 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
                 f"{label}: {name!r:.200} has dtype {dtype}; only plain bool, integer "
                 f"and float arrays are read."
             )
-        if any(d < 0 for d in shape):
-            raise ValueError(f"{label}: {name!r:.200} claims shape {shape}.")
+        if len(shape) > _MAX_NDIM or any(d < 0 for d in shape) or (
+            math.prod(max(d, 1) for d in shape) * dtype.itemsize >= 2**63
+        ):  # NumPy could not make such an array, even an empty one
+            raise ValueError(f"{label}: {name!r:.200} claims shape "
+                             f"{str(shape)[:200]} of {dtype}.")
         nbytes = math.prod(shape) * dtype.itemsize
         offset = stream.tell()
         if offset + nbytes != info.file_size:

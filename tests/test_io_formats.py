@@ -177,11 +177,14 @@ def test_missing_safetensors_package_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_compressed_npz_may_inflate_past_the_model_file_cap(tmp_path):
-    # load_model caps inflation at 64 MiB; load_weights caps it at max_bytes, so a
-    # large np.savez_compressed file of legitimate weights still loads.
+    # load_model caps inflation at 64 MiB; load_weights at max_bytes, which by
+    # default is 4x the file's size plus 64 MiB: a compressed file of 80 MiB of
+    # zeros (~80 kB) loads when the caller raises max_bytes, not by default.
     path = tmp_path / "big.npz"
     np.savez_compressed(path, w=np.zeros(20 << 20, np.float32))  # 80 MiB
-    assert load_weights(path)["w"].shape == (20 << 20,)
+    assert load_weights(path, max_bytes=1 << 30)["w"].shape == (20 << 20,)
+    with pytest.raises(ValueError, match="zip bomb"):
+        load_weights(path)
     with pytest.raises(ValueError, match="zip bomb"):
         load_weights(path, max_bytes=64 << 20)
 

@@ -57,6 +57,7 @@ STORAGE_DTYPES: dict[str, tuple[str, int]] = {
 }
 
 _MAX_NDIM = 64
+_INT64_END = 2**63  # torch's sizes, strides and offsets are int64
 #: A bound on the time a hostile pickle of tiny opcodes can take; memory is bounded
 #: by the byte budget. A state dict needs about 30 opcodes per tensor.
 MAX_OPCODES = 2**22
@@ -192,11 +193,11 @@ def _is_int(value) -> bool:
 
 def _int_tuple(what: str, value, minimum: int) -> tuple[int, ...]:
     if type(value) is not tuple or len(value) > _MAX_NDIM or not all(
-        _is_int(v) and v >= minimum for v in value
+        _is_int(v) and minimum <= v < _INT64_END for v in value
     ):
         raise UnsafePickleError(
-            f"tensor {what} must be a tuple of at most {_MAX_NDIM} ints >= "
-            f"{minimum}, got {bounded_repr(value)}."
+            f"tensor {what} must be a tuple of at most {_MAX_NDIM} ints in "
+            f"[{minimum}, 2**63), got {bounded_repr(value)}."
         )
     return value
 
@@ -208,9 +209,9 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
             f"_rebuild_tensor_v2: the storage must come from a persistent id, got "
             f"{type(storage).__name__}."
         )
-    if not _is_int(offset) or offset < 0:
-        raise UnsafePickleError(f"tensor storage offset must be an int >= 0, got "
-                                f"{bounded_repr(offset)}.")
+    if not _is_int(offset) or not 0 <= offset < _INT64_END:
+        raise UnsafePickleError(f"tensor storage offset must be an int in "
+                                f"[0, 2**63), got {bounded_repr(offset)}.")
     size = _int_tuple("size", size, 0)
     stride = _int_tuple("stride", stride, 0)
     if len(size) != len(stride):

@@ -6,7 +6,9 @@ member's header is checked before its data is read (numeric dtype, a size equal 
 the bytes the member really holds), and every array is counted against
 ``max_bytes``, so a lying or hostile file cannot make us allocate more than it
 contains. ``max_bytes`` also bounds how far the archive may inflate, so that large
-``np.savez_compressed`` files load.
+``np.savez_compressed`` files load when the caller allows it. Arrays are put in
+native byte order in place; the one copy made, of a Fortran-ordered array into C
+order, is charged too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,19 @@ from .._safezip import open_zip
 from ._budget import Budget
 
 
-def read_npz(path: str | os.PathLike, max_bytes: int,
+def _native_c(array: np.ndarray, budget: Budget, key: str) -> np.ndarray:
+    """``array`` in native byte order (swapped in place) and C order (a charged
+    copy where it is Fortran-ordered)."""
+    if not array.dtype.isnative:
+        array.byteswap(inplace=True)
+        array = array.view(array.dtype.newbyteorder("="))
+    if not array.flags.c_contiguous:
+        budget.take(array.nbytes, f"a C-ordered copy of array {key!r:.200}")
+        array = np.ascontiguousarray(array)
+    return array
+
+
+def read_npz(path: str | os.PathLike, max_bytes: int | None,
              op: str = "load_weights") -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file (as written by :func:`numpy.savez`).
 
@@ -32,11 +46,11 @@ def read_npz(path: str | os.PathLike, max_bytes: int,
     path = os.fspath(path)
     label = f"{op}: {path}"
     budget = Budget(op, path, max_bytes)
-    with open(path, "rb") as file, open_zip(file, label, max_inflation=max_bytes,
-                                            kind="a readable .npz file") as archive:
+    with open(path, "rb") as file, open_zip(
+        file, label, max_inflation=budget.max_bytes, kind="a readable .npz file"
+    ) as archive:
         arrays = read_arrays(archive, label, budget.take)
-    return {key: np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")
-            for key, array in arrays.items()}
+    return {key: _native_c(array, budget, key) for key, array in arrays.items()}
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
