@@ -1,9 +1,11 @@
-"""The model zoo: shapes, parameter counts, bad arguments."""
+"""The model zoo: shapes, parameter counts, bad arguments, and one training step
+of each model against the same network in PyTorch."""
 
 import numpy as np
 import pytest
 
-from fastcnn import models
+import fastcnn
+from fastcnn import models, optimizers
 
 
 def test_lenet5_on_mnist_shapes_has_the_classic_parameter_count():
@@ -43,3 +45,63 @@ def test_get_knows_the_models():
     assert models.get("lenet5") is models.lenet5
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         models.get("resnet")
+
+
+# ------------------------------------------------ one training step against torch
+
+ZOO = {
+    "lenet5": lambda dtype: models.lenet5(input_shape=(1, 28, 28), num_classes=10,
+                                          dtype=dtype),
+    "lenet5_small_input": lambda dtype: models.lenet5(input_shape=(2, 12, 10),
+                                                      num_classes=3, dtype=dtype),
+    # Dropout at p=0: both libraries' masks are random and never agree, so the
+    # dropout layer is kept (same indices) but drops nothing.
+    "simple_cnn": lambda dtype: models.simple_cnn(input_shape=(3, 16, 16),
+                                                  num_classes=5, width=4,
+                                                  dropout=0.0, dtype=dtype),
+}
+assert set(models.MODELS) <= {name.removesuffix("_small_input") for name in ZOO}, (
+    "a zoo model without a torch parity case"
+)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-5)])
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_one_training_step_of_each_zoo_model_matches_torch(name, dtype, tol):
+    torch = pytest.importorskip("torch")
+    from .test_training_torch import copy_into_torch, to_torch
+
+    fastcnn.seed(11)
+    model = ZOO[name](dtype)
+    tmodel = to_torch(model, np.dtype(dtype).type)
+    copy_into_torch(model, tmodel)
+    tmodel.train()
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, *model.input_shape)).astype(dtype)
+    y = rng.integers(0, model.output_shape[0], 6)
+
+    model.compile(optimizers.SGD(0.1, momentum=0.9), "cross_entropy")
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+    loss = model.train_step(x, y)
+    tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)),
+                                              torch.from_numpy(y))
+    topt.zero_grad()
+    tloss.backward()
+    topt.step()
+
+    assert loss == pytest.approx(tloss.item(), rel=tol, abs=tol)
+    tparams = dict(tmodel.named_parameters())
+    for i, layer in enumerate(model.layers):
+        for key, grad in layer.grads.items():
+            expected = tparams[f"{i}.{key}"].grad.numpy()
+            scale = max(1.0, float(np.max(np.abs(expected))))
+            np.testing.assert_allclose(grad, expected, rtol=0, atol=tol * scale,
+                                       err_msg=f"{name} gradient {i}.{key}")
+    expected_state = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()
+                      if not k.endswith("num_batches_tracked")}
+    ours = model.state_dict()
+    assert set(ours) == set(expected_state)
+    for key, value in expected_state.items():
+        np.testing.assert_allclose(ours[key], value, rtol=0, atol=tol,
+                                   err_msg=f"{name} state {key} after the step")
