@@ -398,6 +398,12 @@ class CSVLogger(Callback):
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch's loss is NaN or infinite.
 
+    ``fit`` does more by default (``check_finite=True``): it refuses non-finite
+    data up front and raises a FloatingPointError at the first non-finite loss,
+    before that batch's update. This callback is the quiet variant for
+    ``check_finite=False``: training ends after the bad batch (its update applied)
+    and ``fit`` returns the History.
+
     Shape: no arrays.
     """
 

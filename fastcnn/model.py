@@ -81,6 +81,25 @@ def _check_size(op: str, layers: list[Layer], input_shape, max_params) -> None:
 #: Serialises ``predict`` where the Numba threading layer is not thread-safe.
 _PREDICT_LOCK = threading.RLock()
 
+#: Rows of at most about this many elements per block when ``fit`` checks its data
+#: for NaN and infinity: the boolean temporary stays small whatever the data set.
+_FINITE_CHECK_BLOCK = 1 << 20
+
+
+def _first_non_finite(array: np.ndarray) -> int | None:
+    """The index of the first sample of a float ``array`` that holds a NaN or an
+    infinity, or None: one pass, in blocks of rows."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return None
+    per_row = max(1, array.size // array.shape[0])
+    rows = max(1, _FINITE_CHECK_BLOCK // per_row)
+    for begin in range(0, array.shape[0], rows):
+        ok = np.isfinite(array[begin : begin + rows])
+        if not ok.all():
+            bad = ~ok.reshape(ok.shape[0], -1).all(axis=1)
+            return begin + int(np.argmax(bad))
+    return None
+
 
 def _parallel_guard():
     """A lock for ``predict`` where concurrent parallel kernels would kill the
@@ -92,7 +111,8 @@ def _parallel_guard():
     "workqueue" layer aborts the interpreter on concurrent parallel regions, so there
     the calls take turns. Before any parallel kernel has run the layer is not known
     yet, and the first call takes the lock too. Training (``fit``, ``train_step``)
-    is not thread-safe: train from one thread.
+    takes the model's own training lock: a second caller, from another thread or
+    a callback, gets a RuntimeError (see :meth:`Sequential._training`).
     """
     import numba
 
@@ -166,8 +186,47 @@ class Sequential:
         self.epoch = 0
         #: The seed of the last ``fit`` (drawn from NumPy's RNG where none was given).
         self.fit_seed: int | None = None
+        self._train_lock = threading.Lock()
+        self._trainer: str | None = None
         if input_shape is not None:
             self.build(input_shape)
+
+    def __getstate__(self) -> dict:
+        # A lock cannot be copied or pickled; a copy starts with its own, free.
+        state = dict(self.__dict__)
+        state.pop("_train_lock", None)
+        state["_trainer"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._train_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _training(self, op: str):
+        """Hold the model's training lock for ``fit`` or ``train_step``.
+
+        Two threads stepping one model interleave their forward, backward and
+        optimizer steps on shared arrays, and the weights then match no
+        sequential order: the second caller is refused instead of waiting (a
+        wait would still give an order the caller did not choose). ``predict``
+        does not take this lock.
+        """
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"{op}: this model is already training in another call ("
+                f"{self._trainer}); one model trains from one thread at a time. "
+                f"Two trainers would interleave their steps on the same weights, "
+                f"which gives weights that match no sequential order. Wait for "
+                f"that call to return, or give each thread its own model."
+            )
+        try:
+            self._trainer = (f"{op} in thread "
+                             f"{threading.current_thread().name!r}")
+            yield
+        finally:
+            self._trainer = None
+            self._train_lock.release()
 
     # ---------------------------------------------------------------- building
 
@@ -352,10 +411,15 @@ class Sequential:
             for key, param in layer.params.items():
                 yield f"{i}.{key}", param, layer.grads[key]
 
-    def _train_batch(self, x, y, class_weight):
+    def _train_batch(self, x, y, class_weight, check_finite=False):
+        """One step; returns ``(loss, host output, target)``. With
+        ``check_finite``, a non-finite loss returns ``(loss, None, None)`` before
+        backward and the update, so the weights stay those that gave it."""
         out = self.forward(x, training=True)
         target = self.loss.prepare_target(y, out)
         loss = self.loss.forward(out, target, class_weight)
+        if check_finite and not math.isfinite(loss):  # a host float: ~50 ns
+            return loss, None, None
         self.backward(self.loss.backward(out, target, class_weight),
                       input_grad=False)
         self.optimizer.step(self._named_grads())
@@ -366,8 +430,15 @@ class Sequential:
         """One iteration of gradient descent on one batch: forward (training mode),
         loss J, backward, optimizer step. Returns J (before the step).
 
+        ``train_step`` returns whatever J is, NaN included (``fit`` stops on it);
+        like ``fit`` it refuses to run while another call trains the model.
+
         Shape: x (N, *input_shape), y (N,) labels or (N, *output_shape) -> float.
         """
+        with self._training("train_step"):
+            return self._train_step(x, y, class_weight)
+
+    def _train_step(self, x, y, class_weight):
         self._require_compiled("train_step")
         x = self._as_input("train_step", x)
         y = self._as_target("train_step", y, x.shape[0])
@@ -443,7 +514,7 @@ class Sequential:
             class_weight=None, initial_epoch: int = 0,
             callbacks: Iterable[Callback] | None = None, verbose: int = 1,
             seed: int | None = None, stratify: bool = False,
-            distributed=False) -> History:
+            distributed=False, check_finite: bool = True) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -491,6 +562,14 @@ class Sequential:
             so N ranks step like one process with ``N * batch_size``; the logs are
             over all ranks; only rank 0 prints and runs ModelCheckpoint/CSVLogger.
             An mpi4py communicator trains over its ranks instead of COMM_WORLD.
+        check_finite : bool
+            True (the default): refuse x (and float y, and ``validation_data``)
+            holding NaN or infinity, with one pass over the data per call, and
+            stop at the first batch whose loss is NaN or infinite with a
+            FloatingPointError naming the epoch and the step. That step's update
+            is not applied, so the model keeps the weights that gave the loss
+            (finite unless an earlier step already overflowed; the error says
+            which). False trains on regardless, as before.
 
         Returns
         -------
@@ -498,11 +577,33 @@ class Sequential:
             ``history`` (per-epoch metrics ``"loss"``, ``"accuracy"``,
             ``"val_loss"``, ...) and ``iterations`` (J of every batch).
 
+        Raises
+        ------
+        FloatingPointError
+            With ``check_finite``, the loss became NaN or infinite.
+        RuntimeError
+            The model is already training in another call (thread).
+
         Shape: x (N, *input_shape), y (N,) or (N, *output_shape).
         """
+        with self._training("fit"):
+            return self._fit(x, y, epochs, batch_size, validation_split,
+                             validation_data, shuffle, class_weight, initial_epoch,
+                             callbacks, verbose, seed, stratify, distributed,
+                             check_finite)
+
+    def _fit(self, x, y, epochs, batch_size, validation_split, validation_data,
+             shuffle, class_weight, initial_epoch, callbacks, verbose, seed,
+             stratify, distributed, check_finite) -> History:
         op = "fit"
         self._require_compiled(op)
-        x = self._as_input(op, x)
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"fit: check_finite must be a bool, got {check_finite!r}.")
+        given_dtype = getattr(x, "dtype", None)
+        # Values beyond the model dtype's range become infinite in the cast; with
+        # check_finite that is reported below, by name, instead of as a warning.
+        with np.errstate(over="ignore") if check_finite else contextlib.nullcontext():
+            x = self._as_input(op, x)
         y = self._as_target(op, y, x.shape[0])
         if x.shape[0] == 0:
             raise ValueError("fit: x is an empty batch (0 samples).")
@@ -531,6 +632,11 @@ class Sequential:
             dist = self._data_parallel(distributed, seed, x, y)
             seed = dist.seed  # rank 0's, so every rank splits and shuffles alike
             verbose = verbose if dist.is_root else 0
+        if check_finite:
+            # After DataParallel has checked that every rank holds the same data,
+            # so that every rank refuses it alike.
+            self._check_finite_data("x", x, given_dtype)
+            self._check_finite_data("y", y)
         self.fit_seed = seed
 
         if stratify and (y.ndim != 1 or y.dtype.kind not in "iub"):
@@ -546,8 +652,14 @@ class Sequential:
                     "fit: validation_data must be a pair (x_val, y_val), got "
                     f"{type(validation_data).__name__}."
                 )
-            x_val = self._as_input(op, validation_data[0])
+            val_dtype = getattr(validation_data[0], "dtype", None)
+            with (np.errstate(over="ignore") if check_finite
+                  else contextlib.nullcontext()):
+                x_val = self._as_input(op, validation_data[0])
             val = (x_val, self._as_target(op, validation_data[1], x_val.shape[0]))
+            if check_finite:
+                self._check_finite_data("validation_data x", x_val, val_dtype)
+                self._check_finite_data("validation_data y", val[1])
             train_rows = np.arange(x.shape[0])
         elif validation_split > 0:
             train_rows, val_rows = self._split(x.shape[0], float(validation_split),
@@ -599,10 +711,18 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_batch_begin(b, {"size": size})
                 if dist is None:
-                    loss, out, target = self._train_batch(x[rows], y[rows], weights)
+                    loss, out, target = self._train_batch(x[rows], y[rows], weights,
+                                                          check_finite)
+                    if out is None:  # a non-finite loss; the step was not applied
+                        self._stop_non_finite(loss, epoch, epochs, b, n_batches, x,
+                                              bar, False, weights)
                     batch_logs = {"loss": loss, **self._batch_metrics(out, target)}
                 else:
                     batch_logs = dist.train_batch(x[rows], y[rows], weights)
+                    # The loss is over all ranks: every rank stops alike.
+                    if check_finite and not math.isfinite(batch_logs["loss"]):
+                        self._stop_non_finite(batch_logs["loss"], epoch, epochs, b,
+                                              n_batches, x, bar, True, weights)
                 seen += size
                 for key, value in batch_logs.items():
                     sums[key] = sums.get(key, 0.0) + value * size
@@ -640,6 +760,57 @@ class Sequential:
         for cb in callbacks:
             cb.on_train_end({})
         return history
+
+    @staticmethod
+    def _check_finite_data(name: str, array: np.ndarray, given_dtype=None) -> None:
+        """fit's one pass over its data: a NaN or infinity there makes every
+        weight NaN within a step or two."""
+        bad = _first_non_finite(array)
+        if bad is None:
+            return
+        cast = ("" if given_dtype is None or given_dtype == array.dtype else
+                f" after the cast from {given_dtype} to {array.dtype} (values beyond "
+                f"its range become infinite)")
+        raise ValueError(
+            f"fit: {name} holds NaN or infinity{cast}, first in sample {bad}. "
+            f"Training on it would make every weight NaN: fix or drop those "
+            f"samples, or pass check_finite=False."
+        )
+
+    def _stop_non_finite(self, loss, epoch, epochs, step, n_steps, x, bar,
+                         applied: bool, class_weight=None):
+        """Raise fit's FloatingPointError for a non-finite ``loss``, with the
+        likely causes and what happened to the weights (checked once, here)."""
+        if bar is not None:
+            bar.close()
+        broken = next((name for name, param, _ in self._named_grads()
+                       if not np.isfinite(_device.to_host(param)).all()), None)
+        if broken is not None:
+            weights = (f"The weights already hold NaN or infinity (first in "
+                       f"{broken}): an earlier step diverged; reload a checkpoint.")
+        elif applied:
+            weights = ("This step's update was applied; the weights are still "
+                       "finite.")
+        else:
+            weights = ("This step's update was not applied: the model keeps the "
+                       "(finite) weights that gave this loss.")
+        opt = self.optimizer
+        low, high = float(np.min(x)), float(np.max(x))
+        causes = [
+            f"a learning rate too high (lr={opt.lr:g} in {type(opt).__name__}; try "
+            f"10-100 times smaller, or clipnorm=1.0)",
+            f"inputs not scaled (x ranges over [{low:g}, {high:g}]; scale it to "
+            f"about [0, 1] or standardise it)",
+            "NaN or infinity in x or y (none was found at the start of fit)",
+        ]
+        if class_weight is not None:
+            causes.append("a class_weight of 0 for every sample of a batch")
+        raise FloatingPointError(
+            f"fit: the loss is {loss} at epoch {epoch + 1}/{epochs}, step "
+            f"{step + 1}/{n_steps}; training stopped (check_finite=True). {weights} "
+            f"Likely causes: {'; '.join(causes)}. Pass check_finite=False to train "
+            f"on regardless."
+        )
 
     def _data_parallel(self, distributed, seed, x, y):
         """fit(distributed=...)'s :class:`fastcnn.distributed.DataParallel`, made on
