@@ -1,8 +1,9 @@
 """What each rank runs in tests/test_distributed.py (``mpiexec -n 2 python this.py``).
 
 ``train OUT``: two distributed fits whose results the test compares with one-process
-runs (see ``reference_*`` below, which the test calls in-process); ``die``: rank 1
-exits abruptly in the middle of training.
+runs (see ``reference_*`` below, which the test calls in-process); ``batchnorm OUT``:
+fits of a model with BatchNorm, recording the running statistics around every
+epoch's averaging; ``die``: rank 1 exits abruptly in the middle of training.
 """
 
 import json
@@ -134,6 +135,67 @@ def train(out: Path):
     (out / f"result-rank{rank}.json").write_text(json.dumps(result))
 
 
+SEED_BN = 5
+BN_STEPS_PER_EPOCH = 3  # 45 rows, 8 per rank: 16 + 16 + a ragged 7 + 6
+
+
+def make_bn_model(init_seed, lr):
+    """BatchNorm after a convolution and after a dense layer, in float64."""
+    fastcnn.seed(init_seed)
+    model = fastcnn.Sequential(
+        [L.Conv2D(3, 3, padding=1), L.BatchNorm2D(momentum=0.3), L.ReLU(),
+         L.Flatten(), L.Dense(5), L.BatchNorm1D(), L.ReLU(), L.Dense(3)],
+        input_shape=(1, 4, 4), dtype="float64")
+    model.compile(SGD(lr=lr, momentum=0.9), "cross_entropy")
+    return model
+
+
+def data_bn():
+    rng = np.random.default_rng(9)
+    # Rows of different scales, so that the two ranks' batch statistics differ.
+    x = rng.standard_normal((45, 1, 4, 4)) * rng.uniform(0.2, 3.0, (45, 1, 1, 1))
+    return x + rng.standard_normal((45, 1, 1, 1)), rng.integers(0, 3, 45)
+
+
+def _record_averaging(log):
+    """Wrap DataParallel.average_buffers to log the buffers before and after."""
+    from fastcnn.distributed import DataParallel
+
+    original = DataParallel.average_buffers
+
+    def average_buffers(self):
+        before = {k: v.tolist() for k, v in self._buffers.items()}
+        original(self)
+        log.append({"before": before,
+                    "after": {k: v.tolist() for k, v in self._buffers.items()}})
+
+    DataParallel.average_buffers = average_buffers
+    return lambda: setattr(DataParallel, "average_buffers", original)
+
+
+def batchnorm(out: Path):
+    from mpi4py import MPI
+
+    rank = MPI.COMM_WORLD.Get_rank()
+    x, y = data_bn()
+    result = {}
+    # lr 0: the weights stay rank 0's initial ones, so the test can recompute each
+    # rank's running statistics from the rows it trained on. lr 0.1: real training.
+    for run, lr in (("frozen", 0.0), ("trained", 0.1)):
+        rows, averaging = [], []
+        stop_rows = _record_rows(x, rows)
+        stop_averaging = _record_averaging(averaging)
+        model = make_bn_model(200 + rank, lr)
+        model.fit(x, y, epochs=2, batch_size=8, seed=SEED_BN, verbose=0,
+                  distributed=True)
+        stop_rows()
+        stop_averaging()
+        result[run] = {"rows": rows, "averaging": averaging,
+                       "state": {k: v.tolist() for k, v in
+                                 model.state_dict().items()}}
+    (out / f"bn-rank{rank}.json").write_text(json.dumps(result))
+
+
 def die(out: Path):
     """Rank 1 exits with status 1 at its third step; rank 0 would go on for 50
     epochs if nobody stopped it. Marker files say what happened (the launcher may
@@ -157,6 +219,8 @@ def die(out: Path):
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         train(Path(sys.argv[2]))
+    elif sys.argv[1] == "batchnorm":
+        batchnorm(Path(sys.argv[2]))
     elif sys.argv[1] == "die":
         die(Path(sys.argv[2]))
     else:

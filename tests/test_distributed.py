@@ -401,6 +401,83 @@ def test_resuming_from_rank_zero_checkpoint_continues_exactly(two_ranks):
         np.testing.assert_array_equal(resumed[key], value)
 
 
+@pytest.fixture(scope="module")
+def two_ranks_batchnorm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bn_ranks")
+    result = run_ranks(str(WORKER), "batchnorm", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [json.loads((out / f"bn-rank{r}.json").read_text()) for r in (0, 1)]
+
+
+BN_BUFFERS = ("1.running_mean", "1.running_var", "5.running_mean", "5.running_var")
+
+
+@needs_mpi
+@pytest.mark.parametrize("run", ["frozen", "trained"])
+def test_batchnorm_running_statistics_agree_across_ranks(two_ranks_batchnorm, run):
+    zero, one = (ranks[run] for ranks in two_ranks_batchnorm)
+    assert sorted(zero["state"]) == sorted(one["state"])
+    for key in zero["state"]:
+        np.testing.assert_array_equal(one["state"][key], zero["state"][key],
+                                      err_msg=key)
+    # Averaged once per epoch, and the model ends with the last average.
+    assert len(zero["averaging"]) == len(one["averaging"]) == 2
+    for key in BN_BUFFERS:
+        np.testing.assert_array_equal(zero["state"][key],
+                                      zero["averaging"][-1]["after"][key])
+
+
+@needs_mpi
+@pytest.mark.parametrize("run", ["frozen", "trained"])
+def test_batchnorm_running_statistics_are_the_mean_over_ranks(two_ranks_batchnorm,
+                                                              run):
+    # The documented rule: each rank updates its running statistics from its own
+    # batches; at the end of every epoch they become the mean over the ranks.
+    zero, one = (ranks[run]["averaging"] for ranks in two_ranks_batchnorm)
+    for epoch in range(2):
+        for key in BN_BUFFERS:
+            mine = np.asarray(zero[epoch]["before"][key])
+            theirs = np.asarray(one[epoch]["before"][key])
+            assert np.max(np.abs(mine - theirs)) > 1e-3, (
+                f"{key}: the ranks' statistics did not differ before averaging; "
+                f"the test would pass vacuously")
+            expected = (mine + theirs) * 0.5
+            for rank, log in enumerate((zero, one)):
+                np.testing.assert_allclose(log[epoch]["after"][key], expected,
+                                           rtol=1e-15, atol=0,
+                                           err_msg=f"epoch {epoch} rank {rank}")
+
+
+@needs_mpi
+def test_batchnorm_running_statistics_match_a_per_rank_replay(two_ranks_batchnorm):
+    # With lr 0 the weights stay rank 0's initial ones, so each rank's statistics
+    # can be recomputed here from the rows it trained on: one replica per rank,
+    # starting each epoch from the previous average.
+    x, _ = worker.data_bn()
+    rows = [ranks["frozen"]["rows"] for ranks in two_ranks_batchnorm]
+    assert [len(r) for r in rows] == [2 * worker.BN_STEPS_PER_EPOCH] * 2
+    start = worker.make_bn_model(200, 0.0).state_dict()
+    averaged = {key: start[key] for key in BN_BUFFERS}
+    for epoch in range(2):
+        per_rank = []
+        for rank in (0, 1):
+            replica = worker.make_bn_model(200, 0.0)
+            replica.load_state_dict({**start, **averaged})
+            steps = rows[rank][epoch * worker.BN_STEPS_PER_EPOCH:
+                               (epoch + 1) * worker.BN_STEPS_PER_EPOCH]
+            for step_rows in steps:
+                replica.forward(x[step_rows], training=True)
+            per_rank.append(replica.state_dict())
+        averaged = {key: (per_rank[0][key] + per_rank[1][key]) * 0.5
+                    for key in BN_BUFFERS}
+        for rank in (0, 1):
+            got = two_ranks_batchnorm[rank]["frozen"]["averaging"][epoch]["after"]
+            for key in BN_BUFFERS:
+                np.testing.assert_allclose(got[key], averaged[key], rtol=1e-12,
+                                           atol=1e-14,
+                                           err_msg=f"epoch {epoch} rank {rank} {key}")
+
+
 @needs_mpi
 def test_a_dying_rank_ends_the_job(tmp_path):
     # MPICH's hydra kills the other ranks as soon as one exits abnormally.
