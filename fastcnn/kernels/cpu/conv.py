@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
+from ._winograd import winograd_conv3x3, winograd_filters, winograd_plan
 
 #: Target size, in elements, of one patch tile (128 KiB of float32: it stays in L2).
 TILE_ELEMENTS = 32768
@@ -379,13 +380,29 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
                 oh += 1
 
 
+#: Winograd (``_winograd.py``) is used for 3x3 stride-1 convolutions whose input and
+#: output both have at least this many channels: with fewer, its transforms cost
+#: more than the multiplications it saves.
+WINOGRAD_MIN_CHANNELS = 8
+
+
+def _uses_winograd(w_shape, sh, sw, dh, dw, groups) -> bool:
+    """Whether the convolution with filters of shape ``w_shape`` (and this stride,
+    dilation and groups) runs through Winograd F(4x4, 3x3), forward and input
+    gradient."""
+    c_out, cin_g, kh, kw = w_shape
+    return (kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
+            and groups == 1 and min(c_out, cin_g) >= WINOGRAD_MIN_CHANNELS)
+
+
 def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     """``y = conv(xp, w) + b``.
 
     Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
     y (N, C_out, OH, OW). Plain Python that picks the kernel (so a network compiles
-    only the ones it runs): with stride 1 and images big enough to fill a tile,
-    the product runs on shifted windows of ``xp`` directly
+    only the ones it runs): 3x3 stride-1 convolutions with enough channels go
+    through Winograd (:func:`_uses_winograd`); in other stride-1 ones with images
+    big enough to fill a tile the product runs on shifted windows of ``xp`` directly
     (:func:`_conv2d_forward_shifted`); otherwise patches are copied first
     (:func:`_conv2d_forward_im2col`), several small images side by side.
 
@@ -396,6 +413,12 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     cout_g, cin_g = c_out // groups, w.shape[1]
+    if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
+        u = np.empty((36, c_out, cin_g), dtype=y.dtype)
+        winograd_filters(w, u, False)
+        band_rows, co_chunk = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
+        winograd_conv3x3(xp, u, b, y, 0, 0, band_rows, co_chunk)
+        return
     images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
                                  cin_g, n_batch)[2]
     if sh == 1 and sw == 1 and images == 1:
@@ -404,12 +427,32 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
         _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups)
 
 
-@cpu_kernel
 def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
     """Gradient with respect to the padded input: ``dxp`` is overwritten.
 
     Shape: dy (N, C_out, OH, OW), w (C_out, C_in/groups, KH, KW),
-    dxp (N, C_in, Hp, Wp). Parallel over (image or group of images, group, chunk
+    dxp (N, C_in, Hp, Wp). Plain Python that picks the kernel: for a 3x3 stride-1
+    convolution with enough channels (:func:`_uses_winograd`), ``dxp`` is the full
+    correlation of ``dy`` with the flipped filters, a 3x3 stride-1 convolution
+    itself, done by Winograd with ``dy`` padded by 2 (virtually); otherwise
+    :func:`_conv2d_backward_input_direct`.
+    """
+    if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
+        n_batch, c_in, hp, wp = dxp.shape
+        u = np.empty((36, c_in, w.shape[0]), dtype=dxp.dtype)
+        winograd_filters(w, u, True)
+        band_rows, co_chunk = winograd_plan(n_batch, w.shape[0], c_in, hp, wp)
+        zero_bias = np.zeros(c_in, dtype=dxp.dtype)
+        winograd_conv3x3(dy, u, zero_bias, dxp, 2, 2, band_rows, co_chunk)
+    else:
+        _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups)
+
+
+@cpu_kernel
+def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
+    """:func:`conv2d_backward_input` as ``dP = W.T @ dy`` scattered back.
+
+    Parallel over (image or group of images, group, chunk
     of input channels): their slices of ``dxp`` are disjoint. Each task builds
     ``dP = W.T @ dy`` for its channels a tile of positions at a time and scatters
     it back in a fixed order.

@@ -1,0 +1,326 @@
+"""Winograd F(4x4, 3x3): 3x3 stride-1 convolutions with 4x fewer multiplications.
+
+Lavin & Gray (2016). An output tile of 4x4 pixels is computed from a 6x6 input
+tile ``d`` and the 3x3 filter ``g`` as ``A^T [(G g G^T) * (B^T d B)] A``: the 36
+element-wise products replace the 144 multiply-adds of the direct sum. Summed over
+input channels, the products of one of the 36 elements ``e`` are a matrix product,
+``M[e] = U[e] @ V[e]`` with ``U[e]`` (C_out x C_in, the transformed filters) and
+``V[e]`` (C_in x tiles, the transformed input), so the work is 36 small GEMMs plus
+the input and output transforms.
+
+Layout and blocking
+-------------------
+A task takes a band of consecutive tile rows (flat over image and tile row). For
+one input channel, the six input rows of every tile row of the band lie side by
+side in one scratch row (``wb = 4 * (ntw + 1)`` columns per tile row: the tiles'
+columns plus one spare tile), so each transform step is one long contiguous loop
+that vectorises: first down the columns (``B^T d``), then, after splitting the
+columns by their position in the tile (``4f + m``), across them (``... B``). The
+spare tile of each tile row is computed and dropped; it keeps column ``f`` of
+``V`` equal to ``tile_row * (ntw + 1) + tw`` so that no loop needs an index table.
+The band holds about :data:`BAND_COLUMNS` tiles, so ``V`` and ``M`` stay in L2 and
+the GEMM rows are long enough to vectorise.
+
+Padding is virtual: rows and columns outside the input read as zero, so the input
+gradient (a full correlation of ``dy``) needs no padded copy of ``dy``.
+
+Numerics: the transforms multiply by up to 8 and divide by up to 24, so the result
+carries a few more roundings than the direct sum: the error bound is in
+docs/NUMERICS.md. Each output is computed by one task in an order fixed by the
+shapes, so results are bitwise the same for any thread count.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import cpu_helper, cpu_kernel
+
+#: Tiles per task (the GEMM's row length): long enough for the vector loops, small
+#: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
+BAND_COLUMNS = 128
+
+#: Bytes of M (36 x output channels x tiles) a task keeps at once; output channels
+#: are taken in chunks that fit.
+M_BYTES = 512 * 1024
+
+
+@cpu_kernel
+def winograd_filters(w, u, flip):
+    """The transformed filters ``u[e] = (G g G^T)[e]``, computed in float64.
+
+    Shape: w (C_out, C_in, 3, 3). With ``flip`` false, ``u`` is (36, C_out, C_in)
+    and ``g = w[co, ci]`` (the forward); with ``flip`` true, ``u`` is
+    (36, C_in, C_out) and ``g = w[co, ci, ::-1, ::-1]`` (the input gradient, a
+    forward convolution of ``dy`` with the flipped, transposed filters). Parallel
+    over C_out (disjoint slices of ``u``).
+    """
+    c_out, c_in = w.shape[0], w.shape[1]
+    for co in prange(c_out):
+        g = np.empty((3, 3))
+        t = np.empty((6, 3))
+        for ci in range(c_in):
+            for i in range(3):
+                for j in range(3):
+                    if flip:
+                        g[i, j] = w[co, ci, 2 - i, 2 - j]
+                    else:
+                        g[i, j] = w[co, ci, i, j]
+            for k in range(3):
+                g0, g1, g2 = g[0, k], g[1, k], g[2, k]
+                t[0, k] = g0 / 4
+                t[1, k] = -(g0 + g1 + g2) / 6
+                t[2, k] = -(g0 - g1 + g2) / 6
+                t[3, k] = g0 / 24 + g1 / 12 + g2 / 6
+                t[4, k] = g0 / 24 - g1 / 12 + g2 / 6
+                t[5, k] = g2
+            for a in range(6):
+                g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
+                values = (g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6,
+                          g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2)
+                for b in range(6):
+                    if flip:
+                        u[6 * a + b, ci, co] = values[b]
+                    else:
+                        u[6 * a + b, co, ci] = values[b]
+
+
+@cpu_helper
+def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
+    """``v[e, ci, f]``: the transformed input tiles of channel ``ci`` for the tile
+    rows ``r0 .. r0 + rows - 1`` (flat over (image, tile row)), with
+    ``f = local tile row * (ntw + 1) + tw``.
+
+    Scratch: ``buf``, ``tv`` (6, rows * wb); ``ph`` (4, rows * (ntw + 1) + 1).
+    """
+    h, w = x.shape[2], x.shape[3]
+    two, four, five = v.dtype.type(2), v.dtype.type(4), v.dtype.type(5)
+    wb = 4 * (ntw + 1)
+    lo = pad_l
+    count = min(w, wb - lo)
+    # The six input rows of each tile row, zero outside the image.
+    for rl in range(rows):
+        r = r0 + rl
+        n = r // nth
+        row0 = 4 * (r - n * nth) - pad_t
+        for i in range(6):
+            dst = buf[i, rl * wb : (rl + 1) * wb]
+            src_row = row0 + i
+            if 0 <= src_row < h:
+                src = x[n, ci, src_row]
+                for c in range(lo):
+                    dst[c] = 0
+                inner = dst[lo : lo + count]
+                for c in range(count):
+                    inner[c] = src[c]
+                for c in range(lo + count, wb):
+                    dst[c] = 0
+            else:
+                for c in range(wb):
+                    dst[c] = 0
+    # B^T d down every column.
+    b0, b1, b2, b3, b4, b5 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
+    t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
+    for c in range(rows * wb):
+        d0, d1, d2, d3, d4, d5 = b0[c], b1[c], b2[c], b3[c], b4[c], b5[c]
+        t0[c] = four * d0 - five * d2 + d4
+        t1[c] = d3 + d4 - four * (d1 + d2)
+        t2[c] = four * (d1 - d2) - d3 + d4
+        t3[c] = two * (d3 - d1) - d2 + d4
+        t4[c] = two * (d1 - d3) - d2 + d4
+        t5[c] = four * d1 - five * d3 + d5
+    # ... B across: split each row by column position in the tile, then combine.
+    cols = rows * (ntw + 1)
+    p0, p1, p2, p3 = ph[0], ph[1], ph[2], ph[3]
+    p0[cols] = 0
+    p1[cols] = 0
+    q4 = p0[1 : cols + 1]
+    q5 = p1[1 : cols + 1]
+    for a in range(6):
+        ta = tv[a]
+        for f in range(cols):
+            p0[f] = ta[4 * f]
+            p1[f] = ta[4 * f + 1]
+            p2[f] = ta[4 * f + 2]
+            p3[f] = ta[4 * f + 3]
+        v0 = v[6 * a, ci, :cols]
+        v1 = v[6 * a + 1, ci, :cols]
+        v2 = v[6 * a + 2, ci, :cols]
+        v3 = v[6 * a + 3, ci, :cols]
+        v4 = v[6 * a + 4, ci, :cols]
+        v5 = v[6 * a + 5, ci, :cols]
+        for f in range(cols):
+            d0, d1, d2, d3, d4, d5 = p0[f], p1[f], p2[f], p3[f], q4[f], q5[f]
+            v0[f] = four * d0 - five * d2 + d4
+            v1[f] = d3 + d4 - four * (d1 + d2)
+            v2[f] = four * (d1 - d2) - d3 + d4
+            v3[f] = two * (d3 - d1) - d2 + d4
+            v4[f] = two * (d1 - d3) - d2 + d4
+            v5[f] = four * d1 - five * d3 + d5
+
+
+@cpu_helper
+def _output_band(m, mco, co, r0, rows, nth, ntw, bias, y, tmp, out):
+    """``y[n, co]``'s rows of the band's tiles from ``m[:, mco, :]`` (columns as in
+    :func:`_input_band`), plus the bias. Scratch: ``tmp`` (6, rows * wb), ``out``
+    (4, rows * wb)."""
+    oh_size, ow_size = y.shape[2], y.shape[3]
+    two, four, eight = y.dtype.type(2), y.dtype.type(4), y.dtype.type(8)
+    cols = rows * (ntw + 1)
+    # [...] A across each of the six rows of a tile, interleaved back into columns.
+    for a in range(6):
+        m0 = m[6 * a, mco, :cols]
+        m1 = m[6 * a + 1, mco, :cols]
+        m2 = m[6 * a + 2, mco, :cols]
+        m3 = m[6 * a + 3, mco, :cols]
+        m4 = m[6 * a + 4, mco, :cols]
+        m5 = m[6 * a + 5, mco, :cols]
+        ta = tmp[a]
+        for f in range(cols):
+            s12 = m1[f] + m2[f]
+            d12 = m1[f] - m2[f]
+            s34 = m3[f] + m4[f]
+            d34 = m3[f] - m4[f]
+            ta[4 * f] = m0[f] + s12 + s34
+            ta[4 * f + 1] = d12 + two * d34
+            ta[4 * f + 2] = s12 + four * s34
+            ta[4 * f + 3] = d12 + eight * d34 + m5[f]
+    # A^T [...] down every column.
+    t0, t1, t2, t3, t4, t5 = tmp[0], tmp[1], tmp[2], tmp[3], tmp[4], tmp[5]
+    o0, o1, o2, o3 = out[0], out[1], out[2], out[3]
+    bv = bias[co]
+    for c in range(4 * cols):
+        s12 = t1[c] + t2[c]
+        d12 = t1[c] - t2[c]
+        s34 = t3[c] + t4[c]
+        d34 = t3[c] - t4[c]
+        o0[c] = bv + t0[c] + s12 + s34
+        o1[c] = bv + d12 + two * d34
+        o2[c] = bv + s12 + four * s34
+        o3[c] = bv + d12 + eight * d34 + t5[c]
+    wb = 4 * (ntw + 1)
+    count = min(wb, ow_size)
+    for rl in range(rows):
+        r = r0 + rl
+        n = r // nth
+        oh0 = 4 * (r - n * nth)
+        for i in range(min(4, oh_size - oh0)):
+            dst = y[n, co, oh0 + i, :count]
+            src = out[i, rl * wb : rl * wb + count]
+            for c in range(count):
+                dst[c] = src[c]
+
+
+@cpu_helper
+def _gemm_4(dst, d0, coef, c0, src, n_rows, count):
+    """``dst[d0 + i, :count] += coef[c0 + i, :n_rows] @ src[:n_rows, :count]`` for
+    ``i < 4``: four output rows by four source rows per pass (sixteen multiply-adds
+    per four loads), rows sliced one at a time so the loop over columns vectorises.
+    """
+    o0 = dst[d0, :count]
+    o1 = dst[d0 + 1, :count]
+    o2 = dst[d0 + 2, :count]
+    o3 = dst[d0 + 3, :count]
+    w0, w1, w2, w3 = coef[c0], coef[c0 + 1], coef[c0 + 2], coef[c0 + 3]
+    k = 0
+    while k + 4 <= n_rows:
+        a0, a1, a2, a3 = w0[k], w0[k + 1], w0[k + 2], w0[k + 3]
+        b0, b1, b2, b3 = w1[k], w1[k + 1], w1[k + 2], w1[k + 3]
+        c0_, c1, c2, c3 = w2[k], w2[k + 1], w2[k + 2], w2[k + 3]
+        e0, e1, e2, e3 = w3[k], w3[k + 1], w3[k + 2], w3[k + 3]
+        r0 = src[k, :count]
+        r1 = src[k + 1, :count]
+        r2 = src[k + 2, :count]
+        r3 = src[k + 3, :count]
+        for j in range(count):
+            x0, x1, x2, x3 = r0[j], r1[j], r2[j], r3[j]
+            o0[j] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+            o1[j] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+            o2[j] += c0_ * x0 + c1 * x1 + c2 * x2 + c3 * x3
+            o3[j] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
+        k += 4
+    while k < n_rows:
+        a0, b0, c0_, e0 = w0[k], w1[k], w2[k], w3[k]
+        r0 = src[k, :count]
+        for j in range(count):
+            x0 = r0[j]
+            o0[j] += a0 * x0
+            o1[j] += b0 * x0
+            o2[j] += c0_ * x0
+            o3[j] += e0 * x0
+        k += 1
+
+
+@cpu_helper
+def _gemm_1(dst, d0, coef, c0, src, n_rows, count):
+    """:func:`_gemm_4` for one output row (the last ``C_out % 4``)."""
+    o0 = dst[d0, :count]
+    w0 = coef[c0]
+    for k in range(n_rows):
+        a0 = w0[k]
+        r0 = src[k, :count]
+        for j in range(count):
+            o0[j] += a0 * r0[j]
+
+
+@cpu_kernel
+def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk):
+    """``y = conv3x3(x, w) + b`` (stride 1), ``u`` the transformed filters.
+
+    Shape: x (N, C_in, H, W), u (36, C_out, C_in) from :func:`winograd_filters`,
+    b (C_out,), y (N, C_out, OH, OW), where
+    ``y[n, co, oh, ow] = b[co] + sum x[n, ci, oh + kh - pad_t, ow + kw - pad_l]
+    * w[co, ci, kh, kw]`` with zeros outside ``x``. Parallel over bands of
+    ``band_rows`` tile rows (disjoint rows of ``y``); output channels are taken
+    ``co_chunk`` at a time.
+    """
+    n_batch, c_in = x.shape[0], x.shape[1]
+    c_out, oh_size, ow_size = y.shape[1], y.shape[2], y.shape[3]
+    nth = (oh_size + 3) // 4
+    ntw = (ow_size + 3) // 4
+    wb = 4 * (ntw + 1)
+    total_rows = n_batch * nth
+    tasks = (total_rows + band_rows - 1) // band_rows
+    width = (band_rows * (ntw + 1) + 15) // 16 * 16
+    for task in prange(tasks):
+        r0 = np.int64(task) * band_rows
+        rows = min(band_rows, total_rows - r0)
+        count = (rows * (ntw + 1) + 15) // 16 * 16
+        # Zeroed so the columns past the band's tiles hold numbers, not garbage.
+        v = np.zeros((36, c_in, width), dtype=y.dtype)
+        m = np.empty((36, co_chunk, width), dtype=y.dtype)
+        buf = np.empty((6, band_rows * wb), dtype=y.dtype)
+        tv = np.empty((6, band_rows * wb), dtype=y.dtype)
+        ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
+        out = np.empty((4, band_rows * wb), dtype=y.dtype)
+        for ci in range(c_in):
+            _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
+        for c0 in range(0, c_out, co_chunk):
+            c_count = min(co_chunk, c_out - c0)
+            for e in range(36):
+                me = m[e]
+                for i in range(c_count):
+                    row = me[i]
+                    for j in range(count):
+                        row[j] = 0
+                co = 0
+                while co + 4 <= c_count:
+                    _gemm_4(me, co, u[e], c0 + co, v[e], c_in, count)
+                    co += 4
+                while co < c_count:
+                    _gemm_1(me, co, u[e], c0 + co, v[e], c_in, count)
+                    co += 1
+            for co in range(c_count):
+                _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
+
+
+def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
+    """``(band_rows, co_chunk)`` for :func:`winograd_conv3x3`: bands of about
+    :data:`BAND_COLUMNS` tiles (fewer when that would leave under four tasks), and
+    output-channel chunks (a multiple of 4) whose M fits in :data:`M_BYTES`."""
+    nth = (oh_size + 3) // 4
+    ntw = (ow_size + 3) // 4
+    band_rows = max(BAND_COLUMNS // (ntw + 1), 1)
+    band_rows = max(min(band_rows, (n_batch * nth + 3) // 4), 1)
+    width = (band_rows * (ntw + 1) + 15) // 16 * 16
+    co_chunk = max(M_BYTES // (36 * 4 * width) // 4 * 4, 4)
+    return band_rows, min(co_chunk, c_out)
