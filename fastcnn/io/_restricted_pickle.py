@@ -313,17 +313,20 @@ class _Reader:
         return text
 
 
-# What each thing the machine makes is charged, in bytes. sys.getsizeof gives an
-# object's own size; these cover what it does not: a reference in a list or on the
-# stack (8 bytes, plus the list's over-allocation), a dict entry (index and entry
-# tables at their lowest fill), a memo entry (its int key too), a MARK (its int).
-_SLOT = 16
+# What the machine makes is charged, in bytes, before it is made (fixed-size
+# scalars just after): a reference on the stack or in a list (8 bytes, plus room
+# for the list's over-allocation and the copy a realloc makes), a dict entry
+# (index and entry tables at their lowest fill, while a resize copies them), a
+# memo entry (its int key too), a MARK (its int), a container's bookkeeping here.
+_SLOT = 24
 _DICT_ENTRY = 96
 _MEMO_ENTRY = 128
 _MARK = 48
+_EMPTY = {tuple: sys.getsizeof(()), list: sys.getsizeof([]),
+          dict: sys.getsizeof({})}
 #: TensorSpec, StorageRef and _Global instances, with their __dict__.
 _RECORD = 512
-_PLAIN = (str, int, float, bool, type(None), tuple, list, dict, _OrderedDict)
+_PLAIN = (str, int, float, bool, type(None))
 
 
 def _unbounded(nbytes: int, what: str) -> None:
@@ -347,21 +350,27 @@ class _Machine:
 
     # ------------------------------------------------------------ accounting
 
-    def push(self, value, new: bool = True) -> None:
-        """Put ``value`` on the stack, charging its size if it is ``new``."""
-        size = 0
-        if new:
+    def push(self, value, size: int | None = None) -> None:
+        """Put ``value`` on the stack, charging ``size`` (default: the size of a
+        scalar or record just made; 0 for a reference to an existing object)."""
+        if size is None:
             size = sys.getsizeof(value) if type(value) in _PLAIN else _RECORD
         self.take(_SLOT + size, "the pickle's objects")
         self.stack.append(value)
 
-    def container(self, value, items) -> None:
-        """Push a new container holding ``items``; track its depth."""
+    def container(self, kind: type, items, pairs: bool = False) -> None:
+        """Charge, make and push a ``kind`` (tuple, list, dict, OrderedDict)
+        holding ``items`` (key-value pairs flattened if ``pairs``); track its
+        depth."""
+        n = len(items)
+        size = (_EMPTY[dict] + n // 2 * _DICT_ENTRY if pairs
+                else _EMPTY.get(kind, _EMPTY[dict]) + n * _SLOT)
+        self.take(size + _SLOT + _DICT_ENTRY, "the pickle's objects")  # + depth
+        value = _pairs_into(kind(), items) if pairs else kind(items)
         self.depth[id(value)] = 1
         self.keep.append(value)
-        self._hold(value, items, "a container")
-        self.take(_SLOT + _DICT_ENTRY, "the pickle's objects")  # depth, keep
-        self.push(value)
+        self._hold(value, items[1::2] if pairs else items, "a container")
+        self.push(value, 0)
 
     def grow(self, target, items, opcode: str) -> None:
         """Check that ``items`` may go into the container ``target``."""
@@ -396,6 +405,7 @@ class _Machine:
         if not self.marks:
             raise UnsafePickleError("malformed pickle: no MARK on the stack.")
         start = self.marks.pop()
+        self.take(_SLOT * (len(self.stack) - start), "the pickle's stack")
         items = self.stack[start:]
         del self.stack[start:]
         return items
@@ -449,16 +459,17 @@ def _reduce(m: _Machine) -> None:
     if builder is None:
         raise UnsafePickleError(f"refused call of {func.qualname}: it is a type, "
                                 f"not a tensor builder.")
+    if builder is _ordered_dict:
+        _ordered_dict(*args)  # refuses arguments
+        m.container(_OrderedDict, ())
+        return
     try:
         value = builder(*args)
     except TypeError:
         raise UnsafePickleError(
             f"{func.qualname} called with {len(args)} arguments."
         ) from None
-    if isinstance(value, _OrderedDict):
-        m.container(value, ())
-    else:
-        m.push(value)
+    m.push(value)
 
 
 def _build(m: _Machine) -> None:
@@ -476,9 +487,9 @@ def _tuple_n(n: int):
     def handler(m: _Machine) -> None:
         if len(m.stack) < n:
             raise IndexError
-        items = tuple(m.stack[-n:])
+        items = m.stack[-n:]
         del m.stack[-n:]
-        m.container(items, items)
+        m.container(tuple, items)
     return handler
 
 
@@ -497,9 +508,7 @@ def _appends(m: _Machine) -> None:
 
 
 def _dict(m: _Machine) -> None:
-    items = m.pop_mark()
-    value = _pairs_into({}, items)  # sys.getsizeof charges its entries
-    m.container(value, items[1::2])
+    m.container(dict, m.pop_mark(), pairs=True)
 
 
 def _setitems(m: _Machine, items: list, opcode: str) -> None:
@@ -513,17 +522,27 @@ def _long1(m: _Machine) -> None:
     m.push(int.from_bytes(m.r.take(m.r.unpack("<B")), "little", signed=True))
 
 
+def _string(fmt: str):
+    def handler(m: _Machine) -> None:
+        n = m.r.unpack(fmt)
+        # Charged before decoding: at most 4 bytes a character (one astral
+        # character widens all of them), plus the str's header.
+        m.take(4 * n + 80, "the pickle's strings")
+        m.push(m.r.text(n), 0)
+    return handler
+
+
 def _mark(m: _Machine) -> None:
     m.take(_MARK, "the pickle's marks")
     m.marks.append(len(m.stack))
 
 
 def _dup(m: _Machine) -> None:
-    m.push(m.stack[-1], new=False)
+    m.push(m.stack[-1], 0)
 
 
 def _get(fmt: str):
-    return lambda m: m.push(m.memo[m.r.unpack(fmt)], new=False)
+    return lambda m: m.push(m.memo[m.r.unpack(fmt)], 0)
 
 
 def _put(fmt: str):
@@ -531,15 +550,12 @@ def _put(fmt: str):
 
 
 def _constant(value):
-    return lambda m: m.push(value, new=False)
+    return lambda m: m.push(value, 0)
 
 
 def _number(fmt: str):
     return lambda m: m.push(m.r.unpack(fmt))
 
-
-def _string(fmt: str):
-    return lambda m: m.push(m.r.text(m.r.unpack(fmt)))
 
 
 _OPCODES: dict[int, Callable[[_Machine], None]] = {
@@ -555,15 +571,15 @@ _OPCODES: dict[int, Callable[[_Machine], None]] = {
     ord("0"): lambda m: m.stack.pop(),                      # POP
     ord("2"): _dup,
     ord(")"): _constant(()),                                # the shared ()
-    ord("t"): lambda m: m.container(items := tuple(m.pop_mark()), items),
+    ord("t"): lambda m: m.container(tuple, m.pop_mark()),
     0x85: _tuple_n(1),
     0x86: _tuple_n(2),
     0x87: _tuple_n(3),
-    ord("]"): lambda m: m.container([], ()),
-    ord("l"): lambda m: m.container(items := m.pop_mark(), items),
+    ord("]"): lambda m: m.container(list, ()),
+    ord("l"): lambda m: m.container(list, m.pop_mark()),
     ord("a"): _append,
     ord("e"): _appends,
-    ord("}"): lambda m: m.container({}, ()),
+    ord("}"): lambda m: m.container(dict, ()),
     ord("d"): _dict,
     ord("s"): lambda m: _setitems(m, [*reversed([m.stack.pop(), m.stack.pop()])],
                                   "SETITEM"),
