@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3): the fast path of 3x3 stride-1 convolutions (forward and
-input gradient) against the naive reference, finite differences, PyTorch and across
+"""Winograd F(4x4, 3x3): the fast path of 3x3 stride-1 convolutions (forward, input
+and weight gradients) against the naive reference, finite differences, PyTorch and across
 thread counts; the rule that picks it is pinned here."""
 
 import numpy as np
@@ -94,17 +94,24 @@ def test_several_bands_and_output_channel_chunks(band_columns, m_bytes, rng,
     # chunks of 4 with a remainder: every split of the kernel runs.
     monkeypatch.setattr(_winograd, "BAND_COLUMNS", band_columns)
     monkeypatch.setattr(_winograd, "M_BYTES", m_bytes)
+    monkeypatch.setattr(_winograd, "WEIGHT_SLOTS", 2)
     band_rows, co_chunk = _winograd.winograd_plan(3, 9, 10, 13, 10)
     assert band_rows < 3 * 4 and co_chunk < 10, (band_rows, co_chunk)
     x, wt, b = _case(rng, 3, 9, 13, 10, 10, np.float64)
     expected = naive.conv2d(x, wt, b, (1, 1), (1, 1), (1, 1), (1, 1), 1)
     assert_close(F.conv2d(x, wt, b, padding=1), expected, 1e-12, 1e-12, "y")
+    band_rows, slots = _winograd.winograd_weight_plan(3, 9, 10, 13, 10)
+    bands = -(-3 * 4 // band_rows)
+    assert 1 < slots < bands, (slots, bands)  # slots summing several bands each
     dy = rng.standard_normal(expected.shape)
-    rdx = naive.conv2d_backward(dy, x, wt, (1, 1), (1, 1), (1, 1), (1, 1), 1)[0]
-    assert_close(F.conv2d_backward(dy, x, wt, padding=1)[0], rdx, 1e-12, 1e-12,
-                 "dx")
+    rdx, rdw, _ = naive.conv2d_backward(dy, x, wt, (1, 1), (1, 1), (1, 1), (1, 1), 1)
+    dx, dw, _ = F.conv2d_backward(dy, x, wt, padding=1)
+    assert_close(dx, rdx, 1e-12, 1e-12, "dx")
+    assert_close(dw, rdw, 1e-12, 1e-12, "dweight")
     assert_thread_count_invariant(lambda: F.conv2d(x, wt, b, padding=1),
                                   "winograd conv2d, small bands")
+    assert_thread_count_invariant(lambda: F.conv2d_backward(dy, x, wt, padding=1),
+                                  "winograd conv2d_backward, small bands")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

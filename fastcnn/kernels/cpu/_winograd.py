@@ -34,10 +34,15 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
+from ._dots import _add_dots
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
 BAND_COLUMNS = 128
+
+#: Partial sums of the weight gradient (one per slot, summed in order at the end):
+#: enough slots to balance a few threads, a number fixed by the shapes alone.
+WEIGHT_SLOTS = 8
 
 #: Bytes of M (36 x output channels x tiles) a task keeps at once; output channels
 #: are taken in chunks that fit.
@@ -324,3 +329,148 @@ def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
     width = (band_rows * (ntw + 1) + 15) // 16 * 16
     co_chunk = max(M_BYTES // (36 * 4 * width) // 4 * 4, 4)
     return band_rows, min(co_chunk, c_out)
+
+
+@cpu_helper
+def _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z):
+    """``z[e, co, f]``: the transformed output-gradient tiles ``A dy_T A^T`` of
+    channel ``co`` for the band's tiles (columns as in :func:`_input_band`; outside
+    ``dy`` is zero, so the spare tile of each row adds nothing). Scratch as there."""
+    oh_size, ow_size = dy.shape[2], dy.shape[3]
+    two, four, eight = z.dtype.type(2), z.dtype.type(4), z.dtype.type(8)
+    wb = 4 * (ntw + 1)
+    count = min(ow_size, wb)
+    for rl in range(rows):
+        r = r0 + rl
+        n = r // nth
+        row0 = 4 * (r - n * nth)
+        for i in range(4):
+            dst = buf[i, rl * wb : (rl + 1) * wb]
+            if row0 + i < oh_size:
+                src = dy[n, co, row0 + i]
+                for c in range(count):
+                    dst[c] = src[c]
+                for c in range(count, wb):
+                    dst[c] = 0
+            else:
+                for c in range(wb):
+                    dst[c] = 0
+    # A d down every column (A is 6x4: the transpose of the output transform).
+    b0, b1, b2, b3 = buf[0], buf[1], buf[2], buf[3]
+    t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
+    for c in range(rows * wb):
+        d0, d1, d2, d3 = b0[c], b1[c], b2[c], b3[c]
+        s02 = d0 + d2
+        s13 = d1 + d3
+        e02 = d0 + four * d2
+        e13 = two * d1 + eight * d3
+        t0[c] = d0
+        t1[c] = s02 + s13
+        t2[c] = s02 - s13
+        t3[c] = e02 + e13
+        t4[c] = e02 - e13
+        t5[c] = d3
+    # ... A^T across.
+    cols = rows * (ntw + 1)
+    p0, p1, p2, p3 = ph[0], ph[1], ph[2], ph[3]
+    for a in range(6):
+        ta = tv[a]
+        for f in range(cols):
+            p0[f] = ta[4 * f]
+            p1[f] = ta[4 * f + 1]
+            p2[f] = ta[4 * f + 2]
+            p3[f] = ta[4 * f + 3]
+        z0 = z[6 * a, co, :cols]
+        z1 = z[6 * a + 1, co, :cols]
+        z2 = z[6 * a + 2, co, :cols]
+        z3 = z[6 * a + 3, co, :cols]
+        z4 = z[6 * a + 4, co, :cols]
+        z5 = z[6 * a + 5, co, :cols]
+        for f in range(cols):
+            d0, d1, d2, d3 = p0[f], p1[f], p2[f], p3[f]
+            s02 = d0 + d2
+            s13 = d1 + d3
+            e02 = d0 + four * d2
+            e13 = two * d1 + eight * d3
+            z0[f] = d0
+            z1[f] = s02 + s13
+            z2[f] = s02 - s13
+            z3[f] = e02 + e13
+            z4[f] = e02 - e13
+            z5[f] = d3
+
+
+@cpu_kernel
+def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
+    """Gradient of :func:`winograd_conv3x3` with respect to the 3x3 filters:
+    ``dwt = G^T [sum over tiles (A dy_T A^T) * (B^T x_T B)] G``, overwritten.
+
+    Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W) (read with the same virtual
+    padding as the forward), dwt (C_out, C_in, 3, 3). The sum over tiles is 36
+    products ``Z[e] @ V[e].T`` (dot products over a band's tiles). Parallel over
+    ``slots`` (a number fixed by the shapes), each summing a fixed run of bands
+    into its own partial sum; then parallel over C_out, adding the slots in order
+    and transforming back in float64. Results do not depend on the thread count.
+    """
+    n_batch, c_in = x.shape[0], x.shape[1]
+    c_out, oh_size, ow_size = dy.shape[1], dy.shape[2], dy.shape[3]
+    nth = (oh_size + 3) // 4
+    ntw = (ow_size + 3) // 4
+    wb = 4 * (ntw + 1)
+    total_rows = n_batch * nth
+    bands = (total_rows + band_rows - 1) // band_rows
+    per_slot = (bands + slots - 1) // slots
+    width = band_rows * (ntw + 1)
+    partial = np.zeros((slots, 36, c_out, c_in), dtype=dwt.dtype)
+    for slot in prange(slots):
+        s = np.int64(slot)
+        zero = np.int64(0)
+        v = np.zeros((36, c_in, width), dtype=dwt.dtype)
+        z = np.zeros((36, c_out, width), dtype=dwt.dtype)
+        buf = np.empty((6, band_rows * wb), dtype=dwt.dtype)
+        tv = np.empty((6, band_rows * wb), dtype=dwt.dtype)
+        ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=dwt.dtype)
+        for band in range(s * per_slot, min((s + 1) * per_slot, bands)):
+            r0 = band * band_rows
+            rows = min(band_rows, total_rows - r0)
+            cols = rows * (ntw + 1)
+            for ci in range(c_in):
+                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
+            for co in range(c_out):
+                _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z)
+            for e in range(36):
+                _add_dots(partial[s, e], zero, c_out, z[e], zero, zero, v[e], c_in,
+                          zero, cols)
+    for co in prange(c_out):
+        m = np.empty((6, 6))
+        t = np.empty((3, 6))
+        for ci in range(c_in):
+            for e in range(36):
+                acc = 0.0
+                for s in range(slots):
+                    acc += partial[s, e, co, ci]
+                m[e // 6, e % 6] = acc
+            # G^T m G: rows first (3 x 6), then columns.
+            for b in range(6):
+                m0, m1, m2, m3, m4, m5 = m[0, b], m[1, b], m[2, b], m[3, b], m[4, b], \
+                    m[5, b]
+                t[0, b] = m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24
+                t[1, b] = (m2 - m1) / 6 + (m3 - m4) / 12
+                t[2, b] = (m3 + m4) / 6 - (m1 + m2) / 6 + m5
+            for k in range(3):
+                m0, m1, m2, m3, m4, m5 = t[k, 0], t[k, 1], t[k, 2], t[k, 3], t[k, 4], \
+                    t[k, 5]
+                dwt[co, ci, k, 0] = m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24
+                dwt[co, ci, k, 1] = (m2 - m1) / 6 + (m3 - m4) / 12
+                dwt[co, ci, k, 2] = (m3 + m4) / 6 - (m1 + m2) / 6 + m5
+
+
+def winograd_weight_plan(n_batch, c_in, c_out, oh_size, ow_size):
+    """``(band_rows, slots)`` for :func:`winograd_weight_grad3x3`: bands as the
+    forward's, and up to :data:`WEIGHT_SLOTS` slots (fewer when the partial sums
+    would pass 64 MiB)."""
+    band_rows = winograd_plan(n_batch, c_in, c_out, oh_size, ow_size)[0]
+    bands = (n_batch * ((oh_size + 3) // 4) + band_rows - 1) // band_rows
+    slot_bytes = 36 * c_in * c_out * 8
+    slots = max(min(WEIGHT_SLOTS, bands, (64 << 20) // slot_bytes), 1)
+    return band_rows, slots

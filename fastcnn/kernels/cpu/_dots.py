@@ -1,0 +1,70 @@
+"""Dot-product helpers of the weight gradients: sums over output positions (or
+tiles) of one gradient row times one input row, vectorised by reassociation."""
+
+from .._jit import cpu_helper, cpu_reduction
+
+
+@cpu_reduction
+def _dots_2x4(d0, d1, r0, r1, r2, r3, count):
+    """The eight dot products of ``d0, d1`` with ``r0 .. r3`` over ``count`` elements,
+    in one pass: each loaded element serves two or four multiply-adds, and the eight
+    sums stay in vector registers (reassociation lets LLVM split each over lanes)."""
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = d0.dtype.type(0)
+    for j in range(count):
+        g0, g1 = d0[j], d1[j]
+        v0, v1, v2, v3 = r0[j], r1[j], r2[j], r3[j]
+        a00 += g0 * v0
+        a01 += g0 * v1
+        a02 += g0 * v2
+        a03 += g0 * v3
+        a10 += g1 * v0
+        a11 += g1 * v1
+        a12 += g1 * v2
+        a13 += g1 * v3
+    return a00, a01, a02, a03, a10, a11, a12, a13
+
+
+@cpu_reduction
+def _dot(d0, r0, count):
+    """``sum(d0[:count] * r0[:count])``, vectorised (see :func:`_dots_2x4`)."""
+    acc = d0.dtype.type(0)
+    for j in range(count):
+        acc += d0[j] * r0[j]
+    return acc
+
+
+@cpu_helper
+def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count):
+    """``part[c, k0 + k] += dot(grad[c - g_off, g_start:g_start + count],
+    patch[k, :count])`` for every ``c`` in ``[co, co_stop)`` and ``k < n_rows``: two
+    output channels by four patch rows at a time. (Rows are sliced from the
+    C-contiguous arrays one at a time, so Numba knows them contiguous and the dots
+    vectorise.)"""
+    g_stop = g_start + count
+    while co + 2 <= co_stop:
+        d0 = grad[co - g_off, g_start:g_stop]
+        d1 = grad[co + 1 - g_off, g_start:g_stop]
+        k = 0
+        while k + 4 <= n_rows:
+            a00, a01, a02, a03, a10, a11, a12, a13 = _dots_2x4(
+                d0, d1, patch[k, :count], patch[k + 1, :count],
+                patch[k + 2, :count], patch[k + 3, :count], count)
+            q = k0 + k
+            part[co, q] += a00
+            part[co, q + 1] += a01
+            part[co, q + 2] += a02
+            part[co, q + 3] += a03
+            part[co + 1, q] += a10
+            part[co + 1, q + 1] += a11
+            part[co + 1, q + 2] += a12
+            part[co + 1, q + 3] += a13
+            k += 4
+        while k < n_rows:
+            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
+            part[co + 1, k0 + k] += _dot(d1, patch[k, :count], count)
+            k += 1
+        co += 2
+    if co < co_stop:
+        d0 = grad[co - g_off, g_start:g_stop]
+        for k in range(n_rows):
+            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
