@@ -268,7 +268,11 @@ class LearningRateScheduler(Callback):
                 f"LearningRateScheduler: the schedule returned {lr!r} at step {step}; "
                 f"it must return a finite float."
             )
-        opt.lr = float(lr)
+        try:  # the optimizer's own checks (lr >= 0), as in its constructor
+            opt.set_dynamic(lr=float(lr))
+        except ValueError as error:
+            raise ValueError(
+                f"LearningRateScheduler: at step {step}: {error}") from None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.per == "epoch":
@@ -287,10 +291,12 @@ class LearningRateScheduler(Callback):
 
 def _set_momentum(opt, momentum: float) -> None:
     """OneCycle's momentum: SGD/RMSprop ``momentum`` or Adam's ``beta1``."""
+    # Through the optimizer's own checks: a beta1 of 1 would divide by zero in
+    # Adam's bias correction, and SGD's nesterov needs momentum > 0.
     if hasattr(opt, "betas"):
-        opt.betas = (momentum, opt.betas[1])
+        opt.set_dynamic(betas=(momentum, opt.betas[1]))
     elif hasattr(opt, "momentum"):
-        opt.momentum = momentum
+        opt.set_dynamic(momentum=momentum)
     else:
         raise ValueError(
             f"LearningRateScheduler: cycle_momentum needs an optimizer with momentum "

@@ -225,6 +225,24 @@ class Optimizer:
             setattr(self, attr, value)
         self._unchecked = params is None and bool(state)
 
+    def set_dynamic(self, **values) -> None:
+        """Set hyper-parameters named in :attr:`dynamic` (what schedules change:
+        ``lr``, ``momentum``, ``betas``) after the constructor's own checks, e.g.
+        ``opt.set_dynamic(lr=0.01, betas=(0.85, 0.999))``. Nothing changes if a
+        value is refused.
+
+        Raises
+        ------
+        ValueError
+            A value the constructor refuses (NaN, out of range), or a name not in
+            :attr:`dynamic`.
+
+        Shape: no arrays.
+        """
+        _, checked = self._checked_scalars(type(self).__name__, values)
+        for attr, value in checked.items():
+            setattr(self, attr, value)
+
     def check_state(self, params: dict) -> None:
         """Check that every state array belongs to a parameter of ``params``
         (``{name: parameter}``) with its exact shape and dtype.

@@ -271,3 +271,28 @@ def test_the_progress_bar_is_closed_when_fit_stops(capsys):
     with pytest.raises(FloatingPointError):
         model.fit(x, y, epochs=1, batch_size=8, verbose=1)
     assert capsys.readouterr().err.endswith("\n")
+
+
+# ------------------------------------------------------- schedules set hyper-params
+
+
+def test_schedules_set_hyper_parameters_through_the_constructors_checks():
+    from fastcnn import callbacks, schedules
+
+    x, y = data()
+    model = small_model(optimizer=Adam(0.01))
+    bad_lr = callbacks.LearningRateScheduler(lambda epoch, lr: -0.1)
+    with pytest.raises(ValueError, match=r"LearningRateScheduler: at step 0: Adam: "
+                                         r"lr must be a finite number in \[0.0"):
+        model.fit(x, y, verbose=0, callbacks=[bad_lr])
+    assert model.optimizer.lr == 0.01
+    # beta1 = 1 would divide by zero in Adam's bias correction.
+    cycle = schedules.OneCycle(0.1, total_steps=12, max_momentum=1.0)
+    with pytest.raises(ValueError, match=r"Adam: betas\[0\] must be a finite number "
+                                         r"in \[0.0, 1.0\), got 1.0"):
+        model.fit(x, y, verbose=0,
+                  callbacks=[callbacks.LearningRateScheduler(cycle, per="batch")])
+    with pytest.raises(ValueError, match="unknown scalars"):
+        model.optimizer.set_dynamic(eps=1.0)
+    model.optimizer.set_dynamic(lr=0.5, betas=[0.8, 0.9])
+    assert model.optimizer.lr == 0.5 and model.optimizer.betas == (0.8, 0.9)
