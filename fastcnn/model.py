@@ -785,7 +785,12 @@ class Sequential:
             bar.close()
         broken = next((name for name, param, _ in self._named_grads()
                        if not np.isfinite(_device.to_host(param)).all()), None)
-        if broken is not None:
+        if broken is not None and applied:
+            weights = (f"This step's update was applied (distributed training "
+                       f"checks the loss over all ranks after the step) and the "
+                       f"weights now hold NaN or infinity (first in {broken}); "
+                       f"reload a checkpoint.")
+        elif broken is not None:
             weights = (f"The weights already hold NaN or infinity (first in "
                        f"{broken}): an earlier step diverged; reload a checkpoint.")
         elif applied:

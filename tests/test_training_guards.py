@@ -296,3 +296,21 @@ def test_schedules_set_hyper_parameters_through_the_constructors_checks():
         model.optimizer.set_dynamic(eps=1.0)
     model.optimizer.set_dynamic(lr=0.5, betas=[0.8, 0.9])
     assert model.optimizer.lr == 0.5 and model.optimizer.betas == (0.8, 0.9)
+
+
+def test_distributed_fit_stops_on_every_rank_at_the_global_loss():
+    """Under fit(distributed=...) the loss checked is the one reduced over all
+    ranks (the same on each), so every rank stops at the same step; the step has
+    been applied by then. A one-rank fake communicator stands in for MPI."""
+    from .test_distributed import OneRank
+
+    x, y = data()
+    model = small_model(optimizer=SGD(1e6))
+    with pytest.raises(FloatingPointError, match=r"epoch 1/2, step \d+/6.*update "
+                                                 r"was applied .*over all ranks"):
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0,
+                  distributed=OneRank())
+    x[2, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="x holds NaN or infinity, first in "
+                                         "sample 2"):
+        small_model().fit(x, y, verbose=0, distributed=OneRank())
