@@ -771,10 +771,11 @@ class Sequential:
         cast = ("" if given_dtype is None or given_dtype == array.dtype else
                 f" after the cast from {given_dtype} to {array.dtype} (values beyond "
                 f"its range become infinite)")
+        harm = ("Validating on it would give NaN metrics" if name.startswith("valid")
+                else "Training on it would make every weight NaN")
         raise ValueError(
             f"fit: {name} holds NaN or infinity{cast}, first in sample {bad}. "
-            f"Training on it would make every weight NaN: fix or drop those "
-            f"samples, or pass check_finite=False."
+            f"{harm}: fix or drop those samples, or pass check_finite=False."
         )
 
     def _stop_non_finite(self, loss, epoch, epochs, step, n_steps, x, bar,
