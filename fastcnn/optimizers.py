@@ -76,9 +76,6 @@ class Optimizer:
 
     #: Hyper-parameters a schedule may change during training (saved with the state).
     dynamic = ("lr",)
-    #: Per-parameter state slots (see :meth:`slots`): none for the base class.
-    _required_slots: tuple[str, ...] = ()
-    _optional_slots: tuple[str, ...] = ()
 
     def __init__(self, lr: float, clipnorm: float | None = None,
                  clipvalue: float | None = None):
@@ -97,14 +94,18 @@ class Optimizer:
         # against the parameters at the next step, before any kernel sees them.
         self._unchecked = False
 
-    def slots(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def slots(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """``(required, optional)``: the state slots one parameter has with this
         configuration. A parameter's state holds all the required slots or none
         (not stepped yet), plus any of the optional ones.
 
+        None (the base class; a custom optimizer that does not say): any slot
+        names, and a 0-d slot is taken for a scalar, as Adam's step. A subclass
+        that keeps other slots than its parent overrides this.
+
         Shape: no arrays.
         """
-        return self._required_slots, self._optional_slots
+        return None
 
     # ------------------------------------------------------------------ stepping
 
@@ -285,7 +286,8 @@ class Optimizer:
     def _checked_arrays(self, op: str, arrays) -> dict[str, dict[str, np.ndarray]]:
         if not isinstance(arrays, dict):
             raise ValueError(f"{op}: the arrays must be a dict, got {arrays!r:.100}.")
-        required, optional = self.slots()
+        known = self.slots()
+        required, optional = known or ((), ())
         state: dict[str, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
             name, sep, slot = str(key).rpartition("/")
@@ -294,11 +296,13 @@ class Optimizer:
                     f"{type(self).__name__}: optimizer state key {key!r:.100} is not "
                     f"'<param>/<slot>'."
                 )
-            if slot not in required and slot not in optional:
+            if known and slot not in required and slot not in optional:
                 raise ValueError(
                     f"{op}: {key!r:.100} is not a slot {type(self).__name__} keeps "
                     f"with this configuration ({[*required, *optional]})."
                 )
+            if isinstance(value, np.generic):  # a NumPy scalar: a 0-d array
+                value = np.asarray(value)
             if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
                 raise ValueError(
                     f"{op}: {key!r:.100} must be a numeric numpy array, got "
@@ -312,6 +316,8 @@ class Optimizer:
                         f"{op}: {key!r:.100} must be a 0-d int64 in [1, 2**53], got "
                         f"shape {value.shape}, dtype {value.dtype}{shown}."
                     )
+            elif known is None and value.ndim == 0:
+                pass  # a custom optimizer's scalar slot
             elif value.ndim == 0 or value.dtype.kind != "f":
                 raise ValueError(
                     f"{op}: {key!r:.100} must be a float array of its parameter's "
@@ -328,7 +334,7 @@ class Optimizer:
             state.setdefault(name, {})[slot] = np.array(value, order="C")
         for name, slots in state.items():
             held = set(slots) - set(optional)
-            if held and held != set(required):
+            if known and held and held != set(required):
                 raise ValueError(
                     f"{op}: {name!r:.100} has the slots {sorted(held)}, but "
                     f"{type(self).__name__} keeps all of {sorted(required)} for a "
@@ -345,8 +351,8 @@ class Optimizer:
                 )
             param = params[name]
             for slot, value in slots.items():
-                if slot == "step":
-                    continue
+                if slot == "step" or value.ndim == 0:
+                    continue  # scalars (known slots were checked to be ndim > 0)
                 if value.shape != tuple(param.shape) or value.dtype != param.dtype:
                     raise ValueError(
                         f"{op}: '{name}/{slot}' has shape {value.shape} and dtype "
@@ -370,9 +376,6 @@ class SGD(Optimizer):
     """
 
     dynamic = ("lr", "momentum")
-    # The buffer appears on the first step with momentum != 0 (a schedule may
-    # turn momentum on later).
-    _optional_slots = ("momentum_buffer",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0,
@@ -407,6 +410,11 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum,
                 "dampening": self.dampening, "weight_decay": self.weight_decay,
                 "nesterov": self.nesterov}
+
+    def slots(self):
+        # The buffer appears on the first step with momentum != 0 (a schedule may
+        # turn momentum on later).
+        return (), ("momentum_buffer",)
 
 
 def _betas(op: str, betas) -> tuple[float, float]:

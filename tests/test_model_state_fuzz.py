@@ -438,3 +438,28 @@ def test_a_crash_in_the_child_fails_the_test_naming_the_mutant(tmp_path,
     with pytest.raises(AssertionError, match=r"died with status -6 in 'CASE demo: "
                                              r"optimizer.npz"):
         run_child("sgd", tmp_path)
+
+
+def test_a_custom_optimizer_keeps_its_own_slots_and_scalars():
+    """A subclass that does not declare its slots may keep any, 0-d scalars
+    included; arrays are still checked against their parameters."""
+
+    class Counting(SGD):
+        def update(self, param, grad, state):
+            state["count"] = state.get("count", np.zeros((), np.int64)) + 1
+            state["last"] = grad.copy()
+            param -= self.lr * grad
+
+        def slots(self):
+            return None
+
+    params = {"0.weight": np.ones(3)}
+    opt = Counting(0.1)
+    opt.step([("0.weight", params["0.weight"], np.ones(3))])
+    arrays, scalars = opt.get_state()
+    restored = Counting(0.1)
+    restored.set_state(arrays, scalars, params=params)
+    assert int(restored.state["0.weight"]["count"]) == 1
+    arrays["0.weight/last"] = np.ones(4)
+    with pytest.raises(ValueError, match=r"'0.weight/last' has shape \(4,\)"):
+        restored.set_state(arrays, scalars, params=params)
