@@ -213,9 +213,11 @@ class Sequential:
         does not take this lock.
         """
         if not self._train_lock.acquire(blocking=False):
+            # The holder names itself just after acquiring: it may not have yet.
+            holder = self._trainer or "fit or train_step"
             raise RuntimeError(
                 f"{op}: this model is already training in another call ("
-                f"{self._trainer}); one model trains from one thread at a time. "
+                f"{holder}); one model trains from one thread at a time. "
                 f"Two trainers would interleave their steps on the same weights, "
                 f"which gives weights that match no sequential order. Wait for "
                 f"that call to return, or give each thread its own model."
@@ -418,7 +420,7 @@ class Sequential:
         out = self.forward(x, training=True)
         target = self.loss.prepare_target(y, out)
         loss = self.loss.forward(out, target, class_weight)
-        if check_finite and not math.isfinite(loss):  # a host float: ~50 ns
+        if check_finite and not math.isfinite(loss):  # a host float: ~0.1 us
             return loss, None, None
         self.backward(self.loss.backward(out, target, class_weight),
                       input_grad=False)
@@ -569,7 +571,8 @@ class Sequential:
             FloatingPointError naming the epoch and the step. That step's update
             is not applied, so the model keeps the weights that gave the loss
             (finite unless an earlier step already overflowed; the error says
-            which). False trains on regardless, as before.
+            which). With ``distributed`` the loss checked is the one over all
+            ranks, after the step. False trains on regardless, as before.
 
         Returns
         -------
