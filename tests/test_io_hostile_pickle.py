@@ -19,10 +19,12 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from fastcnn.io import AMPLIFICATION, SLACK, UnsafePickleError, load_weights
 from fastcnn.io._restricted_pickle import MAX_DEPTH, bounded_repr
 
+from .fuzz_support import examples
 from .torch_archive import (
     EMPTY_TUPLE,
     MARK,
@@ -32,6 +34,7 @@ from .torch_archive import (
     TUPLE,
     glob,
     integer,
+    ordered_dict,
     persistent_id,
     simple_archive,
     state_dict,
@@ -445,3 +448,93 @@ def test_a_state_dict_after_hostile_loads_is_unchanged(tmp_path):
             load_weights(bad)
     np.testing.assert_array_equal(load_weights(path)["0.weight"], expected)
 
+
+
+# ------------------------------------------------------------------- fuzzing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_ALLOWED = [glob("collections", "OrderedDict"),
+            glob("torch._utils", "_rebuild_tensor_v2", stack=True),
+            glob("torch._utils", "_rebuild_parameter"), glob("torch", "FloatStorage"),
+            glob("torch", "LongStorage", stack=True)]
+_REFUSED = [glob("os", "system"), glob("builtins", "eval", stack=True),
+            glob("torch.nn", "Linear")]
+#: Opcodes with their arguments, each one step of the pickle machine.
+_STEPS = [
+    integer(0), integer(7), integer(-1), integer(2**40), integer(2**63),
+    string("storage"), string("0"), string("cpu"), string("w"), string("\U0001f600"),
+    b"K\x05", b"M\x00\x01", b"G" + struct.pack(">d", 0.5), b"\x8c\x01a", b"N",
+    b"\x88", b"\x89", EMPTY_TUPLE, EMPTY_LIST, EMPTY_DICT, MARK, TUPLE, b"l", b"d",
+    APPEND, b"e", SETITEM, SETITEMS, TUPLE1, TUPLE2, b"\x87", DUP, POP, b"1",
+    b"q\x00", b"q\x01", b"h\x00", b"h\x01", binput(2), binget(2), b"\x94",
+    b"R", b"b", b"Q", b"\x95" + bytes(8), *_ALLOWED, *_REFUSED,
+    persistent_id(), tensor(persistent_id()), ordered_dict(),
+]
+
+
+@st.composite
+def hostile_pickles(draw) -> bytes:
+    """Random runs of the opcodes a state dict uses (some repeated hundreds of
+    times, to nest deep and share through the memo), alone or spliced into a
+    valid state dict, sometimes with a few random bytes."""
+    steps = draw(st.lists(st.tuples(st.sampled_from(_STEPS), st.sampled_from(
+        [1, 1, 1, 2, 3, 40, 300])), max_size=30))
+    body = b"".join(step * count for step, count in steps)
+    if draw(st.booleans()):
+        body += draw(st.binary(max_size=4))
+    valid = state_dict({"a": tensor(persistent_id()),
+                        "b": tensor(persistent_id(), size=(2, 2), stride=(2, 1))})
+    if draw(st.booleans()):
+        cut = draw(st.integers(len(PROTO2), len(valid) - 1))
+        return valid[:cut] + body + valid[cut:]
+    return PROTO2 + body + draw(st.sampled_from([STOP, b""]))
+
+
+def fuzz_child(max_examples: int, workdir: str) -> None:
+    """The fuzz loop, run in a child process by the test below: every hostile
+    pickle loads or raises a ValueError naming the file, quickly."""
+    import time
+
+    from hypothesis import HealthCheck, given, settings
+
+    from .fuzz_support import COUNTS
+
+    path = os.path.join(workdir, "fuzz.pth")
+
+    @settings(max_examples=max_examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_pickles())
+    def run(data):
+        write_archive(path, data, {"0": bytes(16)})
+        COUNTS["invalid"] += 1
+        start = time.perf_counter()
+        try:
+            load_weights(path, max_bytes=1 << 24)
+            COUNTS["accepted"] += 1
+        except ValueError as error:  # UnsafePickleError included
+            message = str(error)
+            assert message.startswith(f"load_weights: {path}"), message
+            assert "unexpected" not in message and len(message) < 1500, message
+        except Exception:
+            COUNTS["crash"] += 1
+            raise
+        assert time.perf_counter() - start < 5, data[:200]
+
+    run()
+    print("fuzzed", dict(COUNTS))
+
+
+def test_fuzz_pickle_structure(tmp_path):
+    """Hypothesis over opcode runs, in a child process: a segfault, a hang or an
+    exception other than ValueError fails this test with the falsifying example."""
+    code = (f"from tests.test_io_hostile_pickle import fuzz_child; "
+            f"fuzz_child({examples(10).max_examples}, {str(tmp_path)!r})")
+    try:
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                                capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(f"the fuzz hung: {error.stdout!s:.2000}") from None
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "fuzzed" in result.stdout
