@@ -304,16 +304,17 @@ def test_amplification_is_bounded(tmp_path):
     write_archive(path, PROTO2 + EMPTY_LIST + MARK + integer(1 << 20) * (1 << 20)
                   + b"e" + STOP)
     cases["flood_list_items"] = (path, {"max_bytes": 16 << 20})
-    # Astral characters: 4 bytes of memory per character, ~1 per file byte.
+    # Astral characters: 4 bytes of memory per character, ~1 per file byte, and
+    # 5 while decoding; decoded in full (within max_bytes), then refused.
     astral = ("\U0001f600" + "a" * (8 << 20)).encode()
     path = tmp_path / "astral.pth"
     write_archive(path, PROTO2 + b"X" + struct.pack("<I", len(astral)) + astral
-                  + b"0" + EMPTY_LIST + STOP)
-    cases["astral"] = (path, {"max_bytes": 16 << 20})
+                  + POP + EMPTY_LIST + STOP)
+    cases["astral"] = (path, {"max_bytes": 64 << 20})
     results = _load_all(cases)
     _assert_refused(results, cases, {
         "big_pickle": "zip bomb", "big_pickle_max": "more than the pickle can need",
-        "stride0": "max_bytes", "overlap": "max_bytes", "astral": "max_bytes",
+        "stride0": "max_bytes", "overlap": "max_bytes", "astral": "holds a list",
     })
     for name, (*_, peak, _charged) in results.items():
         limit = cases[name][1].get("max_bytes") or _file_bound(cases[name][0])
