@@ -169,11 +169,17 @@ def other_float(array: np.ndarray) -> np.ndarray:
     return array.astype(other)
 
 
-def reshaped_bad(array: np.ndarray) -> list:
+def reshaped_bad(array: np.ndarray, empty_first: bool = True,
+                 empty_last: bool = True) -> list:
     """Invalid shapes for a fixed-ndim array argument: an extra axis, a missing
-    axis, an empty first axis, an empty last axis."""
-    out = [array[None], np.zeros((0, *array.shape[1:]), array.dtype),
-           np.zeros((*array.shape[:-1], 0), array.dtype)]
+    axis, an empty first axis, an empty last axis. Pass ``empty_first=False`` /
+    ``empty_last=False`` where that empty axis is valid for the op (an empty batch
+    is, for most ops, as in PyTorch: see tests/test_zero_size.py)."""
+    out = [array[None]]
+    if empty_first:
+        out.append(np.zeros((0, *array.shape[1:]), array.dtype))
+    if empty_last:
+        out.append(np.zeros((*array.shape[:-1], 0), array.dtype))
     if array.ndim > 1:
         out.append(array[0])
     else:

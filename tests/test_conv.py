@@ -367,12 +367,20 @@ def test_rejects_bad_bias_shape():
         F.conv2d(x, wt, np.zeros(7))
 
 
-def test_rejects_empty_batch():
+def test_empty_batch_gives_empty_output_and_zero_gradients():
+    # As in PyTorch; tests/test_zero_size.py compares the zero-size cases with it.
     x, wt = _ok()
-    with pytest.raises(ValueError, match=r"x is an empty batch"):
-        F.conv2d(x[:0], wt)
-    with pytest.raises(ValueError, match=r"x is an empty batch"):
-        F.conv2d_backward(np.zeros((0, 8, 4, 4)), x[:0], wt)
+    y = F.conv2d(x[:0], wt)
+    assert y.shape == (0, *F.conv2d(x, wt).shape[1:])
+    dx, dw, db = F.conv2d_backward(np.zeros(y.shape), x[:0], wt)
+    assert dx.shape == x[:0].shape
+    assert not dw.any() and dw.shape == wt.shape and not db.any()
+
+
+def test_rejects_empty_images():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"x has a zero-sized height or width"):
+        F.conv2d(x[:, :, :0], wt, padding=2)
 
 
 def test_backward_rejects_wrong_dy_shape():

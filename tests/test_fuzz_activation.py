@@ -152,9 +152,8 @@ def test_invalid_arguments_raise_value_or_type_error(name, shape, dtype, draw):
     kw = {}
     if which == "x":
         bad = list(bad_arrays(x))
-        if name != "dropout":  # dropout takes any array, 0-d and empty included
-            bad += [np.zeros((), dtype), np.zeros((0, *shape[1:]), dtype),
-                    np.zeros((*shape, 0), dtype)]
+        if name != "dropout":  # dropout takes any array, 0-d included
+            bad += [np.zeros((), dtype)]
         x = draw.draw(st.sampled_from(bad))
         calls = [False] if name == "dropout" else [False, True]
     elif which == "dy":

@@ -119,7 +119,8 @@ def _invalid_calls(x, w, b, args, dy, draw):
         original = arrays[which]
         bad = draw(st.sampled_from(
             [*bad_arrays(original, optional=which == "bias"), other_float(original),
-             *reshaped_bad(original)]
+             # An empty batch (x) or no filters (weight) is valid.
+             *reshaped_bad(original, empty_first=which == "dy")]
         ))
         arrays[which] = bad
     elif which == "bias":

@@ -157,7 +157,9 @@ def test_linear_invalid_arguments(case, draw):
     else:
         a = arrays[which]
         arrays[which] = draw.draw(st.sampled_from(
-            [*bad_arrays(a), *reshaped_bad(a), other_float(a),
+            # An empty batch (x) or no output features (weight) is valid.
+            [*bad_arrays(a), *reshaped_bad(a, empty_first=which == "dy"),
+             other_float(a),
              np.zeros((a.shape[0], a.shape[1] + 1), a.dtype)]
         ))
     what = f"linear {which}"
@@ -182,7 +184,8 @@ def test_batch_norm_invalid_arguments(case, draw):
     per_channel = np.ones(c, x.dtype)
     if which == "x":
         x = draw.draw(st.sampled_from(
-            [*bad_arrays(x), *reshaped_bad(x)]
+            # Empty x is valid (an empty result), whatever axis is empty.
+            [*bad_arrays(x), *reshaped_bad(x, empty_first=False, empty_last=False)]
             + ([other_float(x)] if kw["running_mean"] is not None else [])
         ))
     elif which == "dy":

@@ -522,11 +522,12 @@ def test_ce_rejects_non_float_logits(dtype):
         F.cross_entropy(logits.astype(dtype), labels)
 
 
-def test_ce_rejects_empty_batch_and_no_classes():
+def test_ce_of_an_empty_batch_and_no_classes():
+    # An empty batch: torch's NaN mean (tests/test_zero_size.py has every case);
+    # samples without classes have no valid label, as torch says too.
     logits, labels = _ce_ok()
-    with pytest.raises(ValueError, match=r"cross_entropy: logits is an empty batch"):
-        F.cross_entropy(logits[:0], labels[:0])
-    with pytest.raises(ValueError, match=r"logits has a zero-sized dimension"):
+    assert np.isnan(F.cross_entropy(logits[:0], labels[:0]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 0\)"):
         F.cross_entropy_backward(np.zeros((3, 0)), labels)
 
 
@@ -614,9 +615,7 @@ def test_rejects_non_float_input_and_target(op, dtype):
 
 
 @pytest.mark.parametrize("op", PAIR_OPS)
-def test_rejects_empty_and_zero_dimensional_input(op):
-    with pytest.raises(ValueError, match=rf"{op}: input is an empty batch"):
-        PAIR_OPS[op](np.zeros((0, 2)), np.zeros((0, 2)))
+def test_rejects_zero_dimensional_input(op):
     with pytest.raises(ValueError, match=rf"{op}: input must have at least 1 dim"):
         PAIR_OPS[op](np.array(1.0), np.array(1.0))
 

@@ -438,14 +438,16 @@ def test_rejects_single_value_per_channel_when_training(shape):
     assert F.batch_norm(x, rm, rv, training=False).shape == shape
 
 
-def test_rejects_empty_batch():
+def test_empty_input_gives_empty_output_and_keeps_running_statistics():
+    # As in PyTorch; tests/test_zero_size.py compares every case with it.
     x, rm, rv = _ok()
-    with pytest.raises(ValueError, match=r"batch_norm: x is an empty batch"):
-        F.batch_norm(x[:0], rm, rv)
-    with pytest.raises(ValueError, match=r"batch_norm_backward: x is an empty batch"):
-        F.batch_norm_backward(x[:0], x[:0], rm, rv)
-    with pytest.raises(ValueError, match=r"batch_norm: x has a zero-sized dimension"):
-        F.batch_norm(x[:, :, :0], rm, rv, training=True)
+    before = rm.copy(), rv.copy()
+    assert F.batch_norm(x[:0], rm, rv).shape == x[:0].shape
+    assert F.batch_norm(x[:, :, :0], rm, rv, training=True).shape == x[:, :, :0].shape
+    np.testing.assert_array_equal(rm, before[0])
+    np.testing.assert_array_equal(rv, before[1])
+    dx, dw, db = F.batch_norm_backward(x[:0], x[:0], rm, rv)
+    assert dx.shape == x[:0].shape and not dw.any() and not db.any()
 
 
 def test_rejects_missing_running_statistics_in_eval():

@@ -81,12 +81,14 @@ def shape_is(op: str, name: str, array: np.ndarray, shape: tuple[int, ...]) -> N
         )
 
 
-def non_empty_batch(op: str, name: str, array: np.ndarray) -> None:
-    if array.shape[0] == 0:
-        raise ValueError(f"{op}: {name} is an empty batch (shape {array.shape}).")
-    if array.size == 0:
+def non_empty_axes(op: str, name: str, array, axes: tuple[int, ...],
+                   what: str) -> None:
+    """Refuse a zero size on any of ``axes``: the axes an op cannot leave empty
+    (PyTorch refuses them too). ``what`` names them and says which may be empty,
+    e.g. ``"height or width (only the batch and channel axes may be empty)"``."""
+    if any(array.shape[axis] == 0 for axis in axes):
         raise ValueError(
-            f"{op}: {name} has a zero-sized dimension (shape {array.shape})."
+            f"{op}: {name} has a zero-sized {what}; got shape {tuple(array.shape)}."
         )
 
 
@@ -122,6 +124,16 @@ def positive_int(op: str, name: str, value) -> int:
         raise TypeError(f"{op}: {name} must be an int, got {value!r}.")
     if value < 1:
         raise ValueError(f"{op}: {name} must be positive, got {value!r}.")
+    if value > MAX_SIZE:
+        raise ValueError(f"{op}: {name} must be at most 2**31 - 1, got {value!r}.")
+    return int(value)
+
+
+def non_negative_int(op: str, name: str, value) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}.")
+    if value < 0:
+        raise ValueError(f"{op}: {name} must be >= 0, got {value!r}.")
     if value > MAX_SIZE:
         raise ValueError(f"{op}: {name} must be at most 2**31 - 1, got {value!r}.")
     return int(value)
@@ -203,14 +215,14 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return out
 
 
-def non_empty_float_array(op: str, name: str, value) -> np.ndarray:
-    """A float32/float64 ndarray of any ndim >= 1 with no zero-sized dimension,
-    returned C-contiguous (for elementwise ops and losses that take any shape)."""
+def float_array_1d_or_more(op: str, name: str, value) -> np.ndarray:
+    """A float32/float64 ndarray of any ndim >= 1, returned C-contiguous (for
+    elementwise ops and losses that take any shape). Zero-sized axes are allowed:
+    the result is then empty, as in PyTorch."""
     array = float_array(op, name, value)
     # Checked on value: np.ascontiguousarray turns a 0-D array into a 1-D one.
     if value.ndim == 0:
         raise ValueError(
             f"{op}: {name} must have at least 1 dimension, got a 0-D array."
         )
-    non_empty_batch(op, name, array)
     return array

@@ -1,10 +1,11 @@
 """Activations and their backwards, with torch.nn.functional's argument meanings.
 
-Every op takes an array of any shape (at least 1-D, no zero-sized dimension) and
-returns a new array of the same shape and dtype. ``sigmoid_backward``,
-``tanh_backward``, ``softmax_backward`` and ``log_softmax_backward`` take the
-forward OUTPUT ``y``, as PyTorch's internal backward functions do: it is what a layer
-keeps, and the gradient is cheaper from it.
+Every op takes an array of any shape (at least 1-D; zero-sized axes give an empty
+result, as in PyTorch) and returns a new array of the same shape and dtype.
+``sigmoid_backward``, ``tanh_backward``, ``softmax_backward`` and
+``log_softmax_backward`` take the forward OUTPUT ``y``, as PyTorch's internal
+backward functions do: it is what a layer keeps, and the gradient is cheaper from
+it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from . import _validate as v
 
 def _pair_of(op: str, dy, other, other_name: str):
     """Validate an upstream gradient and the array it goes with (x or y)."""
-    other = v.non_empty_float_array(op, other_name, other)
+    other = v.float_array_1d_or_more(op, other_name, other)
     dy = v.float_array(op, "dy", dy)
     v.same_dtype(op, other_name, other, dy=dy)
     v.shape_is(op, "dy", dy, other.shape)
@@ -27,6 +28,8 @@ def _pair_of(op: str, dy, other, other_name: str):
 def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
     """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
     out = _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
+    if out.size == 0:
+        return out  # nothing to compute (and no zero-sized CUDA launch)
     kernel = getattr(_device.kernels("activation", *arrays), kernel_name)
     kernel(*(a.ravel() for a in arrays), *scalars, out.ravel())
     return out
@@ -42,7 +45,7 @@ def relu(x: np.ndarray) -> np.ndarray:
 
     Shape: x (*) -> (*), the same shape.
     """
-    x = v.non_empty_float_array("relu", "x", x)
+    x = v.float_array_1d_or_more("relu", "x", x)
     return _elementwise("relu_forward", x)
 
 
@@ -69,7 +72,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     op = "leaky_relu"
-    x = v.non_empty_float_array(op, "x", x)
+    x = v.float_array_1d_or_more(op, "x", x)
     slope = _slope(op, negative_slope, x.dtype)
     return _elementwise("leaky_relu_forward", x, scalars=(slope,))
 
@@ -92,7 +95,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
     Shape: x (*) -> (*), the same shape.
     """
-    x = v.non_empty_float_array("sigmoid", "x", x)
+    x = v.float_array_1d_or_more("sigmoid", "x", x)
     return _elementwise("sigmoid_forward", x)
 
 
@@ -110,7 +113,7 @@ def tanh(x: np.ndarray) -> np.ndarray:
 
     Shape: x (*) -> (*), the same shape.
     """
-    x = v.non_empty_float_array("tanh", "x", x)
+    x = v.float_array_1d_or_more("tanh", "x", x)
     return _elementwise("tanh_forward", x)
 
 
@@ -144,6 +147,9 @@ def _rows(array: np.ndarray, dim: int) -> np.ndarray:
 def _along_dim(kernel_name: str, arrays, dim: int) -> np.ndarray:
     """Run a row kernel over axis ``dim`` of same-shaped arrays; returns the output
     in the arrays' layout."""
+    if arrays[0].size == 0:
+        # Empty rows or empty rows of classes: nothing to normalise.
+        return _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
     if _device.on_device(*arrays):
         return _along_dim_device(kernel_name, arrays, dim)
     rows = [_rows(a, dim) for a in arrays]
@@ -180,7 +186,7 @@ def softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
     Shape: x (*) -> (*), the same shape; each slice along ``dim`` sums to 1.
     """
     op = "softmax"
-    x = v.non_empty_float_array(op, "x", x)
+    x = v.float_array_1d_or_more(op, "x", x)
     return _along_dim("softmax_forward", (x,), _dim(op, dim, x.ndim))
 
 
@@ -209,7 +215,7 @@ def log_softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     op = "log_softmax"
-    x = v.non_empty_float_array(op, "x", x)
+    x = v.float_array_1d_or_more(op, "x", x)
     return _along_dim("log_softmax_forward", (x,), _dim(op, dim, x.ndim))
 
 

@@ -69,8 +69,11 @@ def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
             f"{op}: weight has {cin_g} input channels per group but x has {c_in} "
             f"channels (groups={groups})."
         )
-    if min(c_out, cin_g, kh, kw) == 0:
-        raise ValueError(f"{op}: weight has a zero-sized dimension (shape {w_shape}).")
+    if min(kh, kw) == 0:
+        raise ValueError(
+            f"{op}: weight has a zero-sized kernel (shape {tuple(w_shape)}); the "
+            f"kernel height and width must be positive."
+        )
     pad_h, pad_w = _padding(op, padding, (kh, kw), dilation, stride)
     out = []
     for size, k, d, s, p, axis in (
@@ -98,8 +101,26 @@ def _check_inputs(op, x, weight):
     x = v.float_array(op, "x", x, ndim=4)
     weight = v.float_array(op, "weight", weight, ndim=4)
     v.same_dtype(op, "x", x, weight=weight)
-    v.non_empty_batch(op, "x", x)
+    v.non_empty_axes(op, "x", x, (2, 3), "height or width (only the batch and "
+                     "channel axes may be empty)")
     return x, weight
+
+
+def _is_degenerate(x, weight) -> bool:
+    """An empty batch, no output channels or no input channels per group: the
+    result is known without a kernel, and a CUDA kernel must not be launched on a
+    zero-sized grid."""
+    return x.shape[0] == 0 or weight.shape[0] == 0 or weight.shape[1] == 0
+
+
+def _bias_sum(k, dy, dbias_like):
+    """dbias = dy summed over the batch and the spatial axes (zeros if dy is
+    empty)."""
+    if dy.size == 0:
+        return _device.zeros(dy.shape[1], dy.dtype, *dbias_like)
+    dbias = _device.empty(dy.shape[1], dy.dtype, *dbias_like)
+    k.conv2d_backward_bias(dy, dbias)
+    return dbias
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
@@ -125,6 +146,13 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     Shape: x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW), bias (C_out,)
     -> (N, C_out, OH, OW) with OH = (H + pad_top + pad_bottom - dilation*(KH-1) - 1)
     // stride + 1.
+
+    Notes
+    -----
+    N, C_in and C_out may be 0 (H and W may not, as in PyTorch): the result is
+    empty, or, with no input channels, the bias broadcast (an empty sum). PyTorch
+    agrees for N = 0; for C_out = 0 it raises and for C_in = 0 it returns a
+    (N, 0, OH, OW) tensor, so there this follows the arithmetic instead.
     """
     op = "conv2d"
     x, weight = _check_inputs(op, x, weight)
@@ -136,7 +164,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
-    y = _device.empty((x.shape[0], c_out, *geo.out_hw), x.dtype, x, weight, bias)
+    shape = (x.shape[0], c_out, *geo.out_hw)
+    if _is_degenerate(x, weight):
+        # No input channels: every output is its bias (an empty sum).
+        y = np.zeros(shape, x.dtype) + _device.to_host(bias)[:, None, None]
+        return _device.to_device_like(y, x, weight, bias)
+    y = _device.empty(shape, x.dtype, x, weight, bias)
     _device.kernels("conv", x, weight, bias).conv2d_forward(
         _pad(x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
     )
@@ -153,6 +186,9 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
 
     Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W), weight (C_out, C_in/groups, KH,
     KW) -> dx (N, C_in, H, W), dweight like weight, dbias (C_out,).
+
+    With N, C_in or C_out 0, dx and dweight are zeros (or empty) and dbias is dy
+    summed, zeros for an empty batch.
     """
     op = "conv2d_backward"
     x, weight = _check_inputs(op, x, weight)
@@ -164,6 +200,11 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     k = _device.kernels("conv", *arrays)
     if not isinstance(input_grad, bool | np.bool_):
         raise TypeError(f"{op}: input_grad must be a bool, got {input_grad!r}.")
+    if _is_degenerate(x, weight):
+        # Nothing flows between x and y: dx and dweight are zeros (or empty).
+        dx = _device.zeros(x.shape, x.dtype, *arrays) if input_grad else None
+        dweight = _device.zeros(weight.shape, weight.dtype, *arrays)
+        return dx, dweight, _bias_sum(k, dy, arrays)
     xp = _pad(x, geo)
     dweight = _device.empty(weight.shape, weight.dtype, *arrays)
     dbias = _device.empty(weight.shape[0], x.dtype, *arrays)

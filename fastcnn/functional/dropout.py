@@ -31,7 +31,7 @@ def _apply(op: str, x: np.ndarray, p: float, training: bool, seed) -> np.ndarray
     xc = v.float_array(op, "x" if op == "dropout" else "dy", x).reshape(np.shape(x))
     if training:
         seed = _seed(op, seed)
-    if not training or p == 0.0:
+    if not training or p == 0.0 or xc.size == 0:
         # The caller gets a new array even where validation did not copy.
         if _device.on_device(xc):
             return _device.copy(xc)

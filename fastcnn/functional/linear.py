@@ -12,15 +12,18 @@ def _check_inputs(op: str, x, weight):
     x = v.float_array(op, "x", x, ndim=2)
     weight = v.float_array(op, "weight", weight, ndim=2)
     v.same_dtype(op, "x", x, weight=weight)
-    v.non_empty_batch(op, "x", x)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(
             f"{op}: weight has {weight.shape[1]} input features (shape "
             f"{weight.shape}) but x has {x.shape[1]} (shape {x.shape})."
         )
-    if weight.shape[0] == 0:
-        raise ValueError(f"{op}: weight has no output features (shape {weight.shape}).")
     return x, weight
+
+
+def _is_degenerate(x, weight) -> bool:
+    """An empty batch, no input features or no output features: the result is
+    known without a kernel (and a CUDA kernel must not see a zero-sized grid)."""
+    return x.size == 0 or weight.size == 0
 
 
 def linear(x: np.ndarray, weight: np.ndarray,
@@ -37,6 +40,9 @@ def linear(x: np.ndarray, weight: np.ndarray,
         One value per output feature.
 
     Shape: x (N, IN), weight (OUT, IN), bias (OUT,) -> (N, OUT).
+
+    N, IN and OUT may be 0, as in PyTorch: the result is empty, or with IN = 0
+    the bias broadcast (an empty sum).
     """
     op = "linear"
     x, weight = _check_inputs(op, x, weight)
@@ -47,6 +53,10 @@ def linear(x: np.ndarray, weight: np.ndarray,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
+    if _is_degenerate(x, weight):
+        # No input features: every output is its bias (an empty sum).
+        y = np.zeros((x.shape[0], c_out), x.dtype) + _device.to_host(bias)
+        return _device.to_device_like(y, x, weight, bias)
     y = _device.empty((x.shape[0], c_out), x.dtype, x, weight, bias)
     # The kernel walks contiguous rows of weight.T so that its inner loop vectorises.
     wt = _device.transpose(weight)
@@ -61,6 +71,9 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
 
     Shape: dy (N, OUT), x (N, IN), weight (OUT, IN) -> dx (N, IN), dweight
     (OUT, IN), dbias (OUT,).
+
+    With N, IN or OUT 0, dx and dweight are zeros (or empty) and dbias is dy
+    summed over the batch, zeros for an empty batch.
     """
     op = "linear_backward"
     x, weight = _check_inputs(op, x, weight)
@@ -69,6 +82,15 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0]))
     arrays = (dy, x, weight)
     k = _device.kernels("dense", *arrays)
+    if _is_degenerate(x, weight):
+        dx = _device.zeros(x.shape, x.dtype, *arrays)
+        dweight = _device.zeros(weight.shape, weight.dtype, *arrays)
+        if dy.size == 0:
+            dbias = _device.zeros(weight.shape[0], x.dtype, *arrays)
+        else:  # no input features: dy is all there is
+            dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
+            k.linear_backward_bias(dy, dbias)
+        return dx, dweight, dbias
     dx = _device.empty(x.shape, x.dtype, *arrays)
     dweight = _device.empty(weight.shape, weight.dtype, *arrays)
     dbias = _device.empty(weight.shape[0], x.dtype, *arrays)

@@ -4,6 +4,10 @@ A loss with ``reduction="mean"`` or ``"sum"`` returns a Python float; ``"none"``
 returns the per-sample (per-element) losses as an array of the input's dtype. Each
 ``*_backward`` returns the gradient of the reduced loss with respect to the input
 (for ``"none"``: of the sum of the per-sample losses).
+
+Empty inputs (no samples, or no elements) behave as in PyTorch: ``"mean"`` is NaN
+(0 / 0), ``"sum"`` is 0.0, ``"none"`` is an empty array, and the gradient is an
+empty array of the input's shape.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ def _reduce(losses: np.ndarray, reduction: str, denominator) -> float | np.ndarr
     mean; ``"none"`` returns ``losses`` unchanged."""
     if reduction == "none":
         return losses
-    out = _device.empty(1, losses.dtype, losses)
-    _device.kernels("loss", losses).sum_in_order(losses.ravel(), out)
-    total = _device.to_host(out)[0]
+    if losses.size == 0:
+        total = losses.dtype.type(0)  # an empty sum; a mean of nothing is NaN
+    else:
+        out = _device.empty(1, losses.dtype, losses)
+        _device.kernels("loss", losses).sum_in_order(losses.ravel(), out)
+        total = _device.to_host(out)[0]
     if reduction == "mean":
         # A zero denominator (every target's class weight 0) gives NaN, as in torch.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -44,7 +51,6 @@ def _scale(reduction: str, denominator, dtype: np.dtype, factor: float = 1.0):
 
 def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing):
     logits = v.float_array(op, "logits", logits, ndim=2)
-    v.non_empty_batch(op, "logits", logits)
     n, n_classes = logits.shape
     labels = v.labels_array(op, "labels", labels, n, n_classes)
     dtype = logits.dtype
@@ -57,14 +63,16 @@ def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing):
         v.same_dtype(op, "logits", logits, weight=class_weight)
         v.shape_is(op, "weight", class_weight, (n_classes,))
         # torch's weighted mean divides by the sum of the targets' weights.
-        out = np.empty(1, dtype=dtype)
+        out = np.zeros(1, dtype=dtype)
         picked = _device.to_host(class_weight)[labels]
-        backend.kernels("loss").sum_in_order(picked, out)
+        if picked.size:
+            backend.kernels("loss").sum_in_order(picked, out)
         denominator = out[0]
     reduction = v.reduction_arg(op, reduction)
     smoothing = v.real_number(op, "label_smoothing", label_smoothing, low=0, high=1)
     keep = dtype.type(1.0 - smoothing)
-    spread = dtype.type(smoothing / n_classes)
+    # No classes (and so, validated above, no samples): nothing is spread.
+    spread = dtype.type(smoothing / n_classes if n_classes else 0.0)
     return logits, labels, class_weight, reduction, keep, spread, denominator
 
 
@@ -100,9 +108,10 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray,
         "cross_entropy", logits, labels, weight, reduction, label_smoothing
     )
     losses = _device.empty(logits.shape[0], logits.dtype, logits, weight)
-    _device.kernels("loss", logits, weight).cross_entropy_forward(
-        logits, labels, weight, keep, spread, losses
-    )
+    if logits.shape[0]:
+        _device.kernels("loss", logits, weight).cross_entropy_forward(
+            logits, labels, weight, keep, spread, losses
+        )
     return _reduce(losses, reduction, denominator)
 
 
@@ -118,6 +127,8 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
     logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
         "cross_entropy_backward", logits, labels, weight, reduction, label_smoothing
     )
+    if logits.size == 0:
+        return _device.zeros(logits.shape, logits.dtype, logits, weight)
     dlogits = _device.empty(logits.shape, logits.dtype, logits, weight)
     scale = _scale(reduction, denominator, logits.dtype)
     _device.kernels("loss", logits, weight).cross_entropy_backward(
@@ -130,7 +141,7 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
 
 
 def _mse_args(op, input, target, reduction):
-    input = v.non_empty_float_array(op, "input", input)
+    input = v.float_array_1d_or_more(op, "input", input)
     target = v.float_array(op, "target", target)
     v.same_dtype(op, "input", input, target=target)
     v.shape_is(op, "target", target, input.shape)
@@ -153,9 +164,10 @@ def mse_loss(input: np.ndarray, target: np.ndarray,
     """
     input, target, reduction, count = _mse_args("mse_loss", input, target, reduction)
     losses = _device.empty(input.shape, input.dtype, input, target)
-    _device.kernels("loss", input, target).mse_forward(
-        input.ravel(), target.ravel(), losses.ravel()
-    )
+    if input.size:
+        _device.kernels("loss", input, target).mse_forward(
+            input.ravel(), target.ravel(), losses.ravel()
+        )
     return _reduce(losses, reduction, count)
 
 
@@ -169,6 +181,8 @@ def mse_loss_backward(input: np.ndarray, target: np.ndarray,
     input, target, reduction, count = _mse_args(
         "mse_loss_backward", input, target, reduction
     )
+    if input.size == 0:
+        return _device.zeros(input.shape, input.dtype, input, target)
     dinput = _device.empty(input.shape, input.dtype, input, target)
     scale = _scale(reduction, count, input.dtype, factor=2.0)
     _device.kernels("loss", input, target).mse_backward(
@@ -201,7 +215,7 @@ def _broadcast_weight(op, name, value, input):
 
 
 def _bce_args(op, input, target, weight, reduction, pos_weight):
-    input = v.non_empty_float_array(op, "input", input)
+    input = v.float_array_1d_or_more(op, "input", input)
     target = v.float_array(op, "target", target)
     v.same_dtype(op, "input", input, target=target)
     v.shape_is(op, "target", target, input.shape)
@@ -242,9 +256,10 @@ def binary_cross_entropy_with_logits(
         pos_weight,
     )
     losses = _device.empty(input.shape, input.dtype, input, target)
-    _device.kernels("loss", input, target).bce_with_logits_forward(
-        input.ravel(), target.ravel(), weight, pos_weight, losses.ravel()
-    )
+    if input.size:
+        _device.kernels("loss", input, target).bce_with_logits_forward(
+            input.ravel(), target.ravel(), weight, pos_weight, losses.ravel()
+        )
     return _reduce(losses, reduction, count)
 
 
@@ -262,6 +277,8 @@ def binary_cross_entropy_with_logits_backward(
         "binary_cross_entropy_with_logits_backward", input, target, weight,
         reduction, pos_weight,
     )
+    if input.size == 0:
+        return _device.zeros(input.shape, input.dtype, input, target)
     dinput = _device.empty(input.shape, input.dtype, input, target)
     scale = _scale(reduction, count, input.dtype)
     _device.kernels("loss", input, target).bce_with_logits_backward(

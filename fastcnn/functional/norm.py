@@ -9,9 +9,7 @@ from . import _validate as v
 
 
 def _check_x(op: str, x: np.ndarray) -> np.ndarray:
-    x = v.float_array(op, "x", x, ndim=(2, 4))
-    v.non_empty_batch(op, "x", x)
-    return x
+    return v.float_array(op, "x", x, ndim=(2, 4))
 
 
 def _per_channel(op: str, x: np.ndarray, name: str, array, required: bool):
@@ -107,6 +105,10 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
 
     Shape: x (N, C) or (N, C, H, W); running_mean, running_var, weight, bias (C,)
     -> y like x.
+
+    Any axis may be empty, as in PyTorch: the result is then empty and the running
+    statistics are left unchanged (training still refuses exactly 1 value per
+    channel).
     """
     op = "batch_norm"
     x = _check_x(op, x)
@@ -121,6 +123,10 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         weight = np.ones(n_chan, dtype=x.dtype)
     if bias is None:
         bias = np.zeros(n_chan, dtype=x.dtype)
+    if x.size == 0:
+        # No values (or no channels): an empty result, and the running statistics
+        # stay as they are, as in PyTorch (which refuses only 1 value per channel).
+        return _device.zeros(x.shape, x.dtype, x, weight, bias)
     k = _device.kernels("norm", x, weight, bias)
     x3 = _view3(x)
     if training:
@@ -178,7 +184,7 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     may be None); with ``training=False`` the running statistics are constants.
 
     Shape: dy, x (N, C) or (N, C, H, W); running_mean, running_var, weight (C,)
-    -> dx like x, dweight (C,), dbias (C,).
+    -> dx like x, dweight (C,), dbias (C,); all zeros (or empty) where x is empty.
     """
     op = "batch_norm_backward"
     x = _check_x(op, x)
@@ -193,6 +199,11 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     if weight is None:
         weight = np.ones(n_chan, dtype=x.dtype)
     arrays = (dy, x, weight)
+    if x.size == 0:
+        # Sums over no values: every gradient is zero (or empty).
+        return (_device.zeros(x.shape, x.dtype, *arrays),
+                _device.zeros(n_chan, x.dtype, *arrays),
+                _device.zeros(n_chan, x.dtype, *arrays))
     k = _device.kernels("norm", *arrays)
     x3 = _view3(x)
     if training:

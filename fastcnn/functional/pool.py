@@ -57,7 +57,9 @@ def pool_geometry(op: str, x_shape, kernel_size, stride, padding, dilation,
 
 def _check_x(op: str, x) -> np.ndarray:
     x = v.float_array(op, "x", x, ndim=4)
-    v.non_empty_batch(op, "x", x)
+    # As in PyTorch, only the batch may be empty (it refuses C = 0 and H, W = 0).
+    v.non_empty_axes(op, "x", x, (1, 2, 3), "channel, height or width (only the "
+                     "batch axis may be empty)")
     return x
 
 
@@ -96,10 +98,14 @@ def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
     -----
     Ties keep the first maximum in row-major window order; NaN propagates. A window
     with no tap inside the input (dilation with ``ceil_mode`` only) gives -inf.
+    An empty batch gives an empty result; C, H and W must be positive (as in
+    PyTorch).
     """
     op = "max_pool2d"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if x.shape[0] == 0:
+        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
     y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
     _device.kernels("pool", x).max_pool2d_forward(x, y, *geo.kernel_args())
     return y
@@ -118,6 +124,8 @@ def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    if x.shape[0] == 0:
+        return _device.zeros(x.shape, x.dtype, x, dy)
     dx = _device.empty(x.shape, x.dtype, x, dy)
     _device.kernels("pool", x, dy).max_pool2d_backward(dy, x, dx, *geo.kernel_args())
     return dx
@@ -153,11 +161,15 @@ def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
 
     Shape: x (N, C, H, W) -> (N, C, OH, OW) with
     OH = (H + 2*padding - kernel_size) // stride + 1 (rounded up with ``ceil_mode``).
+    An empty batch gives an empty result; C, H and W must be positive (as in
+    PyTorch).
     """
     op = "avg_pool2d"
     x = _check_x(op, x)
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
+    if x.shape[0] == 0:
+        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
     y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
     _device.kernels("pool", x).avg_pool2d_forward(x, y, *args)
     return y
@@ -176,6 +188,8 @@ def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    if x.shape[0] == 0:
+        return _device.zeros(x.shape, x.dtype, x, dy)
     dx = _device.empty(x.shape, x.dtype, x, dy)
     _device.kernels("pool", x, dy).avg_pool2d_backward(dy, dx, *args)
     return dx
@@ -185,9 +199,15 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     """Mean of every feature map (``adaptive_avg_pool2d(x, 1)`` flattened).
 
     Shape: x (N, C, H, W) -> (N, C).
+
+    Any axis may be empty, as in PyTorch: the mean of an empty map (H or W 0)
+    is NaN.
     """
     op = "global_avg_pool2d"
-    x = _check_x(op, x)
+    x = v.float_array(op, "x", x, ndim=4)
+    if x.size == 0:
+        y = np.full(x.shape[:2], np.nan, x.dtype)
+        return _device.to_device_like(y, x)
     y = _device.empty(x.shape[:2], x.dtype, x)
     _device.kernels("pool", x).global_avg_pool2d_forward(x, y)
     return y
@@ -199,8 +219,10 @@ def global_avg_pool2d_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     Shape: dy (N, C), x (N, C, H, W) -> dx (N, C, H, W).
     """
     op = "global_avg_pool2d_backward"
-    x = _check_x(op, x)
+    x = v.float_array(op, "x", x, ndim=4)
     dy = _check_dy(op, dy, x, x.shape[:2])
+    if x.size == 0:
+        return _device.zeros(x.shape, x.dtype, x, dy)
     dx = _device.empty(x.shape, x.dtype, x, dy)
     _device.kernels("pool", x, dy).global_avg_pool2d_backward(dy, dx)
     return dx
