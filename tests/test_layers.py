@@ -355,7 +355,7 @@ def test_count_params_needs_build():
 
 
 @pytest.mark.parametrize("make,error,match", [
-    (lambda: L.Conv2D(0, 3), ValueError, "out_channels must be positive"),
+    (lambda: L.Conv2D(-1, 3), ValueError, "out_channels must be >= 0"),
     (lambda: L.Conv2D(2.0, 3), TypeError, "out_channels must be an int"),
     (lambda: L.Conv2D(2, (3, 0)), ValueError, "kernel_size must be positive"),
     (lambda: L.Conv2D(2, "3"), TypeError, "kernel_size must be an int or a pair"),
@@ -371,7 +371,7 @@ def test_count_params_needs_build():
     (lambda: L.MaxPool2D(2, ceil_mode="yes"), TypeError, "ceil_mode must be a bool"),
     (lambda: L.AvgPool2D(3, stride=0), ValueError, "stride must be positive"),
     (lambda: L.AvgPool2D(2, count_include_pad=None), TypeError, "count_include_pad"),
-    (lambda: L.Dense(-1), ValueError, "out_features must be positive"),
+    (lambda: L.Dense(-1), ValueError, "out_features must be >= 0"),
     (lambda: L.LeakyReLU("a"), TypeError, "negative_slope must be a real number"),
     (lambda: L.Softmax(0), ValueError, "dim=0 is the batch axis"),
     (lambda: L.Softmax(1.0), TypeError, "dim must be an int"),
@@ -393,8 +393,8 @@ def test_bad_hyper_parameters(make, error, match):
     (L.Dense(3), (2, 4, 4), ValueError, "put a Flatten"),
     (L.BatchNorm1D(), (2, 4, 4), ValueError, "1-D per-sample input"),
     (L.Softmax(4), (3, 2), ValueError, "dim=4 is out of range"),
-    (L.ReLU(), (0, 3), TypeError, "tuple of positive ints"),
-    (L.ReLU(), "3", TypeError, "tuple of positive ints"),
+    (L.ReLU(), (-1, 3), TypeError, "tuple of non-negative ints"),
+    (L.ReLU(), "3", TypeError, "tuple of non-negative ints"),
 ])
 def test_bad_input_shape(layer, shape, error, match):
     with pytest.raises(error, match=match):

@@ -119,15 +119,17 @@ class Layer:
     # -- shapes and building --------------------------------------------------------
 
     def _check_shape(self, input_shape, ndim: int | None = None) -> tuple[int, ...]:
-        """``input_shape`` as a tuple of positive ints, of ``ndim`` entries if given."""
+        """``input_shape`` as a tuple of non-negative ints, of ``ndim`` entries if
+        given. Zero sizes pass here (a layer of zero width is valid, as in
+        PyTorch); the ops refuse the ones they cannot take."""
         ok = isinstance(input_shape, tuple | list) and all(
-            v._is_int(s) and 0 < s <= v.MAX_SIZE for s in input_shape
+            v._is_int(s) and 0 <= s <= v.MAX_SIZE for s in input_shape
         )
         if not ok or not input_shape:
             raise TypeError(
-                f"{self._op}: input_shape must be a non-empty tuple of positive ints "
-                f"(at most 2**31 - 1; the per-sample shape, without the batch axis), "
-                f"got {input_shape!r}."
+                f"{self._op}: input_shape must be a non-empty tuple of non-negative "
+                f"ints (at most 2**31 - 1; the per-sample shape, without the batch "
+                f"axis), got {input_shape!r}."
             )
         shape = tuple(int(s) for s in input_shape)
         if ndim is not None and len(shape) != ndim:
@@ -226,6 +228,9 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Apply the layer to a batch; builds it from ``x`` on first use.
 
+        An empty batch (N = 0) gives an empty output, and its backward zero
+        gradients, as in PyTorch.
+
         Shape: x (N, *input_shape) -> (N, *output_shape).
         """
         if not (isinstance(x, np.ndarray) or _device.on_device(x)):
@@ -246,10 +251,6 @@ class Layer:
                     f"shape {x.shape}."
                 )
             self.build(x.shape[1:], x.dtype)
-        if x.shape[0] == 0:
-            # Refused by every layer alike (Flatten's reshape used to fail with
-            # NumPy's own message, Dropout to pass it through).
-            raise ValueError(f"{self._op}: x is an empty batch (shape {x.shape}).")
         if x.shape[1:] != self.input_shape:
             raise ValueError(
                 f"{self._op}: x has per-sample shape {x.shape[1:]} (x.shape "

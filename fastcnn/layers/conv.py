@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
 from ..functional.conv import conv_geometry
+from ._init import initial_bias, initial_weight
 from .base import Layer, Window, canonical_pair
 
 
@@ -49,7 +48,8 @@ class Conv2D(Layer):
                  kernel_initializer: str = "torch", name: str | None = None) -> None:
         super().__init__(name=name)
         op = self._op
-        self.out_channels = v.positive_int(op, "out_channels", out_channels)
+        # 0 is allowed, as in torch.nn.Conv2d: an empty output.
+        self.out_channels = v.non_negative_int(op, "out_channels", out_channels)
         self.kernel_size = v.pair(op, "kernel_size", kernel_size, minimum=1)
         self.stride = v.pair(op, "stride", stride, minimum=1)
         self.dilation = v.pair(op, "dilation", dilation, minimum=1)
@@ -124,16 +124,11 @@ class Conv2D(Layer):
 
     def _build(self, input_shape, dtype, rng) -> None:
         shape = self._weight_shape(input_shape[0])
-        self.params["weight"] = initializers.get(self.kernel_initializer)(
-            shape, rng, dtype
-        )
+        self.params["weight"] = initial_weight(self.kernel_initializer, shape, rng,
+                                               dtype)
         if self.use_bias:
-            if self.kernel_initializer == "torch":
-                fan_in, _ = initializers.fan_in_and_fan_out(shape)
-                bias = initializers.torch_bias((shape[0],), fan_in, rng, dtype)
-            else:
-                bias = np.zeros(shape[0], dtype=dtype)
-            self.params["bias"] = bias
+            self.params["bias"] = initial_bias(self.kernel_initializer, shape, rng,
+                                               dtype)
 
     def _forward(self, x, training):
         self._cache = x

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
+from ._init import initial_bias, initial_weight
 from .base import Layer
 
 
@@ -35,7 +34,9 @@ class Dense(Layer):
     def __init__(self, out_features: int, bias: bool = True,
                  kernel_initializer: str = "torch", name: str | None = None) -> None:
         super().__init__(name=name)
-        self.out_features = v.positive_int(self._op, "out_features", out_features)
+        # 0 is allowed, as in torch.nn.Linear: an empty output.
+        self.out_features = v.non_negative_int(self._op, "out_features",
+                                               out_features)
         self.use_bias = v.boolean(self._op, "bias", bias)
         initializers.get(kernel_initializer)
         self.kernel_initializer = kernel_initializer
@@ -62,15 +63,11 @@ class Dense(Layer):
 
     def _build(self, input_shape, dtype, rng) -> None:
         shape = (self.out_features, input_shape[0])
-        self.params["weight"] = initializers.get(self.kernel_initializer)(
-            shape, rng, dtype
-        )
+        self.params["weight"] = initial_weight(self.kernel_initializer, shape, rng,
+                                               dtype)
         if self.use_bias:
-            if self.kernel_initializer == "torch":
-                bias = initializers.torch_bias((shape[0],), shape[1], rng, dtype)
-            else:
-                bias = np.zeros(shape[0], dtype=dtype)
-            self.params["bias"] = bias
+            self.params["bias"] = initial_bias(self.kernel_initializer, shape, rng,
+                                               dtype)
 
     def _forward(self, x, training):
         self._cache = x

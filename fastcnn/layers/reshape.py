@@ -38,7 +38,9 @@ class Flatten(Layer):
         self._cache = x.shape
         # A copy, so that no later in-place update can reach the caller's array
         # (made where the array lives: a device array stays on the device).
-        return _device.copy(_device.contiguous(x).reshape(x.shape[0], -1))
+        # The width spelled out: reshape(0, -1) is ambiguous for an empty batch.
+        width = math.prod(x.shape[1:])
+        return _device.copy(_device.contiguous(x).reshape(x.shape[0], width))
 
     def _backward(self, dy):
         return _device.copy(_device.contiguous(dy).reshape(self._cache))
