@@ -307,13 +307,17 @@ def test_non_numeric_dtypes_are_refused(tmp_path, good_file, descr):
     refused(write(tmp_path, blob), "has dtype|object array")
 
 
-@pytest.mark.parametrize("shape", [(10**12,), (10**6, 10**6), (2**62, 4), (-1, 5),
-                                   (3, 3)])
-def test_npy_headers_that_lie_about_their_size(tmp_path, good_file, shape):
-    """The header's shape must account for exactly the member's bytes; nothing the
-    size of a lying header is ever allocated."""
+@pytest.mark.parametrize("shape,nbytes", [
+    ((10**12,), 72), ((10**6, 10**6), 72), ((2**62, 4), 72), ((-1, 5), 72),
+    ((3, 3), 72),
+    # Shapes NumPy cannot make even empty: its error named no member before.
+    ((0, 2**62), 0), ((1,) * 65, 4), ((0,) * 65, 0),
+])
+def test_npy_headers_that_lie_about_their_size(tmp_path, good_file, shape, nbytes):
+    """The header's shape must account for exactly the member's bytes, and be one
+    NumPy can make; nothing the size of a lying header is ever allocated."""
     inner = {**members_of(members_of(good_file)["weights.npz"])}
-    inner["0.weight.npy"] = npy("<f4", shape, bytes(72))
+    inner["0.weight.npy"] = npy("<f4", shape, bytes(nbytes))
     blob = raw_zip(with_member(good_file, "weights.npz", raw_zip(list(inner.items()))))
     refused(write(tmp_path, blob), "claims shape")
 
