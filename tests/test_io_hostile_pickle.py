@@ -539,3 +539,22 @@ def test_fuzz_pickle_structure(tmp_path):
         raise AssertionError(f"the fuzz hung: {error.stdout!s:.2000}") from None
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "fuzzed" in result.stdout
+
+
+@pytest.mark.parametrize("error", [AttributeError("x"), RecursionError("deep"),
+                                   IndexError("i"), KeyError("k"),
+                                   OverflowError("o")])
+def test_a_reader_bug_still_names_the_file(tmp_path, monkeypatch, error):
+    """The net of load_weights: should a reader let another exception through,
+    the caller gets a ValueError naming the file, chained to the original."""
+    from fastcnn.io import pth
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(pth, "read_pth", broken)
+    path = tmp_path / "w.pth"
+    simple_archive(path)
+    with pytest.raises(ValueError, match=f"{path}.*unexpected") as caught:
+        load_weights(path)
+    assert caught.value.__cause__ is error
