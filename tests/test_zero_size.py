@@ -572,3 +572,25 @@ def test_cuda_ops_on_zero_sizes_launch_nothing_empty(no_empty_launch):
     assert host(got["softmax"]).shape == (3, 0)
     # The only launches: the bias sums over a non-empty dy.
     assert len(no_empty_launch) == 2
+
+
+def test_cuda_network_on_an_empty_batch(no_empty_launch):
+    from numba import cuda
+
+    fastcnn.seed(0)
+    model = fastcnn.Sequential([
+        L.Conv2D(3, 3, padding=1), L.BatchNorm2D(), L.ReLU(), L.MaxPool2D(2),
+        L.Flatten(), L.Dropout(0.5), L.Dense(4), L.Softmax(), L.Dense(0),
+    ], input_shape=(2, 4, 4), dtype="float64")
+    y = model.forward(np.zeros((0, 2, 4, 4)), training=True)
+    assert tuple(y.shape) == (0, 0)
+    dx = model.backward(cuda.to_device(np.zeros((0, 0))))
+    assert tuple(dx.shape) == (0, 2, 4, 4)
+    for layer in model.layers:
+        for key, grad in layer.grads.items():
+            host = grad.copy_to_host() if hasattr(grad, "copy_to_host") else grad
+            assert host.shape == layer.params[key].shape and not host.any(), key
+    flatten = L.Flatten()
+    assert tuple(flatten.forward(cuda.to_device(np.zeros((0, 3, 2, 2)))).shape) == (
+        0, 12)
+    assert not no_empty_launch

@@ -94,7 +94,10 @@ def copy(array):
     """A new array with ``array``'s contents, on the same side."""
     if on_device(array):
         out = _cuda().device_array(array.shape, dtype=array.dtype)
-        out.copy_to_device(array)
+        # An empty array has nothing to copy, and numba compares the strides of
+        # the two sides, which differ for empty arrays (a reshaped view of one).
+        if array.size:
+            out.copy_to_device(array)
         return out
     return array.copy()
 
@@ -103,6 +106,8 @@ def copy_into(destination, source) -> None:
     """Copy ``source`` into ``destination`` in place (same shape and dtype):
     ``np.copyto`` on the host; into a device array from either side."""
     if on_device(destination):
+        if destination.size == 0:
+            return  # nothing to copy (and numba would compare empty strides)
         source = as_numba(source) if on_device(source) else np.ascontiguousarray(source)
         as_numba(destination).copy_to_device(source)
     else:
