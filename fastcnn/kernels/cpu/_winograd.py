@@ -34,7 +34,6 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
-from ._dots import _add_dots
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
@@ -407,7 +406,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
 
     Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W) (read with the same virtual
     padding as the forward), dwt (C_out, C_in, 3, 3). The sum over tiles is 36
-    products ``Z[e] @ V[e].T`` (dot products over a band's tiles). Parallel over
+    products ``Z[e] @ V[e].T`` per band. Parallel over
     ``slots`` (a number fixed by the shapes), each summing a fixed run of bands
     into its own partial sum; then parallel over C_out, adding the slots in order
     and transforming back in float64. Results do not depend on the thread count.
@@ -424,8 +423,8 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     partial = np.zeros((slots, 36, c_out, c_in), dtype=dwt.dtype)
     for slot in prange(slots):
         s = np.int64(slot)
-        zero = np.int64(0)
         v = np.zeros((36, c_in, width), dtype=dwt.dtype)
+        vt = np.empty((width, c_in), dtype=dwt.dtype)
         z = np.zeros((36, c_out, width), dtype=dwt.dtype)
         buf = np.empty((6, band_rows * wb), dtype=dwt.dtype)
         tv = np.empty((6, band_rows * wb), dtype=dwt.dtype)
@@ -439,8 +438,21 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
             for co in range(c_out):
                 _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z)
             for e in range(36):
-                _add_dots(partial[s, e], zero, c_out, z[e], zero, zero, v[e], c_in,
-                          zero, cols)
+                # M[e] += Z[e] @ V[e].T as rows of M times rows of V.T: the long
+                # contiguous loops run over input channels.
+                ve = v[e]
+                for ci in range(c_in):
+                    row = ve[ci]
+                    for f in range(cols):
+                        vt[f, ci] = row[f]
+                me = partial[s, e]
+                co = 0
+                while co + 4 <= c_out:
+                    _gemm_4(me, co, z[e], co, vt, cols, c_in)
+                    co += 4
+                while co < c_out:
+                    _gemm_1(me, co, z[e], co, vt, cols, c_in)
+                    co += 1
     for co in prange(c_out):
         m = np.empty((6, 6))
         t = np.empty((3, 6))
