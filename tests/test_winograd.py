@@ -95,7 +95,7 @@ def test_several_bands_and_output_channel_chunks(band_columns, m_bytes, rng,
     monkeypatch.setattr(_winograd, "BAND_COLUMNS", band_columns)
     monkeypatch.setattr(_winograd, "M_BYTES", m_bytes)
     monkeypatch.setattr(_winograd, "WEIGHT_SLOTS", 2)
-    band_rows, co_chunk = _winograd.winograd_plan(3, 9, 10, 13, 10)
+    band_rows, co_chunk, _ = _winograd.winograd_plan(3, 9, 10, 13, 10)
     assert band_rows < 3 * 4 and co_chunk < 10, (band_rows, co_chunk)
     x, wt, b = _case(rng, 3, 9, 13, 10, 10, np.float64)
     expected = naive.conv2d(x, wt, b, (1, 1), (1, 1), (1, 1), (1, 1), 1)

@@ -31,6 +31,7 @@ shapes, so results are bitwise the same for any thread count.
 """
 
 import numpy as np
+import numba
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
@@ -267,15 +268,15 @@ def _gemm_1(dst, d0, coef, c0, src, n_rows, count):
 
 
 @cpu_kernel
-def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk):
+def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
     """``y = conv3x3(x, w) + b`` (stride 1), ``u`` the transformed filters.
 
     Shape: x (N, C_in, H, W), u (36, C_out, C_in) from :func:`winograd_filters`,
     b (C_out,), y (N, C_out, OH, OW), where
     ``y[n, co, oh, ow] = b[co] + sum x[n, ci, oh + kh - pad_t, ow + kw - pad_l]
     * w[co, ci, kh, kw]`` with zeros outside ``x``. Parallel over bands of
-    ``band_rows`` tile rows (disjoint rows of ``y``); output channels are taken
-    ``co_chunk`` at a time.
+    ``band_rows`` tile rows (disjoint rows of ``y``), a run of bands for each of
+    ``workers``; output channels are taken ``co_chunk`` at a time.
     """
     n_batch, c_in = x.shape[0], x.shape[1]
     c_out, oh_size, ow_size = y.shape[1], y.shape[2], y.shape[3]
@@ -285,49 +286,58 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk):
     total_rows = n_batch * nth
     tasks = (total_rows + band_rows - 1) // band_rows
     width = (band_rows * (ntw + 1) + 15) // 16 * 16
-    for task in prange(tasks):
-        r0 = np.int64(task) * band_rows
-        rows = min(band_rows, total_rows - r0)
-        count = (rows * (ntw + 1) + 15) // 16 * 16
-        # Zeroed so the columns past the band's tiles hold numbers, not garbage.
+    # Scratch is allocated once per worker, not per band: fresh megabyte-sized
+    # arrays would pay page faults on every call. A worker takes a fixed run of
+    # bands; each band's result does not depend on which worker computes it.
+    workers = min(workers, tasks)
+    per_worker = (tasks + workers - 1) // workers
+    for worker in prange(workers):
+        # Zeroed so the columns past a band's tiles hold numbers, not garbage.
         v = np.zeros((36, c_in, width), dtype=y.dtype)
         m = np.empty((36, co_chunk, width), dtype=y.dtype)
         buf = np.empty((6, band_rows * wb), dtype=y.dtype)
         tv = np.empty((6, band_rows * wb), dtype=y.dtype)
         ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
         out = np.empty((4, band_rows * wb), dtype=y.dtype)
-        for ci in range(c_in):
-            _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
-        for c0 in range(0, c_out, co_chunk):
-            c_count = min(co_chunk, c_out - c0)
-            for e in range(36):
-                me = m[e]
-                for i in range(c_count):
-                    row = me[i]
-                    for j in range(count):
-                        row[j] = 0
-                co = 0
-                while co + 4 <= c_count:
-                    _gemm_4(me, co, u[e], c0 + co, v[e], c_in, count)
-                    co += 4
-                while co < c_count:
-                    _gemm_1(me, co, u[e], c0 + co, v[e], c_in, count)
-                    co += 1
-            for co in range(c_count):
-                _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
+        first = np.int64(worker) * per_worker
+        for task in range(first, min(first + per_worker, tasks)):
+            r0 = task * band_rows
+            rows = min(band_rows, total_rows - r0)
+            count = (rows * (ntw + 1) + 15) // 16 * 16
+            for ci in range(c_in):
+                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
+            for c0 in range(0, c_out, co_chunk):
+                c_count = min(co_chunk, c_out - c0)
+                for e in range(36):
+                    me = m[e]
+                    for i in range(c_count):
+                        row = me[i]
+                        for j in range(count):
+                            row[j] = 0
+                    co = 0
+                    while co + 4 <= c_count:
+                        _gemm_4(me, co, u[e], c0 + co, v[e], c_in, count)
+                        co += 4
+                    while co < c_count:
+                        _gemm_1(me, co, u[e], c0 + co, v[e], c_in, count)
+                        co += 1
+                for co in range(c_count):
+                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
 
 
 def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
-    """``(band_rows, co_chunk)`` for :func:`winograd_conv3x3`: bands of about
-    :data:`BAND_COLUMNS` tiles (fewer when that would leave under four tasks), and
-    output-channel chunks (a multiple of 4) whose M fits in :data:`M_BYTES`."""
+    """``(band_rows, co_chunk, workers)`` for :func:`winograd_conv3x3`: bands of
+    about :data:`BAND_COLUMNS` tiles (fewer when that would leave under four
+    bands), output-channel chunks (a multiple of 4) whose M fits in
+    :data:`M_BYTES`, and four runs of bands per thread (the results do not depend
+    on the split)."""
     nth = (oh_size + 3) // 4
     ntw = (ow_size + 3) // 4
     band_rows = max(BAND_COLUMNS // (ntw + 1), 1)
     band_rows = max(min(band_rows, (n_batch * nth + 3) // 4), 1)
     width = (band_rows * (ntw + 1) + 15) // 16 * 16
     co_chunk = max(M_BYTES // (36 * 4 * width) // 4 * 4, 4)
-    return band_rows, min(co_chunk, c_out)
+    return band_rows, min(co_chunk, c_out), 4 * numba.get_num_threads()
 
 
 @cpu_helper

@@ -423,8 +423,8 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
     if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
         u = np.empty((36, c_out, cin_g), dtype=y.dtype)
         winograd_filters(w, u, False)
-        band_rows, co_chunk = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
-        winograd_conv3x3(xp, u, b, y, 0, 0, band_rows, co_chunk)
+        plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
+        winograd_conv3x3(xp, u, b, y, 0, 0, *plan)
         return
     images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
                                  cin_g, n_batch)[2]
@@ -448,9 +448,9 @@ def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
         n_batch, c_in, hp, wp = dxp.shape
         u = np.empty((36, c_in, w.shape[0]), dtype=dxp.dtype)
         winograd_filters(w, u, True)
-        band_rows, co_chunk = winograd_plan(n_batch, w.shape[0], c_in, hp, wp)
+        plan = winograd_plan(n_batch, w.shape[0], c_in, hp, wp)
         zero_bias = np.zeros(c_in, dtype=dxp.dtype)
-        winograd_conv3x3(dy, u, zero_bias, dxp, 2, 2, band_rows, co_chunk)
+        winograd_conv3x3(dy, u, zero_bias, dxp, 2, 2, *plan)
     else:
         _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups)
 
