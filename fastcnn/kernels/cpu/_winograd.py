@@ -40,6 +40,9 @@ from .._jit import cpu_helper, cpu_kernel
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
 BAND_COLUMNS = 128
 
+#: Bands a convolution is split into at the least (when it has that many tile rows).
+MIN_BANDS = 16
+
 #: Partial sums of the weight gradient (one per slot, summed in order at the end):
 #: enough slots to balance a few threads, a number fixed by the shapes alone.
 WEIGHT_SLOTS = 8
@@ -290,7 +293,6 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
     # arrays would pay page faults on every call. A worker takes a fixed run of
     # bands; each band's result does not depend on which worker computes it.
     workers = min(workers, tasks)
-    per_worker = (tasks + workers - 1) // workers
     for worker in prange(workers):
         # Zeroed so the columns past a band's tiles hold numbers, not garbage.
         v = np.zeros((36, c_in, width), dtype=y.dtype)
@@ -299,8 +301,10 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
         tv = np.empty((6, band_rows * wb), dtype=y.dtype)
         ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
         out = np.empty((4, band_rows * wb), dtype=y.dtype)
-        first = np.int64(worker) * per_worker
-        for task in range(first, min(first + per_worker, tasks)):
+        # Balanced runs: workers differ by at most one band (prange hands each
+        # thread a contiguous block of workers, so uneven runs idle a thread).
+        first = np.int64(worker) * tasks // workers
+        for task in range(first, (np.int64(worker) + 1) * tasks // workers):
             r0 = task * band_rows
             rows = min(band_rows, total_rows - r0)
             count = (rows * (ntw + 1) + 15) // 16 * 16
@@ -327,14 +331,16 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
 
 def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
     """``(band_rows, co_chunk, workers)`` for :func:`winograd_conv3x3`: bands of
-    about :data:`BAND_COLUMNS` tiles (fewer when that would leave under four
-    bands), output-channel chunks (a multiple of 4) whose M fits in
+    about :data:`BAND_COLUMNS` tiles (fewer when that would leave under
+    :data:`MIN_BANDS` bands), output-channel chunks (a multiple of 4) whose M fits in
     :data:`M_BYTES`, and four runs of bands per thread (the results do not depend
     on the split)."""
     nth = (oh_size + 3) // 4
     ntw = (ow_size + 3) // 4
     band_rows = max(BAND_COLUMNS // (ntw + 1), 1)
-    band_rows = max(min(band_rows, (n_batch * nth + 3) // 4), 1)
+    # At least MIN_BANDS bands where there are enough tile rows, so the threads
+    # share the work evenly even when bands are few (small images).
+    band_rows = max(min(band_rows, n_batch * nth // MIN_BANDS), 1)
     width = (band_rows * (ntw + 1) + 15) // 16 * 16
     co_chunk = max(M_BYTES // (36 * 4 * width) // 4 * 4, 4)
     return band_rows, min(co_chunk, c_out), 4 * numba.get_num_threads()
@@ -428,7 +434,6 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     wb = 4 * (ntw + 1)
     total_rows = n_batch * nth
     bands = (total_rows + band_rows - 1) // band_rows
-    per_slot = (bands + slots - 1) // slots
     width = band_rows * (ntw + 1)
     partial = np.zeros((slots, 36, c_out, c_in), dtype=dwt.dtype)
     for slot in prange(slots):
@@ -439,7 +444,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
         buf = np.empty((6, band_rows * wb), dtype=dwt.dtype)
         tv = np.empty((6, band_rows * wb), dtype=dwt.dtype)
         ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=dwt.dtype)
-        for band in range(s * per_slot, min((s + 1) * per_slot, bands)):
+        for band in range(s * bands // slots, (s + 1) * bands // slots):
             r0 = band * band_rows
             rows = min(band_rows, total_rows - r0)
             cols = rows * (ntw + 1)
