@@ -30,8 +30,8 @@ docs/NUMERICS.md. Each output is computed by one task in an order fixed by the
 shapes, so results are bitwise the same for any thread count.
 """
 
-import numpy as np
 import numba
+import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
@@ -93,28 +93,22 @@ def winograd_filters(w, u, flip):
 
 
 @cpu_helper
-def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
-    """``v[e, ci, f]``: the transformed input tiles of channel ``ci`` for the tile
-    rows ``r0 .. r0 + rows - 1`` (flat over (image, tile row)), with
-    ``f = local tile row * (ntw + 1) + tw``.
-
-    Scratch: ``buf``, ``tv`` (6, rows * wb); ``ph`` (4, rows * (ntw + 1) + 1).
-    """
+def _gather_tile_rows(x, ch, r0, rows, nth, wb, height, pad_t, pad_l, buf):
+    """``buf[i, rl * wb + c] = x[n, ch, 4 * t - pad_t + i, c - pad_l]`` for the band's
+    tile rows ``r0 + rl`` (image ``n``, tile row ``t``) and ``i < height``: the rows a
+    tile row's transform reads, side by side, zero outside ``x``."""
     h, w = x.shape[2], x.shape[3]
-    two, four, five = v.dtype.type(2), v.dtype.type(4), v.dtype.type(5)
-    wb = 4 * (ntw + 1)
     lo = pad_l
     count = min(w, wb - lo)
-    # The six input rows of each tile row, zero outside the image.
     for rl in range(rows):
         r = r0 + rl
         n = r // nth
         row0 = 4 * (r - n * nth) - pad_t
-        for i in range(6):
+        for i in range(height):
             dst = buf[i, rl * wb : (rl + 1) * wb]
             src_row = row0 + i
             if 0 <= src_row < h:
-                src = x[n, ci, src_row]
+                src = x[n, ch, src_row]
                 for c in range(lo):
                     dst[c] = 0
                 inner = dst[lo : lo + count]
@@ -125,6 +119,30 @@ def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
             else:
                 for c in range(wb):
                     dst[c] = 0
+
+
+@cpu_helper
+def _split_by_tile_column(row, p0, p1, p2, p3, cols):
+    """``p_m[f] = row[4 f + m]``: a row's columns split by their position in the tile,
+    so the transform across tiles runs on four contiguous rows."""
+    for f in range(cols):
+        p0[f] = row[4 * f]
+        p1[f] = row[4 * f + 1]
+        p2[f] = row[4 * f + 2]
+        p3[f] = row[4 * f + 3]
+
+
+@cpu_helper
+def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
+    """``v[e, ci, f]``: the transformed input tiles of channel ``ci`` for the tile
+    rows ``r0 .. r0 + rows - 1`` (flat over (image, tile row)), with
+    ``f = local tile row * (ntw + 1) + tw``.
+
+    Scratch: ``buf``, ``tv`` (6, rows * wb); ``ph`` (4, rows * (ntw + 1) + 1).
+    """
+    two, four, five = v.dtype.type(2), v.dtype.type(4), v.dtype.type(5)
+    wb = 4 * (ntw + 1)
+    _gather_tile_rows(x, ci, r0, rows, nth, wb, 6, pad_t, pad_l, buf)
     # B^T d down every column.
     b0, b1, b2, b3, b4, b5 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
     t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
@@ -144,12 +162,7 @@ def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
     q4 = p0[1 : cols + 1]
     q5 = p1[1 : cols + 1]
     for a in range(6):
-        ta = tv[a]
-        for f in range(cols):
-            p0[f] = ta[4 * f]
-            p1[f] = ta[4 * f + 1]
-            p2[f] = ta[4 * f + 2]
-            p3[f] = ta[4 * f + 3]
+        _split_by_tile_column(tv[a], p0, p1, p2, p3, cols)
         v0 = v[6 * a, ci, :cols]
         v1 = v[6 * a + 1, ci, :cols]
         v2 = v[6 * a + 2, ci, :cols]
@@ -351,25 +364,9 @@ def _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z):
     """``z[e, co, f]``: the transformed output-gradient tiles ``A dy_T A^T`` of
     channel ``co`` for the band's tiles (columns as in :func:`_input_band`; outside
     ``dy`` is zero, so the spare tile of each row adds nothing). Scratch as there."""
-    oh_size, ow_size = dy.shape[2], dy.shape[3]
     two, four, eight = z.dtype.type(2), z.dtype.type(4), z.dtype.type(8)
     wb = 4 * (ntw + 1)
-    count = min(ow_size, wb)
-    for rl in range(rows):
-        r = r0 + rl
-        n = r // nth
-        row0 = 4 * (r - n * nth)
-        for i in range(4):
-            dst = buf[i, rl * wb : (rl + 1) * wb]
-            if row0 + i < oh_size:
-                src = dy[n, co, row0 + i]
-                for c in range(count):
-                    dst[c] = src[c]
-                for c in range(count, wb):
-                    dst[c] = 0
-            else:
-                for c in range(wb):
-                    dst[c] = 0
+    _gather_tile_rows(dy, co, r0, rows, nth, wb, 4, 0, 0, buf)
     # A d down every column (A is 6x4: the transpose of the output transform).
     b0, b1, b2, b3 = buf[0], buf[1], buf[2], buf[3]
     t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
@@ -389,12 +386,7 @@ def _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z):
     cols = rows * (ntw + 1)
     p0, p1, p2, p3 = ph[0], ph[1], ph[2], ph[3]
     for a in range(6):
-        ta = tv[a]
-        for f in range(cols):
-            p0[f] = ta[4 * f]
-            p1[f] = ta[4 * f + 1]
-            p2[f] = ta[4 * f + 2]
-            p3[f] = ta[4 * f + 3]
+        _split_by_tile_column(tv[a], p0, p1, p2, p3, cols)
         z0 = z[6 * a, co, :cols]
         z1 = z[6 * a + 1, co, :cols]
         z2 = z[6 * a + 2, co, :cols]
