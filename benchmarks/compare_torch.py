@@ -529,8 +529,51 @@ def run_models(budget: Budget, torch, checks: list) -> dict:
 
                 fns["t"] = t_predict
         results[label] = measure(fns, budget)
+        results[label]["kernels"] = count_parallel_calls(fns["fc"])
         _progress(label, results[label])
     return results
+
+
+def count_parallel_calls(fn) -> dict:
+    """How many parallel CPU kernels one call of ``fn`` launches, and how many
+    ``prange`` loops (parallel regions) they run: every ``parallel=True`` dispatcher
+    in ``fastcnn.kernels.cpu`` is wrapped by a counter for the one call (the Python
+    dispatchers there call them through module globals, so the wrappers see
+    every launch). A kernel's regions are the ``prange`` loops in its source."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import fastcnn.kernels.cpu as cpu
+
+    calls = {"kernels": 0, "regions": 0}
+    patched = []
+
+    def counting(dispatcher, loops):
+        def call(*args):
+            calls["kernels"] += 1
+            calls["regions"] += loops
+            return dispatcher(*args)
+        return call
+
+    for info in pkgutil.iter_modules(cpu.__path__):
+        module = importlib.import_module(f"{cpu.__name__}.{info.name}")
+        for name, value in list(vars(module).items()):
+            # Patched wherever bound (conv.py calls the Winograd kernels through
+            # its own imports of them); each launch passes one binding.
+            if isinstance(value, CPUDispatcher) \
+                    and value.targetoptions.get("parallel"):
+                loops = inspect.getsource(value.py_func).count("prange(")
+                patched.append((module, name, value))
+                setattr(module, name, counting(value, loops))
+    try:
+        fn()
+    finally:
+        for module, name, value in patched:
+            setattr(module, name, value)
+    return calls
 
 
 # ----------------------------------------------------------------------- memory
@@ -623,6 +666,22 @@ t0 = time.perf_counter()
 import fastcnn
 t1 = time.perf_counter()
 import numba
+from numba.core import event
+compile_seconds, open_compiles = {{}}, []
+class CompileTimer(event.Listener):
+    # Exclusive seconds per function: a helper compiled inside a kernel's compile
+    # is counted for the helper, not twice.
+    def on_start(self, ev):
+        open_compiles.append([ev.data["dispatcher"].py_func, time.perf_counter(), 0.0])
+    def on_end(self, ev):
+        func, start, nested = open_compiles.pop()
+        total = time.perf_counter() - start
+        if open_compiles:
+            open_compiles[-1][2] += total
+        name = func.__module__.removeprefix("fastcnn.") + "." + func.__qualname__
+        compile_seconds[name] = compile_seconds.get(name, 0.0) + total - nested
+if {cold}:
+    event.register("numba:compile", CompileTimer())
 import numpy as np
 from fastcnn import models, optimizers
 fastcnn.set_num_threads(min({threads}, numba.config.NUMBA_NUM_THREADS))
@@ -642,7 +701,10 @@ def first(name, shape):
 out = {{"import": t1 - t0}}
 out["lenet5_step"], out["lenet5_predict"] = first("lenet5", (1, 28, 28))
 if {cold}:
+    out["lenet5_compile"] = dict(compile_seconds)
+    compile_seconds.clear()
     out["simple_cnn_step"], out["simple_cnn_predict"] = first("simple_cnn", (3, 32, 32))
+    out["simple_cnn_compile"] = dict(compile_seconds)
 print(json.dumps(out))
 """
 
@@ -748,6 +810,33 @@ def _table(header: list[str], rows: list[list[str]], numeric: bool = True) -> st
     return "\n".join(lines)
 
 
+def _compile_table(cold: dict, top: int = 12) -> list[str]:
+    """The cold run's compile seconds per function, most expensive first."""
+    lenet, simple = cold.get("lenet5_compile"), cold.get("simple_cnn_compile")
+    if not lenet and not simple:
+        return []
+    lenet, simple = lenet or {}, simple or {}
+    names = sorted(set(lenet) | set(simple),
+                   key=lambda n: -(lenet.get(n, 0) + simple.get(n, 0)))
+
+    def cell(d, n):
+        return f"{d[n]:.1f}" if n in d else "–"
+
+    rows = [[f"`{n}`", cell(lenet, n), cell(simple, n)] for n in names[:top]]
+    rest = names[top:]
+    rows.append([f"{len(rest)} others", f"{sum(lenet.get(n, 0) for n in rest):.1f}",
+                 f"{sum(simple.get(n, 0) for n in rest):.1f}"])
+    rows.append(["**all compiles**", f"**{sum(lenet.values()):.1f}**",
+                 f"**{sum(simple.values()):.1f}**"])
+    return ["### Compile seconds per function, cold run", "",
+            "Exclusive seconds (a helper's compile counted for the helper, where it "
+            "first compiles) from Numba's `numba:compile` events. The simple_cnn "
+            "column runs after LeNet-5 in the same process, so it lists only what "
+            "LeNet-5 did not compile already.", "",
+            _table(["function", "LeNet-5 first step", "simple_cnn after it"], rows),
+            ""]
+
+
 def _errors(results: dict) -> list[str]:
     return [f"- {label} `{key[:-6]}`: {msg}" for label, r in results.items()
             for key, msg in r.items() if key.endswith(".error")]
@@ -823,15 +912,20 @@ def render(meta: dict, peak: dict | None, conv, tuned, pool, models, memory,
         out += _errors(pool)
     if models:
         rows = [[label, _ms(r.get("fc")), _ms(r.get("t")), _ratio(r.get("t"),
-                                                                 r.get("fc"))]
+                                                                 r.get("fc")),
+                 str(r.get("kernels", {}).get("kernels", "–")),
+                 str(r.get("kernels", {}).get("regions", "–"))]
                 for label, r in models.items()]
         out += ["## (c) models", "",
                 "fastcnn `Sequential.train_step` (forward, cross-entropy, backward, "
                 "SGD lr 0.01) against `torch.nn.Sequential` with the same initial "
                 "weights (state dict copied), `CrossEntropyLoss` and "
                 "`torch.optim.SGD`; `predict` against `model.eval()` under "
-                "`torch.no_grad()`.", "",
-                _table(["case", "fastcnn ms", "torch ms", "ratio"], rows), ""]
+                "`torch.no_grad()`. \"Kernels\": parallel CPU kernels one call "
+                "launches; \"regions\": the `prange` loops they run (each costs a "
+                "fork-join of the thread pool).", "",
+                _table(["case", "fastcnn ms", "torch ms", "ratio", "kernels",
+                        "regions"], rows), ""]
         out += _errors(models)
     if memory:
         rows = []
@@ -883,6 +977,7 @@ def render(meta: dict, peak: dict | None, conv, tuned, pool, models, memory,
                 f"process whose Numba cache directory is new and empty: every "
                 f"kernel those models need compiles.", "",
                 _table(["", "fastcnn", "torch"], rows), ""]
+        out += _compile_table(cold)
         for key in ("warm", "cold", "torch"):
             if "error" in startup.get(key, {}):
                 out += [f"- {key} start-up failed: {startup[key]['error'][-500:]}"]
