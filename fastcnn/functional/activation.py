@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -27,10 +27,11 @@ def _pair_of(op: str, dy, other, other_name: str):
 
 def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
     """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
-    out = _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
+    dev = backend.device_of(*arrays)
+    out = dev.empty(arrays[0].shape, arrays[0].dtype)
     if out.size == 0:
         return out  # nothing to compute (and no zero-sized CUDA launch)
-    kernel = getattr(_device.kernels("activation", *arrays), kernel_name)
+    kernel = getattr(dev.kernels("activation"), kernel_name)
     kernel(*(a.ravel() for a in arrays), *scalars, out.ravel())
     return out
 
@@ -147,29 +148,30 @@ def _rows(array: np.ndarray, dim: int) -> np.ndarray:
 def _along_dim(kernel_name: str, arrays, dim: int) -> np.ndarray:
     """Run a row kernel over axis ``dim`` of same-shaped arrays; returns the output
     in the arrays' layout."""
+    dev = backend.device_of(*arrays)
     if arrays[0].size == 0:
         # Empty rows or empty rows of classes: nothing to normalise.
-        return _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
-    if _device.on_device(*arrays):
-        return _along_dim_device(kernel_name, arrays, dim)
+        return dev.empty(arrays[0].shape, arrays[0].dtype)
+    if dev.name != "cpu":
+        return _along_dim_device(dev, kernel_name, arrays, dim)
     rows = [_rows(a, dim) for a in arrays]
     out = np.empty_like(rows[0])
-    getattr(_device.kernels("activation"), kernel_name)(*rows, out)
+    getattr(dev.kernels("activation"), kernel_name)(*rows, out)
     moved_shape = np.moveaxis(arrays[0], dim, -1).shape
     return np.ascontiguousarray(np.moveaxis(out.reshape(moved_shape), -1, dim))
 
 
-def _along_dim_device(kernel_name: str, arrays, dim: int):
+def _along_dim_device(dev, kernel_name: str, arrays, dim: int):
     """:func:`_along_dim` where an array is on the device: rows are free views when
     ``dim`` is the last axis; any other axis goes through the host (slow path)."""
     shape = tuple(arrays[0].shape)
     if dim != len(shape) - 1:
-        host = [_device.to_host(a) for a in arrays]
-        return _device.to_device_like(_along_dim(kernel_name, host, dim), *arrays)
+        host = [dev.to_host(a) for a in arrays]
+        return dev.move_in(_along_dim(kernel_name, host, dim))
     n_cols = shape[dim]
     rows = [a.reshape(arrays[0].size // n_cols, n_cols) for a in arrays]
-    out = _device.empty(rows[0].shape, arrays[0].dtype, *arrays)
-    getattr(_device.kernels("activation", *arrays), kernel_name)(*rows, out)
+    out = dev.empty(rows[0].shape, arrays[0].dtype)
+    getattr(dev.kernels("activation"), kernel_name)(*rows, out)
     return out.reshape(shape)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 _SEED_LIMIT = 2**64
@@ -31,15 +31,16 @@ def _apply(op: str, x: np.ndarray, p: float, training: bool, seed) -> np.ndarray
     xc = v.float_array(op, "x" if op == "dropout" else "dy", x).reshape(np.shape(x))
     if training:
         seed = _seed(op, seed)
+    dev = backend.device_of(xc)
     if not training or p == 0.0 or xc.size == 0:
         # The caller gets a new array even where validation did not copy.
-        if _device.on_device(xc):
-            return _device.copy(xc)
+        if dev.name != "cpu":
+            return dev.copy(xc)
         return xc.copy() if np.may_share_memory(xc, x) else xc
     # p == 1 keeps nothing: the scale is never used, so 1/(1-p) is not computed.
     scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    y = _device.empty(xc.shape, xc.dtype, xc)
-    _device.kernels("dropout", xc).dropout_apply(
+    y = dev.empty(xc.shape, xc.dtype)
+    dev.kernels("dropout").dropout_apply(
         xc.reshape(-1), y.reshape(-1), p, scale, seed
     )
     return y

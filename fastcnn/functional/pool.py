@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -104,10 +104,11 @@ def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
     op = "max_pool2d"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    dev = backend.device_of(x)
     if x.shape[0] == 0:
-        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
-    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
-    _device.kernels("pool", x).max_pool2d_forward(x, y, *geo.kernel_args())
+        return dev.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype)
+    y = dev.empty((*x.shape[:2], *geo.out_hw), x.dtype)
+    dev.kernels("pool").max_pool2d_forward(x, y, *geo.kernel_args())
     return y
 
 
@@ -124,10 +125,11 @@ def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    dev = backend.device_of(x, dy)
     if x.shape[0] == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
     return dx
 
 
@@ -168,10 +170,11 @@ def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
     x = _check_x(op, x)
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
+    dev = backend.device_of(x)
     if x.shape[0] == 0:
-        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
-    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
-    _device.kernels("pool", x).avg_pool2d_forward(x, y, *args)
+        return dev.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype)
+    y = dev.empty((*x.shape[:2], *geo.out_hw), x.dtype)
+    dev.kernels("pool").avg_pool2d_forward(x, y, *args)
     return y
 
 
@@ -188,10 +191,11 @@ def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
                               count_include_pad)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    dev = backend.device_of(x, dy)
     if x.shape[0] == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).avg_pool2d_backward(dy, dx, *args)
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").avg_pool2d_backward(dy, dx, *args)
     return dx
 
 
@@ -205,11 +209,12 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     """
     op = "global_avg_pool2d"
     x = v.float_array(op, "x", x, ndim=4)
+    dev = backend.device_of(x)
     if x.size == 0:
         y = np.full(x.shape[:2], np.nan, x.dtype)
-        return _device.to_device_like(y, x)
-    y = _device.empty(x.shape[:2], x.dtype, x)
-    _device.kernels("pool", x).global_avg_pool2d_forward(x, y)
+        return dev.move_in(y)
+    y = dev.empty(x.shape[:2], x.dtype)
+    dev.kernels("pool").global_avg_pool2d_forward(x, y)
     return y
 
 
@@ -221,8 +226,9 @@ def global_avg_pool2d_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     op = "global_avg_pool2d_backward"
     x = v.float_array(op, "x", x, ndim=4)
     dy = _check_dy(op, dy, x, x.shape[:2])
+    dev = backend.device_of(x, dy)
     if x.size == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).global_avg_pool2d_backward(dy, dx)
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").global_avg_pool2d_backward(dy, dx)
     return dx

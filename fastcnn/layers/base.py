@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ..functional import _device
+from .. import backend
 from ..functional import _validate as v
 
 _counters: dict[str, itertools.count] = {}
@@ -233,7 +233,7 @@ class Layer:
 
         Shape: x (N, *input_shape) -> (N, *output_shape).
         """
-        if not (isinstance(x, np.ndarray) or _device.on_device(x)):
+        if not (isinstance(x, np.ndarray) or backend.is_device_array(x)):
             raise TypeError(
                 f"{self._op}: x must be a numpy.ndarray or a CUDA device array, got "
                 f"{type(x).__name__}."
@@ -278,7 +278,7 @@ class Layer:
             raise RuntimeError(
                 f"{self._op}: backward called before forward; run forward(x) first."
             )
-        if not (isinstance(dy, np.ndarray) or _device.on_device(dy)):
+        if not (isinstance(dy, np.ndarray) or backend.is_device_array(dy)):
             raise TypeError(
                 f"{self._op}: dy must be a numpy.ndarray or a CUDA device array, got "
                 f"{type(dy).__name__}."
@@ -316,8 +316,8 @@ class Layer:
         grad = self.grads.get(key)
         if (grad is not None and grad.shape == value.shape
                 and grad.dtype == value.dtype
-                and _device.on_device(grad) == _device.on_device(value)):
-            _device.copy_into(grad, value)
+                and backend.is_device_array(grad) == backend.is_device_array(value)):
+            backend.device_of(grad).copy_into(grad, value)
         else:
             self.grads[key] = value
 
