@@ -20,12 +20,12 @@ parameter, on the device, and :meth:`Optimizer.get_state` returns host copies.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
 
 from . import backend
+from ._checks import is_int as _is_int
 from .functional import _validate as v
 
 
@@ -51,11 +51,6 @@ MAX_STEPS = 2**53
 #: Slots whose values are running means of squares: negative ones would give NaN
 #: from the square root, so a restored state may not hold them.
 _NON_NEGATIVE_SLOTS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, bool | np.bool_)
 
 
 class Optimizer:

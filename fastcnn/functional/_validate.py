@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from .._checks import is_int as _is_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -90,11 +91,6 @@ def non_empty_axes(op: str, name: str, array, axes: tuple[int, ...],
         raise ValueError(
             f"{op}: {name} has a zero-sized {what}; got shape {tuple(array.shape)}."
         )
-
-
-def _is_int(value) -> bool:
-    is_bool = isinstance(value, bool | np.bool_)
-    return isinstance(value, numbers.Integral) and not is_bool
 
 
 def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:

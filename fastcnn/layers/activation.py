@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import functional as F
+from .._checks import is_int
 from ..functional import _validate as v
 from .base import Layer
 
@@ -111,7 +112,7 @@ class Softmax(Layer):
 
     def __init__(self, dim: int = 1, name: str | None = None) -> None:
         super().__init__(name=name)
-        if not v._is_int(dim):
+        if not is_int(dim):
             raise TypeError(f"{self._op}: dim must be an int, got {dim!r}.")
         if dim == 0:
             raise ValueError(

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import backend
+from .._checks import is_int
 from ..functional import _validate as v
 
 _counters: dict[str, itertools.count] = {}
@@ -123,7 +124,7 @@ class Layer:
         given. Zero sizes pass here (a layer of zero width is valid, as in
         PyTorch); the ops refuse the ones they cannot take."""
         ok = isinstance(input_shape, tuple | list) and all(
-            v._is_int(s) and 0 <= s <= v.MAX_SIZE for s in input_shape
+            is_int(s) and 0 <= s <= v.MAX_SIZE for s in input_shape
         )
         if not ok or not input_shape:
             raise TypeError(
