@@ -25,18 +25,13 @@ from . import backend
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from ._checks import is_int as _is_int
 from ._progress import ProgressBar
 from .callbacks import Callback, History
 from .functional._validate import FLOAT_DTYPES
 from .layers import Layer
 
 _MAX_SEED = 2**63 - 1
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, bool | np.bool_
-    )
 
 
 def _int_arg(op, name, value, minimum):
