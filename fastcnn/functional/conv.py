@@ -21,10 +21,20 @@ class ConvGeometry(NamedTuple):
     out_hw: tuple[int, int]
 
 
+def same_padding(kernel_hw, dilation) -> tuple[tuple[int, int], tuple[int, int]]:
+    """PyTorch's ``padding="same"`` as (before, after) pairs for height and width:
+    ``dilation * (k - 1)`` in total on each axis, the odd pixel after
+    (bottom/right)."""
+    pads = []
+    for k, d in zip(kernel_hw, dilation, strict=True):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return pads[0], pads[1]
+
+
 def _padding(op: str, padding, kernel_hw, dilation, stride):
     """Resolve ``padding`` (int, pair, ``"valid"`` or ``"same"``) to two
-    (before, after) pairs. ``"same"`` pads ``dilation * (k - 1)`` in total, the odd
-    pixel after, exactly as PyTorch does."""
+    (before, after) pairs."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0), (0, 0)
@@ -34,11 +44,7 @@ def _padding(op: str, padding, kernel_hw, dilation, stride):
                     f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
                     f"stride={stride}."
                 )
-            pads = []
-            for k, d in zip(kernel_hw, dilation, strict=True):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return pads[0], pads[1]
+            return same_padding(kernel_hw, dilation)
         raise ValueError(
             f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', got "
             f"{padding!r}."

@@ -7,7 +7,7 @@ from typing import Any
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
-from ..functional.conv import conv_geometry
+from ..functional.conv import conv_geometry, same_padding
 from ._init import initial_bias, initial_weight
 from .base import Layer, Window, canonical_pair
 
@@ -107,10 +107,8 @@ class Conv2D(Layer):
         if self.padding == "valid":
             before = (0, 0)
         elif self.padding == "same":
-            # PyTorch puts the odd pixel of dilation*(k-1) after (bottom/right).
-            kh, kw = self.kernel_size
-            dh, dw = self.dilation
-            before = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+            pad_h, pad_w = same_padding(self.kernel_size, self.dilation)
+            before = (pad_h[0], pad_w[0])
         else:
             before = self.padding
         return Window(self.kernel_size, self.stride, before, self.dilation)
