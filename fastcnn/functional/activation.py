@@ -25,8 +25,11 @@ def _pair_of(op: str, dy, other, other_name: str):
     return dy, other
 
 
-def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
-    """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
+def elementwise_trusted(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
+    """Run the flat elementwise kernel ``kernel_name`` of the activation kernels
+    (``"relu_forward"``, ``"relu_backward"``, ...) on checked, C-contiguous,
+    same-shaped arrays; returns the output. The trusted path of every elementwise
+    activation here: it checks nothing."""
     dev = backend.device_of(*arrays)
     out = dev.empty(arrays[0].shape, arrays[0].dtype)
     if out.size == 0:
@@ -47,7 +50,7 @@ def relu(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("relu", "x", x)
-    return _elementwise("relu_forward", x)
+    return elementwise_trusted("relu_forward", x)
 
 
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -56,7 +59,7 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     Shape: dy (*), x (*) -> dx (*).
     """
     dy, x = _pair_of("relu_backward", dy, x, "x")
-    return _elementwise("relu_backward", dy, x)
+    return elementwise_trusted("relu_backward", dy, x)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
@@ -75,7 +78,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     op = "leaky_relu"
     x = v.float_array_1d_or_more(op, "x", x)
     slope = _slope(op, negative_slope, x.dtype)
-    return _elementwise("leaky_relu_forward", x, scalars=(slope,))
+    return elementwise_trusted("leaky_relu_forward", x, scalars=(slope,))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray,
@@ -88,7 +91,7 @@ def leaky_relu_backward(dy: np.ndarray, x: np.ndarray,
     op = "leaky_relu_backward"
     dy, x = _pair_of(op, dy, x, "x")
     slope = _slope(op, negative_slope, x.dtype)
-    return _elementwise("leaky_relu_backward", dy, x, scalars=(slope,))
+    return elementwise_trusted("leaky_relu_backward", dy, x, scalars=(slope,))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -97,7 +100,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("sigmoid", "x", x)
-    return _elementwise("sigmoid_forward", x)
+    return elementwise_trusted("sigmoid_forward", x)
 
 
 def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -106,7 +109,7 @@ def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     Shape: dy (*), y (*) -> dx (*).
     """
     dy, y = _pair_of("sigmoid_backward", dy, y, "y")
-    return _elementwise("sigmoid_backward", dy, y)
+    return elementwise_trusted("sigmoid_backward", dy, y)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
@@ -115,7 +118,7 @@ def tanh(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("tanh", "x", x)
-    return _elementwise("tanh_forward", x)
+    return elementwise_trusted("tanh_forward", x)
 
 
 def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -124,7 +127,7 @@ def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     Shape: dy (*), y (*) -> dx (*).
     """
     dy, y = _pair_of("tanh_backward", dy, y, "y")
-    return _elementwise("tanh_backward", dy, y)
+    return elementwise_trusted("tanh_backward", dy, y)
 
 
 def _dim(op: str, dim, ndim: int) -> int:

@@ -170,6 +170,17 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
+    return conv2d_trusted(x, weight, bias, geo)
+
+
+def conv2d_trusted(x, weight, bias, geo: ConvGeometry):
+    """:func:`conv2d` on arguments that passed its checks (C-contiguous arrays of
+    one float dtype, matching shapes, ``geo`` from :func:`conv_geometry` for these
+    shapes); ``bias`` may be None. Checks nothing: layers call it with what they
+    validated at build."""
+    c_out = weight.shape[0]
+    if bias is None:
+        bias = np.zeros(c_out, dtype=x.dtype)
     shape = (x.shape[0], c_out, *geo.out_hw)
     dev = backend.device_of(x, weight, bias)
     if _is_degenerate(x, weight):
@@ -203,10 +214,16 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     v.same_dtype(op, "x", x, dy=dy)
     geo = conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0], *geo.out_hw))
-    dev = backend.device_of(dy, x, weight)
-    k = dev.kernels("conv")
     if not isinstance(input_grad, bool | np.bool_):
         raise TypeError(f"{op}: input_grad must be a bool, got {input_grad!r}.")
+    return conv2d_backward_trusted(dy, x, weight, geo, input_grad)
+
+
+def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool = True):
+    """:func:`conv2d_backward` on arguments that passed its checks (see
+    :func:`conv2d_trusted`); checks nothing."""
+    dev = backend.device_of(dy, x, weight)
+    k = dev.kernels("conv")
     if _is_degenerate(x, weight):
         # Nothing flows between x and y: dx and dweight are zeros (or empty).
         dx = dev.zeros(x.shape, x.dtype) if input_grad else None

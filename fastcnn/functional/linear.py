@@ -46,13 +46,20 @@ def linear(x: np.ndarray, weight: np.ndarray,
     """
     op = "linear"
     x, weight = _check_inputs(op, x, weight)
+    if bias is not None:
+        bias = v.float_array(op, "bias", bias, ndim=1)
+        v.same_dtype(op, "x", x, bias=bias)
+        v.shape_is(op, "bias", bias, (weight.shape[0],))
+    return linear_trusted(x, weight, bias)
+
+
+def linear_trusted(x, weight, bias):
+    """:func:`linear` on arguments that passed its checks (C-contiguous arrays of
+    one float dtype, matching shapes); ``bias`` may be None. Checks nothing:
+    layers call it with what they validated at build."""
     c_out = weight.shape[0]
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
-    else:
-        bias = v.float_array(op, "bias", bias, ndim=1)
-        v.same_dtype(op, "x", x, bias=bias)
-        v.shape_is(op, "bias", bias, (c_out,))
     dev = backend.device_of(x, weight, bias)
     if _is_degenerate(x, weight):
         # No input features: every output is its bias (an empty sum).
@@ -81,6 +88,11 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     dy = v.float_array(op, "dy", dy, ndim=2)
     v.same_dtype(op, "x", x, dy=dy)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0]))
+    return linear_backward_trusted(dy, x, weight)
+
+
+def linear_backward_trusted(dy, x, weight):
+    """:func:`linear_backward` on checked arguments; checks nothing."""
     dev = backend.device_of(dy, x, weight)
     k = dev.kernels("dense")
     if _is_degenerate(x, weight):

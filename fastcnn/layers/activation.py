@@ -11,6 +11,7 @@ from typing import Any
 from .. import functional as F
 from .._checks import is_int
 from ..functional import _validate as v
+from ..functional.activation import elementwise_trusted
 from .base import Layer
 
 
@@ -25,10 +26,10 @@ class ReLU(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.relu(x)
+        return elementwise_trusted("relu_forward", x)
 
     def _backward(self, dy):
-        return F.relu_backward(dy, self._cache)
+        return elementwise_trusted("relu_backward", dy, self._cache)
 
 
 class LeakyReLU(Layer):
@@ -51,10 +52,13 @@ class LeakyReLU(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.leaky_relu(x, self.negative_slope)
+        slope = x.dtype.type(self.negative_slope)
+        return elementwise_trusted("leaky_relu_forward", x, scalars=(slope,))
 
     def _backward(self, dy):
-        return F.leaky_relu_backward(dy, self._cache, self.negative_slope)
+        slope = dy.dtype.type(self.negative_slope)
+        return elementwise_trusted("leaky_relu_backward", dy, self._cache,
+                                   scalars=(slope,))
 
 
 class Sigmoid(Layer):
@@ -67,12 +71,12 @@ class Sigmoid(Layer):
         super().__init__(name=name)
 
     def _forward(self, x, training):
-        y = F.sigmoid(x)
+        y = elementwise_trusted("sigmoid_forward", x)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.sigmoid_backward(dy, self._cache)
+        return elementwise_trusted("sigmoid_backward", dy, self._cache)
 
 
 class Tanh(Layer):
@@ -85,12 +89,12 @@ class Tanh(Layer):
         super().__init__(name=name)
 
     def _forward(self, x, training):
-        y = F.tanh(x)
+        y = elementwise_trusted("tanh_forward", x)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.tanh_backward(dy, self._cache)
+        return elementwise_trusted("tanh_backward", dy, self._cache)
 
 
 class Softmax(Layer):

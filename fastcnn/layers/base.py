@@ -94,6 +94,7 @@ class Layer:
         self._cache: Any = None
         self._dy_shape: tuple[int, ...] | None = None
         self._dy_dtype: np.dtype | None = None
+        self._param_shapes: dict[str, tuple[int, ...]] = {}
 
     # -- configuration --------------------------------------------------------------
 
@@ -202,6 +203,7 @@ class Layer:
         self.params, self.buffers = {}, {}
         self._build(input_shape, dtype, rng)
         self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self._param_shapes = {k: p.shape for k, p in self.params.items()}
         self.input_shape, self.output_shape = input_shape, output_shape
         self.dtype = dtype
         self.built = True
@@ -262,7 +264,7 @@ class Layer:
                 f"{self._op}: x has dtype {x.dtype} but the layer's parameters are "
                 f"{self.dtype}; cast x with .astype or rebuild the layer."
             )
-        y = self._forward(x, bool(training))
+        y = self._forward(_c_contiguous_input(self._op, "x", x), bool(training))
         self._dy_shape = y.shape
         self._dy_dtype = y.dtype
         return y
@@ -296,6 +298,7 @@ class Layer:
                 f"{self._op}: dy must have the dtype of the last forward output "
                 f"({self._dy_dtype}), got {dy.dtype}."
             )
+        dy = _c_contiguous_input(self._op, "dy", dy)
         if not input_grad:
             self._backward_params(dy)
             return None
@@ -312,6 +315,19 @@ class Layer:
         override this to skip it."""
         self._backward(dy)
 
+    def _params_as_built(self) -> bool:
+        """True while every parameter still has the shape, dtype and C order that
+        :meth:`build` gave it: then a layer may call the trusted op path with what
+        it validated at build. Otherwise (parameters replaced by hand) it calls the
+        public op, which checks everything and says what is wrong."""
+        params = self.params
+        for key, shape in self._param_shapes.items():
+            p = params.get(key)
+            if (p is None or p.shape != shape or p.dtype != self.dtype
+                    or not _is_c_contiguous(p)):
+                return False
+        return True
+
     def _set_grad(self, key: str, value: np.ndarray) -> None:
         # Written in place, so an optimizer may hold on to the grads arrays.
         grad = self.grads.get(key)
@@ -322,3 +338,22 @@ class Layer:
         else:
             self.grads[key] = value
 
+
+
+def _is_c_contiguous(array) -> bool:
+    if isinstance(array, np.ndarray):
+        return array.flags.c_contiguous
+    # numba's device arrays; foreign ones (CuPy, PyTorch) go through the op checks.
+    return bool(getattr(array, "__cuda_ndarray__", False)) and array.is_c_contiguous()
+
+
+def _c_contiguous_input(op: str, name: str, array):
+    """``array`` (already checked by :meth:`Layer.forward` / :meth:`Layer.backward`)
+    C-contiguous, as the trusted op paths take it: a NumPy array is copied only where
+    it is not; a device array goes through the op checks, which wrap a foreign one
+    and refuse one that is not C-contiguous (there is no device-side copy)."""
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(array)
+    if _is_c_contiguous(array):
+        return array
+    return v.float_array(op, name, array)
