@@ -192,7 +192,13 @@ def softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
     """
     op = "softmax"
     x = v.float_array_1d_or_more(op, "x", x)
-    return _along_dim("softmax_forward", (x,), _dim(op, dim, x.ndim))
+    return softmax_trusted(x, _dim(op, dim, x.ndim))
+
+
+def softmax_trusted(x, axis: int):
+    """:func:`softmax` on a checked, C-contiguous x along a non-negative ``axis``;
+    checks nothing."""
+    return _along_dim("softmax_forward", (x,), axis)
 
 
 def softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
@@ -203,7 +209,12 @@ def softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
     """
     op = "softmax_backward"
     dy, y = _pair_of(op, dy, y, "y")
-    return _along_dim("softmax_backward", (dy, y), _dim(op, dim, y.ndim))
+    return softmax_backward_trusted(dy, y, _dim(op, dim, y.ndim))
+
+
+def softmax_backward_trusted(dy, y, axis: int):
+    """:func:`softmax_backward` on checked arguments; checks nothing."""
+    return _along_dim("softmax_backward", (dy, y), axis)
 
 
 def log_softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:

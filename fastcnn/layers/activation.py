@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
 from .._checks import is_int
 from ..functional import _validate as v
-from ..functional.activation import elementwise_trusted
+from ..functional.activation import (
+    elementwise_trusted,
+    softmax_backward_trusted,
+    softmax_trusted,
+)
 from .base import Layer
 
 
@@ -124,6 +127,7 @@ class Softmax(Layer):
                 f"dim >= 1 or a negative dim, got {dim!r}."
             )
         self.dim = int(dim)
+        self._axis: int | None = None  # dim resolved for the built input shape
 
     def _config(self) -> dict[str, Any]:
         return {"dim": self.dim}
@@ -145,10 +149,13 @@ class Softmax(Layer):
         self.axis(input_shape)
         return input_shape
 
+    def _build(self, input_shape, dtype, rng) -> None:
+        self._axis = self.axis(input_shape)
+
     def _forward(self, x, training):
-        y = F.softmax(x, self.dim)
+        y = softmax_trusted(x, self._axis)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.softmax_backward(dy, self._cache, self.dim)
+        return softmax_backward_trusted(dy, self._cache, self._axis)
