@@ -117,7 +117,8 @@ def device_of(*arrays) -> Device:
     CUDA device array, else the host with the default device's kernels."""
     for array in arrays:
         # NumPy arrays are the common case and are decided by the first test.
-        if array.__class__ is not np.ndarray and is_device_array(array):
+        if (array.__class__ is not np.ndarray and array is not None
+                and is_device_array(array)):
             return cuda_device()
     return _host
 
