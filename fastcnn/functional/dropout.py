@@ -31,17 +31,25 @@ def _apply(op: str, x: np.ndarray, p: float, training: bool, seed) -> np.ndarray
     xc = v.float_array(op, "x" if op == "dropout" else "dy", x).reshape(np.shape(x))
     if training:
         seed = _seed(op, seed)
-    dev = backend.device_of(xc)
     if not training or p == 0.0 or xc.size == 0:
         # The caller gets a new array even where validation did not copy.
+        dev = backend.device_of(xc)
         if dev.name != "cpu":
             return dev.copy(xc)
         return xc.copy() if np.may_share_memory(xc, x) else xc
+    return dropout_mask_trusted(xc, p, seed)
+
+
+def dropout_mask_trusted(x, p: float, seed: np.uint64):
+    """The masked scaling of a checked, C-contiguous ``x`` (``0 < p <= 1``, a
+    validated ``seed``): the training path of :func:`dropout` and
+    :func:`dropout_backward`. Checks nothing."""
     # p == 1 keeps nothing: the scale is never used, so 1/(1-p) is not computed.
     scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    y = dev.empty(xc.shape, xc.dtype)
+    dev = backend.device_of(x)
+    y = dev.empty(x.shape, x.dtype)
     dev.kernels("dropout").dropout_apply(
-        xc.reshape(-1), y.reshape(-1), p, scale, seed
+        x.reshape(-1), y.reshape(-1), p, scale, seed
     )
     return y
 
