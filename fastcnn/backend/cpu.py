@@ -38,9 +38,10 @@ class CpuDevice(Device):
 
     def to_host(self, array):
         if is_device_array(array):
-            from . import cuda_device  # here only: a device array means CUDA is in
+            # Here only: a device array means numba.cuda is loaded already.
+            from .cuda import CudaDevice
 
-            return cuda_device().to_host(array)
+            return CudaDevice().to_host(array)
         return array
 
     def move_in(self, array):
