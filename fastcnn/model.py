@@ -25,19 +25,13 @@ from . import backend
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from ._checks import is_int as _is_int
 from ._progress import ProgressBar
 from .callbacks import Callback, History
-from .functional import _device
 from .functional._validate import FLOAT_DTYPES
 from .layers import Layer
 
 _MAX_SEED = 2**63 - 1
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, bool | np.bool_
-    )
 
 
 def _int_arg(op, name, value, minimum):
@@ -289,11 +283,11 @@ class Sequential:
 
     def _place_arrays(self) -> None:
         """Put every layer's arrays (and the optimizer's state) on ``self.device``."""
-        on_device = self.device == "cuda"
+        dev = backend.device(self.device)
         for layer in self.layers:
             for arrays in (layer.params, layer.grads, layer.buffers):
                 for key, array in arrays.items():
-                    arrays[key] = _device.move(array, on_device)
+                    arrays[key] = dev.move_in(array)
             layer._cache = None  # activations kept for backward live on the old side
         if self.optimizer is not None and self.built:
             self.optimizer.place_state(self._named_grads())
@@ -301,7 +295,7 @@ class Sequential:
     def _to_model_device(self, x):
         """A batch copied to the device where the model lives there (once per
         step: every layer then works on the device copy)."""
-        return _device.move(x, self.device == "cuda")
+        return backend.device(self.device).move_in(x)
 
     def _require_built(self, op: str) -> None:
         if not self.built:
@@ -426,7 +420,7 @@ class Sequential:
                       input_grad=False)
         self.optimizer.step(self._named_grads())
         # The metrics run on the host: a copy of the (N, classes) output is small.
-        return loss, _device.to_host(out), target
+        return loss, backend.to_host(out), target
 
     def train_step(self, x: np.ndarray, y: np.ndarray, class_weight=None) -> float:
         """One iteration of gradient descent on one batch: forward (training mode),
@@ -788,7 +782,7 @@ class Sequential:
         if bar is not None:
             bar.close()
         broken = next((name for name, param, _ in self._named_grads()
-                       if not np.isfinite(_device.to_host(param)).all()), None)
+                       if not np.isfinite(backend.to_host(param)).all()), None)
         if broken is not None and applied:
             weights = (f"This step's update was applied (distributed training "
                        f"checks the loss over all ranks after the step) and the "
@@ -860,7 +854,7 @@ class Sequential:
             out = self.forward(x[begin : begin + batch_size], training=False)
             target = self.loss.prepare_target(y[begin : begin + batch_size], out)
             loss = self.loss.forward(out, target)  # on the device where out is
-            out = _device.to_host(out)
+            out = backend.to_host(out)
             values = {"loss": loss, **self._batch_metrics(out, target)}
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value * out.shape[0]
@@ -883,7 +877,7 @@ class Sequential:
                 if not self.built:
                     self.build(x.shape[1:])
         with _parallel_guard():
-            parts = [_device.to_host(self.forward(x[b : b + batch_size],
+            parts = [backend.to_host(self.forward(x[b : b + batch_size],
                                                   training=False))
                      for b in range(0, x.shape[0], batch_size)]
         return np.concatenate(parts, axis=0)
@@ -928,7 +922,7 @@ class Sequential:
         Shape: arrays in PyTorch's layouts.
         """
         self._require_built("state_dict")
-        return {key: _device.to_host(array) if _device.on_device(array)
+        return {key: backend.to_host(array) if backend.is_device_array(array)
                 else array.copy() for key, array in self._state_refs().items()}
 
     def load_state_dict(self, state: dict, strict: bool = True):
@@ -991,9 +985,9 @@ class Sequential:
             arrays[key] = value
         # Checked everything first, so a bad entry leaves the model untouched.
         for key, value in arrays.items():
-            if _device.on_device(refs[key]):  # a model on "cuda"
+            if backend.is_device_array(refs[key]):  # a model on "cuda"
                 value = np.ascontiguousarray(value, dtype=refs[key].dtype)
-                _device.copy_into(refs[key], value)
+                backend.device_of(refs[key]).copy_into(refs[key], value)
             else:
                 refs[key][...] = value
         return IncompatibleKeys(missing, unexpected)

@@ -20,12 +20,12 @@ parameter, on the device, and :meth:`Optimizer.get_state` returns host copies.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
 
-from .functional import _device
+from . import backend
+from ._checks import is_int as _is_int
 from .functional import _validate as v
 
 
@@ -41,7 +41,7 @@ def _flat(array):
 
 def _kernels(array):
     """The optim kernels where ``array`` lives."""
-    return _device.kernels("optim", array)
+    return backend.device_of(array).kernels("optim")
 
 
 #: The largest step count (``iterations``, Adam's per-parameter ``step``) a restored
@@ -51,11 +51,6 @@ MAX_STEPS = 2**53
 #: Slots whose values are running means of squares: negative ones would give NaN
 #: from the square root, so a restored state may not hold them.
 _NON_NEGATIVE_SLOTS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, bool | np.bool_)
 
 
 class Optimizer:
@@ -133,12 +128,11 @@ class Optimizer:
             slots = self.state.get(name)
             if not slots:
                 continue
-            on_device = _device.on_device(param)
+            dev = backend.device_of(param)
             for slot, value in slots.items():
-                if value.shape != param.shape or _device.on_device(value) == on_device:
+                if value.shape != param.shape or dev.holds(value):
                     continue  # a scalar (Adam's step count stays on the host)
-                slots[slot] = (_device.to_device_like(value, param) if on_device
-                               else _device.to_host(value))
+                slots[slot] = dev.move_in(value)
 
     def clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
         """The gradients after ``clipvalue`` and ``clipnorm`` (new arrays; the inputs
@@ -150,7 +144,7 @@ class Optimizer:
             # torch: the norm of the per-tensor norms, each in the tensor's dtype.
             # Device gradients are copied to the host for it, so the norm is NumPy's
             # on either side (clipnorm costs one transfer of the gradients).
-            norms = np.array([np.linalg.norm(_device.to_host(g).reshape(-1))
+            norms = np.array([np.linalg.norm(backend.to_host(g).reshape(-1))
                               for g in grads], dtype=grads[0].dtype)
             total = np.linalg.norm(norms)
             coef = min(self.clipnorm / (float(total) + 1e-6), 1.0)
@@ -160,7 +154,7 @@ class Optimizer:
     @staticmethod
     def _elementwise(kernel: str, grad, scalar: float):
         """A new array (beside ``grad``) from the optim kernel ``kernel``."""
-        out = _device.empty_like(grad)
+        out = backend.device_of(grad).empty_like(grad)
         getattr(_kernels(grad), kernel)(_flat(grad), _flat(out), float(scalar))
         return out
 
@@ -179,7 +173,7 @@ class Optimizer:
         device where they live there) flattened to ``"<param>/<slot>"`` keys, and
         the step counter with the current values of the hyper-parameters schedules
         change."""
-        arrays = {f"{name}/{slot}": _device.to_host(value)
+        arrays = {f"{name}/{slot}": backend.to_host(value)
                   for name, slots in self.state.items()
                   for slot, value in slots.items()}
         scalars = {"iterations": self.iterations}
@@ -399,7 +393,8 @@ class SGD(Optimizer):
             buf = state.get("momentum_buffer")
             first_step = buf is None
             if first_step:  # the kernel sets it to the first gradient
-                buf = state["momentum_buffer"] = _device.empty_like(param)
+                buf = state["momentum_buffer"] = backend.device_of(param).empty_like(
+                    param)
         _kernels(param).sgd_update(
             _flat(param), _flat(grad), _flat(buf), float(self.lr),
             float(self.weight_decay), float(self.momentum), float(self.dampening),
@@ -460,7 +455,8 @@ class Adam(Optimizer):
         if "step" not in state:
             state["step"] = np.zeros((), dtype=np.int64)
             for slot in ("exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * self.amsgrad:
-                state[slot] = _device.zeros(param.shape, param.dtype, param)
+                state[slot] = backend.device_of(param).zeros(param.shape,
+                                                             param.dtype)
         state["step"] += 1
         step = int(state["step"])
         # grad stands in for the running maximum where amsgrad is off (unused).
@@ -523,7 +519,7 @@ class RMSprop(Optimizer):
 
     def update(self, param, grad, state):
         def zeros():
-            return _device.zeros(param.shape, param.dtype, param)
+            return backend.device_of(param).zeros(param.shape, param.dtype)
 
         if "square_avg" not in state:
             state["square_avg"] = zeros()

@@ -20,7 +20,7 @@ from numba import cuda
 import fastcnn
 from fastcnn import backend
 from fastcnn import layers as L
-from fastcnn.functional import _device
+from fastcnn.backend.cuda import CudaDevice
 from fastcnn.optimizers import SGD, Adam
 
 from .test_optim_kernels import CONFIGS
@@ -133,10 +133,10 @@ def check_training(cpu_run, gpu_run, dtype):
                                    cpu_history.history[key], rtol=tol, atol=tol)
     assert_models_match(gpu, cpu, tol)
     # Everything a step touches lives on the device; Adam's step count on the host.
-    assert all(_device.on_device(a) for a in arrays_of(gpu))
+    assert all(backend.is_device_array(a) for a in arrays_of(gpu))
     for slots in gpu.optimizer.state.values():
         for slot, value in slots.items():
-            assert _device.on_device(value) == (slot != "step"), slot
+            assert backend.is_device_array(value) == (slot != "step"), slot
 
 
 def test_ten_sgd_momentum_steps_in_float64_match_the_cpu(sgd64):
@@ -158,14 +158,14 @@ def test_train_step_returns_a_float_and_copies_the_batch_in_once(monkeypatch):
     model.compile(SGD(0.1), "cross_entropy")
     x, y = data()
     copies = []
-    move = _device.move
+    move_in = CudaDevice.move_in
 
-    def counting_move(array, to_device):
-        if to_device and not _device.on_device(array):
+    def counting_move_in(self, array):
+        if not backend.is_device_array(array):
             copies.append(array.shape)
-        return move(array, to_device)
+        return move_in(self, array)
 
-    monkeypatch.setattr(_device, "move", counting_move)
+    monkeypatch.setattr(CudaDevice, "move_in", counting_move_in)
     loss = model.train_step(x[:2], y[:2])
     assert type(loss) is float and np.isfinite(loss)
     assert copies == [(2, 1, 5, 5)]
@@ -194,7 +194,8 @@ def test_optimizers_on_device_arrays_match_the_cpu(make, dtype):
     for key in shapes:
         assert_close(device[key].copy_to_host(), host[key], tol, key)
     for slots in gpu_opt.state.values():
-        assert all(_device.on_device(v) == (k != "step") for k, v in slots.items())
+        assert all(backend.is_device_array(v) == (k != "step")
+                   for k, v in slots.items())
     cpu_arrays, cpu_scalars = cpu_opt.get_state()
     gpu_arrays, gpu_scalars = gpu_opt.get_state()
     assert gpu_scalars == cpu_scalars and sorted(gpu_arrays) == sorted(cpu_arrays)
@@ -226,8 +227,8 @@ def test_to_cuda_and_back_moves_every_array_and_keeps_training(monkeypatch):
         model.train_step(x[:2], y[:2])  # optimizer state exists
     before = moved.state_dict()
     assert moved.to("cuda") is moved and moved.device == "cuda"
-    assert all(_device.on_device(a) for a in arrays_of(moved))
-    assert all(_device.on_device(v) for slots in moved.optimizer.state.values()
+    assert all(backend.is_device_array(a) for a in arrays_of(moved))
+    assert all(backend.is_device_array(v) for slots in moved.optimizer.state.values()
                for k, v in slots.items() if k != "step")
     assert moved.to("cpu") is moved and moved.device == "cpu"
     assert all(isinstance(a, np.ndarray) for a in arrays_of(moved))
@@ -260,7 +261,7 @@ def test_save_and_load_a_device_model(sgd64, tmp_path):
     # And into a device model: load_state_dict copies into its device arrays.
     target = tiny_net("float64", "cuda")
     target.load_state_dict(state)
-    assert all(_device.on_device(a) for a in arrays_of(target))
+    assert all(backend.is_device_array(a) for a in arrays_of(target))
     for key, value in target.state_dict().items():
         assert value.tobytes() == state[key].tobytes()
     x, _ = data()

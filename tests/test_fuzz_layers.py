@@ -131,12 +131,14 @@ def test_valid_configurations_run_and_match_the_functional_op(name, dtype, draw)
 
 _SIZE = [*NOT_INTS, *bad_sizes(1)]
 BAD_INIT = {
-    "Conv2D": {"out_channels": [0, -1, 2**31, 2**64, *NOT_INTS[:10]],
+    # 0 output channels or features is valid (an empty output, as in PyTorch:
+    # tests/test_zero_size.py), so it is not among the bad values.
+    "Conv2D": {"out_channels": [-1, 2**31, 2**64, *NOT_INTS[:10]],
                "kernel_size": _SIZE, "stride": _SIZE, "dilation": _SIZE,
                "padding": [*bad_sizes(0), "full", ""], "groups": [0, 2**64, None, 1.0],
                "bias": NOT_BOOLS, "kernel_initializer": ["nope", None, 3, ["torch"]],
                "name": ["", 3, b"n"]},
-    "Dense": {"out_features": [0, -1, 2**31, 2**64, None, 2.0, True, "3"],
+    "Dense": {"out_features": [-1, 2**31, 2**64, None, 2.0, True, "3"],
               "bias": NOT_BOOLS, "kernel_initializer": ["nope", None]},
     "MaxPool2D": {"kernel_size": _SIZE, "stride": [v for v in _SIZE if v is not None],
                   "padding": bad_sizes(0), "dilation": _SIZE, "ceil_mode": NOT_BOOLS},

@@ -2,6 +2,13 @@
 
 Every op has a ``*_backward`` twin that returns the gradients of its inputs for an
 upstream gradient ``dy``. This module validates; the kernels behind it do not.
+
+Each op checks its arguments once and then calls a trusted inner path in its module
+(``conv2d_trusted``, ``max_pool2d_trusted``, ``linear_trusted``,
+``elementwise_trusted``, ...), which checks nothing and asks
+:func:`fastcnn.backend.device_of` once where to run. The layers call the trusted
+paths directly with what they validated at build (their geometry included); those
+are not part of the public API.
 """
 
 from .activation import (

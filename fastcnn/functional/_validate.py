@@ -12,7 +12,8 @@ import numbers
 
 import numpy as np
 
-from . import _device
+from .. import backend
+from .._checks import is_int as _is_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -29,14 +30,14 @@ def float_array(op: str, name: str, value, ndim: int | tuple[int, ...] | None = 
 
     A CUDA device array passes the same checks and is returned as it is (it must be
     C-contiguous already: there is no device-side copy here)."""
-    device = _device.on_device(value)
+    device = backend.is_device_array(value)
     if not device and not isinstance(value, np.ndarray):
         raise TypeError(
             f"{op}: {name} must be a numpy.ndarray of float32 or float64, "
             f"got {type(value).__name__}."
         )
     if device:
-        value = _device.as_numba(value)
+        value = backend.cuda_device().native(value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{op}: {name} must have dtype float32 or float64, got {value.dtype}."
@@ -90,11 +91,6 @@ def non_empty_axes(op: str, name: str, array, axes: tuple[int, ...],
         raise ValueError(
             f"{op}: {name} has a zero-sized {what}; got shape {tuple(array.shape)}."
         )
-
-
-def _is_int(value) -> bool:
-    is_bool = isinstance(value, bool | np.bool_)
-    return isinstance(value, numbers.Integral) and not is_bool
 
 
 def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
@@ -171,7 +167,7 @@ def labels_array(op: str, name: str, labels, n: int, num_classes: int) -> np.nda
     """Integer class labels of shape ``(n,)`` with values in ``[0, num_classes)``,
     returned as a NumPy int64 array (device labels are copied to the host to be
     checked)."""
-    labels = _device.to_host(labels)
+    labels = backend.to_host(labels)
     if not isinstance(labels, np.ndarray):
         raise TypeError(
             f"{op}: {name} must be a numpy.ndarray of integers, "

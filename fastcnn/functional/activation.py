@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -25,12 +25,16 @@ def _pair_of(op: str, dy, other, other_name: str):
     return dy, other
 
 
-def _elementwise(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
-    """Run a flat elementwise kernel on C-contiguous arrays; returns the output."""
-    out = _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
+def elementwise_trusted(kernel_name: str, *arrays, scalars=()) -> np.ndarray:
+    """Run the flat elementwise kernel ``kernel_name`` of the activation kernels
+    (``"relu_forward"``, ``"relu_backward"``, ...) on checked, C-contiguous,
+    same-shaped arrays; returns the output. The trusted path of every elementwise
+    activation here: it checks nothing."""
+    dev = backend.device_of(*arrays)
+    out = dev.empty(arrays[0].shape, arrays[0].dtype)
     if out.size == 0:
         return out  # nothing to compute (and no zero-sized CUDA launch)
-    kernel = getattr(_device.kernels("activation", *arrays), kernel_name)
+    kernel = getattr(dev.kernels("activation"), kernel_name)
     kernel(*(a.ravel() for a in arrays), *scalars, out.ravel())
     return out
 
@@ -46,7 +50,7 @@ def relu(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("relu", "x", x)
-    return _elementwise("relu_forward", x)
+    return elementwise_trusted("relu_forward", x)
 
 
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -55,7 +59,7 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     Shape: dy (*), x (*) -> dx (*).
     """
     dy, x = _pair_of("relu_backward", dy, x, "x")
-    return _elementwise("relu_backward", dy, x)
+    return elementwise_trusted("relu_backward", dy, x)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
@@ -74,7 +78,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     op = "leaky_relu"
     x = v.float_array_1d_or_more(op, "x", x)
     slope = _slope(op, negative_slope, x.dtype)
-    return _elementwise("leaky_relu_forward", x, scalars=(slope,))
+    return elementwise_trusted("leaky_relu_forward", x, scalars=(slope,))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray,
@@ -87,7 +91,7 @@ def leaky_relu_backward(dy: np.ndarray, x: np.ndarray,
     op = "leaky_relu_backward"
     dy, x = _pair_of(op, dy, x, "x")
     slope = _slope(op, negative_slope, x.dtype)
-    return _elementwise("leaky_relu_backward", dy, x, scalars=(slope,))
+    return elementwise_trusted("leaky_relu_backward", dy, x, scalars=(slope,))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -96,7 +100,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("sigmoid", "x", x)
-    return _elementwise("sigmoid_forward", x)
+    return elementwise_trusted("sigmoid_forward", x)
 
 
 def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     Shape: dy (*), y (*) -> dx (*).
     """
     dy, y = _pair_of("sigmoid_backward", dy, y, "y")
-    return _elementwise("sigmoid_backward", dy, y)
+    return elementwise_trusted("sigmoid_backward", dy, y)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
@@ -114,7 +118,7 @@ def tanh(x: np.ndarray) -> np.ndarray:
     Shape: x (*) -> (*), the same shape.
     """
     x = v.float_array_1d_or_more("tanh", "x", x)
-    return _elementwise("tanh_forward", x)
+    return elementwise_trusted("tanh_forward", x)
 
 
 def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -123,7 +127,7 @@ def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     Shape: dy (*), y (*) -> dx (*).
     """
     dy, y = _pair_of("tanh_backward", dy, y, "y")
-    return _elementwise("tanh_backward", dy, y)
+    return elementwise_trusted("tanh_backward", dy, y)
 
 
 def _dim(op: str, dim, ndim: int) -> int:
@@ -147,29 +151,30 @@ def _rows(array: np.ndarray, dim: int) -> np.ndarray:
 def _along_dim(kernel_name: str, arrays, dim: int) -> np.ndarray:
     """Run a row kernel over axis ``dim`` of same-shaped arrays; returns the output
     in the arrays' layout."""
+    dev = backend.device_of(*arrays)
     if arrays[0].size == 0:
         # Empty rows or empty rows of classes: nothing to normalise.
-        return _device.empty(arrays[0].shape, arrays[0].dtype, *arrays)
-    if _device.on_device(*arrays):
-        return _along_dim_device(kernel_name, arrays, dim)
+        return dev.empty(arrays[0].shape, arrays[0].dtype)
+    if dev.name != "cpu":
+        return _along_dim_device(dev, kernel_name, arrays, dim)
     rows = [_rows(a, dim) for a in arrays]
     out = np.empty_like(rows[0])
-    getattr(_device.kernels("activation"), kernel_name)(*rows, out)
+    getattr(dev.kernels("activation"), kernel_name)(*rows, out)
     moved_shape = np.moveaxis(arrays[0], dim, -1).shape
     return np.ascontiguousarray(np.moveaxis(out.reshape(moved_shape), -1, dim))
 
 
-def _along_dim_device(kernel_name: str, arrays, dim: int):
+def _along_dim_device(dev, kernel_name: str, arrays, dim: int):
     """:func:`_along_dim` where an array is on the device: rows are free views when
     ``dim`` is the last axis; any other axis goes through the host (slow path)."""
     shape = tuple(arrays[0].shape)
     if dim != len(shape) - 1:
-        host = [_device.to_host(a) for a in arrays]
-        return _device.to_device_like(_along_dim(kernel_name, host, dim), *arrays)
+        host = [dev.to_host(a) for a in arrays]
+        return dev.move_in(_along_dim(kernel_name, host, dim))
     n_cols = shape[dim]
     rows = [a.reshape(arrays[0].size // n_cols, n_cols) for a in arrays]
-    out = _device.empty(rows[0].shape, arrays[0].dtype, *arrays)
-    getattr(_device.kernels("activation", *arrays), kernel_name)(*rows, out)
+    out = dev.empty(rows[0].shape, arrays[0].dtype)
+    getattr(dev.kernels("activation"), kernel_name)(*rows, out)
     return out.reshape(shape)
 
 
@@ -187,7 +192,13 @@ def softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:
     """
     op = "softmax"
     x = v.float_array_1d_or_more(op, "x", x)
-    return _along_dim("softmax_forward", (x,), _dim(op, dim, x.ndim))
+    return softmax_trusted(x, _dim(op, dim, x.ndim))
+
+
+def softmax_trusted(x, axis: int):
+    """:func:`softmax` on a checked, C-contiguous x along a non-negative ``axis``;
+    checks nothing."""
+    return _along_dim("softmax_forward", (x,), axis)
 
 
 def softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
@@ -198,7 +209,12 @@ def softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndarray:
     """
     op = "softmax_backward"
     dy, y = _pair_of(op, dy, y, "y")
-    return _along_dim("softmax_backward", (dy, y), _dim(op, dim, y.ndim))
+    return softmax_backward_trusted(dy, y, _dim(op, dim, y.ndim))
+
+
+def softmax_backward_trusted(dy, y, axis: int):
+    """:func:`softmax_backward` on checked arguments; checks nothing."""
+    return _along_dim("softmax_backward", (dy, y), axis)
 
 
 def log_softmax(x: np.ndarray, dim: int = 1) -> np.ndarray:

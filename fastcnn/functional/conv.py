@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -21,10 +21,20 @@ class ConvGeometry(NamedTuple):
     out_hw: tuple[int, int]
 
 
+def same_padding(kernel_hw, dilation) -> tuple[tuple[int, int], tuple[int, int]]:
+    """PyTorch's ``padding="same"`` as (before, after) pairs for height and width:
+    ``dilation * (k - 1)`` in total on each axis, the odd pixel after
+    (bottom/right)."""
+    pads = []
+    for k, d in zip(kernel_hw, dilation, strict=True):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return pads[0], pads[1]
+
+
 def _padding(op: str, padding, kernel_hw, dilation, stride):
     """Resolve ``padding`` (int, pair, ``"valid"`` or ``"same"``) to two
-    (before, after) pairs. ``"same"`` pads ``dilation * (k - 1)`` in total, the odd
-    pixel after, exactly as PyTorch does."""
+    (before, after) pairs."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0), (0, 0)
@@ -34,11 +44,7 @@ def _padding(op: str, padding, kernel_hw, dilation, stride):
                     f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
                     f"stride={stride}."
                 )
-            pads = []
-            for k, d in zip(kernel_hw, dilation, strict=True):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return pads[0], pads[1]
+            return same_padding(kernel_hw, dilation)
         raise ValueError(
             f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', got "
             f"{padding!r}."
@@ -91,10 +97,10 @@ def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
     return ConvGeometry(stride, dilation, pad_h, pad_w, groups, (out[0], out[1]))
 
 
-def _pad(x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+def _pad(dev, x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     if geo.pad_h == (0, 0) and geo.pad_w == (0, 0):
         return x
-    return _device.pad(x, geo.pad_h, geo.pad_w)
+    return dev.pad(x, geo.pad_h, geo.pad_w)
 
 
 def _check_inputs(op, x, weight):
@@ -113,13 +119,13 @@ def _is_degenerate(x, weight) -> bool:
     return x.shape[0] == 0 or weight.shape[0] == 0 or weight.shape[1] == 0
 
 
-def _bias_sum(k, dy, dbias_like):
+def _bias_sum(dev, dy):
     """dbias = dy summed over the batch and the spatial axes (zeros if dy is
     empty)."""
     if dy.size == 0:
-        return _device.zeros(dy.shape[1], dy.dtype, *dbias_like)
-    dbias = _device.empty(dy.shape[1], dy.dtype, *dbias_like)
-    k.conv2d_backward_bias(dy, dbias)
+        return dev.zeros(dy.shape[1], dy.dtype)
+    dbias = dev.empty(dy.shape[1], dy.dtype)
+    dev.kernels("conv").conv2d_backward_bias(dy, dbias)
     return dbias
 
 
@@ -164,14 +170,26 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (c_out,))
+    return conv2d_trusted(x, weight, bias, geo)
+
+
+def conv2d_trusted(x, weight, bias, geo: ConvGeometry):
+    """:func:`conv2d` on arguments that passed its checks (C-contiguous arrays of
+    one float dtype, matching shapes, ``geo`` from :func:`conv_geometry` for these
+    shapes); ``bias`` may be None. Checks nothing: layers call it with what they
+    validated at build."""
+    c_out = weight.shape[0]
+    if bias is None:
+        bias = np.zeros(c_out, dtype=x.dtype)
     shape = (x.shape[0], c_out, *geo.out_hw)
+    dev = backend.device_of(x, weight, bias)
     if _is_degenerate(x, weight):
         # No input channels: every output is its bias (an empty sum).
-        y = np.zeros(shape, x.dtype) + _device.to_host(bias)[:, None, None]
-        return _device.to_device_like(y, x, weight, bias)
-    y = _device.empty(shape, x.dtype, x, weight, bias)
-    _device.kernels("conv", x, weight, bias).conv2d_forward(
-        _pad(x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
+        y = np.zeros(shape, x.dtype) + dev.to_host(bias)[:, None, None]
+        return dev.move_in(y)
+    y = dev.empty(shape, x.dtype)
+    dev.kernels("conv").conv2d_forward(
+        _pad(dev, x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
     )
     return y
 
@@ -196,24 +214,30 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     v.same_dtype(op, "x", x, dy=dy)
     geo = conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0], *geo.out_hw))
-    arrays = (dy, x, weight)
-    k = _device.kernels("conv", *arrays)
     if not isinstance(input_grad, bool | np.bool_):
         raise TypeError(f"{op}: input_grad must be a bool, got {input_grad!r}.")
+    return conv2d_backward_trusted(dy, x, weight, geo, input_grad)
+
+
+def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool = True):
+    """:func:`conv2d_backward` on arguments that passed its checks (see
+    :func:`conv2d_trusted`); checks nothing."""
+    dev = backend.device_of(dy, x, weight)
+    k = dev.kernels("conv")
     if _is_degenerate(x, weight):
         # Nothing flows between x and y: dx and dweight are zeros (or empty).
-        dx = _device.zeros(x.shape, x.dtype, *arrays) if input_grad else None
-        dweight = _device.zeros(weight.shape, weight.dtype, *arrays)
-        return dx, dweight, _bias_sum(k, dy, arrays)
-    xp = _pad(x, geo)
-    dweight = _device.empty(weight.shape, weight.dtype, *arrays)
-    dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
+        dx = dev.zeros(x.shape, x.dtype) if input_grad else None
+        dweight = dev.zeros(weight.shape, weight.dtype)
+        return dx, dweight, _bias_sum(dev, dy)
+    xp = _pad(dev, x, geo)
+    dweight = dev.empty(weight.shape, weight.dtype)
+    dbias = dev.empty(weight.shape[0], x.dtype)
     args = (*geo.stride, *geo.dilation, geo.groups)
     dx = None
     if input_grad:
-        dxp = _device.empty(xp.shape, xp.dtype, *arrays)
+        dxp = dev.empty(xp.shape, xp.dtype)
         k.conv2d_backward_input(dy, weight, dxp, *args)
-        dx = _device.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
+        dx = dev.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
     k.conv2d_backward_weight(dy, xp, dweight, *args)
     k.conv2d_backward_bias(dy, dbias)
     return dx, dweight, dbias

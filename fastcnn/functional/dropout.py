@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 _SEED_LIMIT = 2**64
@@ -33,14 +33,23 @@ def _apply(op: str, x: np.ndarray, p: float, training: bool, seed) -> np.ndarray
         seed = _seed(op, seed)
     if not training or p == 0.0 or xc.size == 0:
         # The caller gets a new array even where validation did not copy.
-        if _device.on_device(xc):
-            return _device.copy(xc)
+        dev = backend.device_of(xc)
+        if dev.name != "cpu":
+            return dev.copy(xc)
         return xc.copy() if np.may_share_memory(xc, x) else xc
+    return dropout_mask_trusted(xc, p, seed)
+
+
+def dropout_mask_trusted(x, p: float, seed: np.uint64):
+    """The masked scaling of a checked, C-contiguous ``x`` (``0 < p <= 1``, a
+    validated ``seed``): the training path of :func:`dropout` and
+    :func:`dropout_backward`. Checks nothing."""
     # p == 1 keeps nothing: the scale is never used, so 1/(1-p) is not computed.
     scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    y = _device.empty(xc.shape, xc.dtype, xc)
-    _device.kernels("dropout", xc).dropout_apply(
-        xc.reshape(-1), y.reshape(-1), p, scale, seed
+    dev = backend.device_of(x)
+    y = dev.empty(x.shape, x.dtype)
+    dev.kernels("dropout").dropout_apply(
+        x.reshape(-1), y.reshape(-1), p, scale, seed
     )
     return y
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -46,21 +46,29 @@ def linear(x: np.ndarray, weight: np.ndarray,
     """
     op = "linear"
     x, weight = _check_inputs(op, x, weight)
+    if bias is not None:
+        bias = v.float_array(op, "bias", bias, ndim=1)
+        v.same_dtype(op, "x", x, bias=bias)
+        v.shape_is(op, "bias", bias, (weight.shape[0],))
+    return linear_trusted(x, weight, bias)
+
+
+def linear_trusted(x, weight, bias):
+    """:func:`linear` on arguments that passed its checks (C-contiguous arrays of
+    one float dtype, matching shapes); ``bias`` may be None. Checks nothing:
+    layers call it with what they validated at build."""
     c_out = weight.shape[0]
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
-    else:
-        bias = v.float_array(op, "bias", bias, ndim=1)
-        v.same_dtype(op, "x", x, bias=bias)
-        v.shape_is(op, "bias", bias, (c_out,))
+    dev = backend.device_of(x, weight, bias)
     if _is_degenerate(x, weight):
         # No input features: every output is its bias (an empty sum).
-        y = np.zeros((x.shape[0], c_out), x.dtype) + _device.to_host(bias)
-        return _device.to_device_like(y, x, weight, bias)
-    y = _device.empty((x.shape[0], c_out), x.dtype, x, weight, bias)
+        y = np.zeros((x.shape[0], c_out), x.dtype) + dev.to_host(bias)
+        return dev.move_in(y)
+    y = dev.empty((x.shape[0], c_out), x.dtype)
     # The kernel walks contiguous rows of weight.T so that its inner loop vectorises.
-    wt = _device.transpose(weight)
-    _device.kernels("dense", x, weight, bias).linear_forward(x, wt, bias, y)
+    wt = dev.transpose(weight)
+    dev.kernels("dense").linear_forward(x, wt, bias, y)
     return y
 
 
@@ -80,20 +88,25 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     dy = v.float_array(op, "dy", dy, ndim=2)
     v.same_dtype(op, "x", x, dy=dy)
     v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0]))
-    arrays = (dy, x, weight)
-    k = _device.kernels("dense", *arrays)
+    return linear_backward_trusted(dy, x, weight)
+
+
+def linear_backward_trusted(dy, x, weight):
+    """:func:`linear_backward` on checked arguments; checks nothing."""
+    dev = backend.device_of(dy, x, weight)
+    k = dev.kernels("dense")
     if _is_degenerate(x, weight):
-        dx = _device.zeros(x.shape, x.dtype, *arrays)
-        dweight = _device.zeros(weight.shape, weight.dtype, *arrays)
+        dx = dev.zeros(x.shape, x.dtype)
+        dweight = dev.zeros(weight.shape, weight.dtype)
         if dy.size == 0:
-            dbias = _device.zeros(weight.shape[0], x.dtype, *arrays)
+            dbias = dev.zeros(weight.shape[0], x.dtype)
         else:  # no input features: dy is all there is
-            dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
+            dbias = dev.empty(weight.shape[0], x.dtype)
             k.linear_backward_bias(dy, dbias)
         return dx, dweight, dbias
-    dx = _device.empty(x.shape, x.dtype, *arrays)
-    dweight = _device.empty(weight.shape, weight.dtype, *arrays)
-    dbias = _device.empty(weight.shape[0], x.dtype, *arrays)
+    dx = dev.empty(x.shape, x.dtype)
+    dweight = dev.empty(weight.shape, weight.dtype)
+    dbias = dev.empty(weight.shape[0], x.dtype)
     k.linear_backward_input(dy, weight, dx)
     k.linear_backward_weight(dy, x, dweight)
     k.linear_backward_bias(dy, dbias)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from . import _device
 from . import _validate as v
 
 
@@ -27,9 +26,10 @@ def _reduce(losses: np.ndarray, reduction: str, denominator) -> float | np.ndarr
     if losses.size == 0:
         total = losses.dtype.type(0)  # an empty sum; a mean of nothing is NaN
     else:
-        out = _device.empty(1, losses.dtype, losses)
-        _device.kernels("loss", losses).sum_in_order(losses.ravel(), out)
-        total = _device.to_host(out)[0]
+        dev = backend.device_of(losses)
+        out = dev.empty(1, losses.dtype)
+        dev.kernels("loss").sum_in_order(losses.ravel(), out)
+        total = dev.to_host(out)[0]
     if reduction == "mean":
         # A zero denominator (every target's class weight 0) gives NaN, as in torch.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -64,9 +64,9 @@ def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing):
         v.shape_is(op, "weight", class_weight, (n_classes,))
         # torch's weighted mean divides by the sum of the targets' weights.
         out = np.zeros(1, dtype=dtype)
-        picked = _device.to_host(class_weight)[labels]
+        picked = backend.to_host(class_weight)[labels]
         if picked.size:
-            backend.kernels("loss").sum_in_order(picked, out)
+            backend.device_of(picked).kernels("loss").sum_in_order(picked, out)
         denominator = out[0]
     reduction = v.reduction_arg(op, reduction)
     smoothing = v.real_number(op, "label_smoothing", label_smoothing, low=0, high=1)
@@ -107,9 +107,10 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray,
     logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
         "cross_entropy", logits, labels, weight, reduction, label_smoothing
     )
-    losses = _device.empty(logits.shape[0], logits.dtype, logits, weight)
+    dev = backend.device_of(logits, weight)
+    losses = dev.empty(logits.shape[0], logits.dtype)
     if logits.shape[0]:
-        _device.kernels("loss", logits, weight).cross_entropy_forward(
+        dev.kernels("loss").cross_entropy_forward(
             logits, labels, weight, keep, spread, losses
         )
     return _reduce(losses, reduction, denominator)
@@ -127,11 +128,12 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
     logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
         "cross_entropy_backward", logits, labels, weight, reduction, label_smoothing
     )
+    dev = backend.device_of(logits, weight)
     if logits.size == 0:
-        return _device.zeros(logits.shape, logits.dtype, logits, weight)
-    dlogits = _device.empty(logits.shape, logits.dtype, logits, weight)
+        return dev.zeros(logits.shape, logits.dtype)
+    dlogits = dev.empty(logits.shape, logits.dtype)
     scale = _scale(reduction, denominator, logits.dtype)
-    _device.kernels("loss", logits, weight).cross_entropy_backward(
+    dev.kernels("loss").cross_entropy_backward(
         logits, labels, weight, keep, spread, scale, dlogits
     )
     return dlogits
@@ -163,9 +165,10 @@ def mse_loss(input: np.ndarray, target: np.ndarray,
     Shape: input (*), target (*) -> float, or (*) for reduction="none".
     """
     input, target, reduction, count = _mse_args("mse_loss", input, target, reduction)
-    losses = _device.empty(input.shape, input.dtype, input, target)
+    dev = backend.device_of(input, target)
+    losses = dev.empty(input.shape, input.dtype)
     if input.size:
-        _device.kernels("loss", input, target).mse_forward(
+        dev.kernels("loss").mse_forward(
             input.ravel(), target.ravel(), losses.ravel()
         )
     return _reduce(losses, reduction, count)
@@ -181,11 +184,12 @@ def mse_loss_backward(input: np.ndarray, target: np.ndarray,
     input, target, reduction, count = _mse_args(
         "mse_loss_backward", input, target, reduction
     )
+    dev = backend.device_of(input, target)
     if input.size == 0:
-        return _device.zeros(input.shape, input.dtype, input, target)
-    dinput = _device.empty(input.shape, input.dtype, input, target)
+        return dev.zeros(input.shape, input.dtype)
+    dinput = dev.empty(input.shape, input.dtype)
     scale = _scale(reduction, count, input.dtype, factor=2.0)
-    _device.kernels("loss", input, target).mse_backward(
+    dev.kernels("loss").mse_backward(
         input.ravel(), target.ravel(), scale, dinput.ravel()
     )
     return dinput
@@ -200,7 +204,7 @@ def _broadcast_weight(op, name, value, input):
         return np.ones(1, dtype=input.dtype)
     # Broadcast on the host (a device weight is copied back; the launchers copy the
     # flat result in again).
-    array = _device.to_host(v.float_array(op, name, value))
+    array = backend.to_host(v.float_array(op, name, value))
     v.same_dtype(op, "input", input, **{name: array})
     try:
         full = np.broadcast_to(array, input.shape)
@@ -255,9 +259,10 @@ def binary_cross_entropy_with_logits(
         "binary_cross_entropy_with_logits", input, target, weight, reduction,
         pos_weight,
     )
-    losses = _device.empty(input.shape, input.dtype, input, target)
+    dev = backend.device_of(input, target)
+    losses = dev.empty(input.shape, input.dtype)
     if input.size:
-        _device.kernels("loss", input, target).bce_with_logits_forward(
+        dev.kernels("loss").bce_with_logits_forward(
             input.ravel(), target.ravel(), weight, pos_weight, losses.ravel()
         )
     return _reduce(losses, reduction, count)
@@ -277,11 +282,12 @@ def binary_cross_entropy_with_logits_backward(
         "binary_cross_entropy_with_logits_backward", input, target, weight,
         reduction, pos_weight,
     )
+    dev = backend.device_of(input, target)
     if input.size == 0:
-        return _device.zeros(input.shape, input.dtype, input, target)
-    dinput = _device.empty(input.shape, input.dtype, input, target)
+        return dev.zeros(input.shape, input.dtype)
+    dinput = dev.empty(input.shape, input.dtype)
     scale = _scale(reduction, count, input.dtype)
-    _device.kernels("loss", input, target).bce_with_logits_backward(
+    dev.kernels("loss").bce_with_logits_backward(
         input.ravel(), target.ravel(), weight, pos_weight, scale, dinput.ravel()
     )
     return dinput

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -63,19 +63,19 @@ def _invstd(var: np.ndarray, eps: float) -> np.ndarray:
 
 
 def _eval_stats(running_mean: np.ndarray, running_var: np.ndarray, eps: float):
-    running_mean = _device.to_host(running_mean)
-    running_var = _device.to_host(running_var)
+    running_mean = backend.to_host(running_mean)
+    running_var = backend.to_host(running_var)
     return running_mean.astype(np.float64), _invstd(running_var.astype(np.float64), eps)
 
 
-def _batch_stats(kernels, x3: np.ndarray):
+def _batch_stats(dev, x3: np.ndarray):
     """Per-channel mean and m2, as NumPy arrays (the (C,) statistics come back from
     the device, so the small float64 arithmetic on them stays NumPy's)."""
     n_chan = x3.shape[1]
-    mean = _device.empty(n_chan, np.float64, x3)
-    m2 = _device.empty(n_chan, np.float64, x3)
-    kernels.batch_norm_stats(x3, mean, m2)
-    return _device.to_host(mean), _device.to_host(m2)
+    mean = dev.empty(n_chan, np.float64)
+    m2 = dev.empty(n_chan, np.float64)
+    dev.kernels("norm").batch_norm_stats(x3, mean, m2)
+    return dev.to_host(mean), dev.to_host(m2)
 
 
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
@@ -123,37 +123,39 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         weight = np.ones(n_chan, dtype=x.dtype)
     if bias is None:
         bias = np.zeros(n_chan, dtype=x.dtype)
+    dev = backend.device_of(x, weight, bias)
     if x.size == 0:
         # No values (or no channels): an empty result, and the running statistics
         # stay as they are, as in PyTorch (which refuses only 1 value per channel).
-        return _device.zeros(x.shape, x.dtype, x, weight, bias)
-    k = _device.kernels("norm", x, weight, bias)
+        return dev.zeros(x.shape, x.dtype)
+    k = dev.kernels("norm")
     x3 = _view3(x)
     if training:
         count = _check_batch_size(op, x)
         if rm is not None:
             for name, array in (("running_mean", running_mean),
                                 ("running_var", running_var)):
-                if not _device.on_device(array) and not array.flags.writeable:
+                if isinstance(array, np.ndarray) and not array.flags.writeable:
                     raise ValueError(
                         f"{op}: {name} is read-only, but training=True updates it "
                         f"in place."
                     )
-        mean, m2 = _batch_stats(k, x3)
+        mean, m2 = _batch_stats(dev, x3)
         invstd = _invstd(m2 / count, eps)
     else:
         mean, invstd = _eval_stats(rm, rv, eps)
-    y = _device.empty(x.shape, x.dtype, x, weight, bias)
+    y = dev.empty(x.shape, x.dtype)
     k.batch_norm_apply(x3, mean, invstd, weight, bias, _view3(y))
     if training and rm is not None:
         # Written into the caller's arrays (not the validated copies), in float64
         # and rounded once, as PyTorch's CPU kernel does.
         unbiased = m2 / (count - 1)
-        if _device.on_device(running_mean, running_var):
+        if not isinstance(running_mean, np.ndarray) or not isinstance(
+                running_var, np.ndarray):
             _update_on_device(running_mean, momentum * mean
-                              + (1.0 - momentum) * _device.to_host(rm))
+                              + (1.0 - momentum) * backend.to_host(rm))
             _update_on_device(running_var, momentum * unbiased
-                              + (1.0 - momentum) * _device.to_host(rv))
+                              + (1.0 - momentum) * backend.to_host(rv))
         else:
             running_mean[...] = momentum * mean + (1.0 - momentum) * rm
             running_var[...] = momentum * unbiased + (1.0 - momentum) * rv
@@ -164,8 +166,8 @@ def _update_on_device(target, value: np.ndarray) -> None:
     """``target[...] = value`` for a device array: rounded to its dtype on the host
     (as NumPy's assignment rounds), then copied in."""
     value = np.asarray(value, dtype=target.dtype)
-    if _device.on_device(target):
-        _device.as_numba(target).copy_to_device(value)
+    if backend.is_device_array(target):
+        backend.cuda_device().copy_into(target, value)
     else:
         target[...] = value
 
@@ -198,23 +200,23 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     weight = _per_channel(op, x, "weight", weight, False)
     if weight is None:
         weight = np.ones(n_chan, dtype=x.dtype)
-    arrays = (dy, x, weight)
+    dev = backend.device_of(dy, x, weight)
     if x.size == 0:
         # Sums over no values: every gradient is zero (or empty).
-        return (_device.zeros(x.shape, x.dtype, *arrays),
-                _device.zeros(n_chan, x.dtype, *arrays),
-                _device.zeros(n_chan, x.dtype, *arrays))
-    k = _device.kernels("norm", *arrays)
+        return (dev.zeros(x.shape, x.dtype),
+                dev.zeros(n_chan, x.dtype),
+                dev.zeros(n_chan, x.dtype))
+    k = dev.kernels("norm")
     x3 = _view3(x)
     if training:
         count = _check_batch_size(op, x)
-        mean, m2 = _batch_stats(k, x3)
+        mean, m2 = _batch_stats(dev, x3)
         invstd = _invstd(m2 / count, eps)
     else:
         mean, invstd = _eval_stats(rm, rv, eps)
-    dx = _device.empty(x.shape, x.dtype, *arrays)
-    dweight = _device.empty(n_chan, x.dtype, *arrays)
-    dbias = _device.empty(n_chan, x.dtype, *arrays)
+    dx = dev.empty(x.shape, x.dtype)
+    dweight = dev.empty(n_chan, x.dtype)
+    dbias = dev.empty(n_chan, x.dtype)
     k.batch_norm_backward(
         _view3(dy), x3, mean, invstd, weight, training, _view3(dx), dweight, dbias
     )

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _device
+from .. import backend
 from . import _validate as v
 
 
@@ -104,10 +104,17 @@ def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
     op = "max_pool2d"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return max_pool2d_trusted(x, geo)
+
+
+def max_pool2d_trusted(x, geo: PoolGeometry):
+    """:func:`max_pool2d` on a checked, C-contiguous x and its ``geo``; checks
+    nothing (layers call it with what they validated at build)."""
+    dev = backend.device_of(x)
     if x.shape[0] == 0:
-        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
-    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
-    _device.kernels("pool", x).max_pool2d_forward(x, y, *geo.kernel_args())
+        return dev.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype)
+    y = dev.empty((*x.shape[:2], *geo.out_hw), x.dtype)
+    dev.kernels("pool").max_pool2d_forward(x, y, *geo.kernel_args())
     return y
 
 
@@ -124,10 +131,16 @@ def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    return max_pool2d_backward_trusted(dy, x, geo)
+
+
+def max_pool2d_backward_trusted(dy, x, geo: PoolGeometry):
+    """:func:`max_pool2d_backward` on checked arguments; checks nothing."""
+    dev = backend.device_of(x, dy)
     if x.shape[0] == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
     return dx
 
 
@@ -135,7 +148,12 @@ def _avg_geometry(op, x_shape, kernel_size, stride, padding, ceil_mode,
                   count_include_pad):
     geo = pool_geometry(op, x_shape, kernel_size, stride, padding, 1, ceil_mode)
     include = v.boolean(op, "count_include_pad", count_include_pad)
-    return geo, (*geo.kernel, *geo.stride, *geo.padding, include)
+    return geo, include
+
+
+def _avg_args(geo: PoolGeometry, count_include_pad: bool) -> tuple:
+    """The positional hyper-parameters of the average-pool kernels."""
+    return (*geo.kernel, *geo.stride, *geo.padding, count_include_pad)
 
 
 def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
@@ -166,12 +184,19 @@ def avg_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0,
     """
     op = "avg_pool2d"
     x = _check_x(op, x)
-    geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
-                              count_include_pad)
+    geo, include = _avg_geometry(op, x.shape, kernel_size, stride, padding,
+                                 ceil_mode, count_include_pad)
+    return avg_pool2d_trusted(x, geo, include)
+
+
+def avg_pool2d_trusted(x, geo: PoolGeometry, count_include_pad: bool):
+    """:func:`avg_pool2d` on a checked, C-contiguous x and its ``geo``; checks
+    nothing."""
+    dev = backend.device_of(x)
     if x.shape[0] == 0:
-        return _device.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype, x)
-    y = _device.empty((*x.shape[:2], *geo.out_hw), x.dtype, x)
-    _device.kernels("pool", x).avg_pool2d_forward(x, y, *args)
+        return dev.zeros((0, *x.shape[1:2], *geo.out_hw), x.dtype)
+    y = dev.empty((*x.shape[:2], *geo.out_hw), x.dtype)
+    dev.kernels("pool").avg_pool2d_forward(x, y, *_avg_args(geo, count_include_pad))
     return y
 
 
@@ -185,13 +210,20 @@ def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     """
     op = "avg_pool2d_backward"
     x = _check_x(op, x)
-    geo, args = _avg_geometry(op, x.shape, kernel_size, stride, padding, ceil_mode,
-                              count_include_pad)
+    geo, include = _avg_geometry(op, x.shape, kernel_size, stride, padding,
+                                 ceil_mode, count_include_pad)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
+    return avg_pool2d_backward_trusted(dy, x, geo, include)
+
+
+def avg_pool2d_backward_trusted(dy, x, geo: PoolGeometry, count_include_pad: bool):
+    """:func:`avg_pool2d_backward` on checked arguments; checks nothing."""
+    dev = backend.device_of(x, dy)
     if x.shape[0] == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).avg_pool2d_backward(dy, dx, *args)
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").avg_pool2d_backward(dy, dx,
+                                            *_avg_args(geo, count_include_pad))
     return dx
 
 
@@ -205,11 +237,17 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     """
     op = "global_avg_pool2d"
     x = v.float_array(op, "x", x, ndim=4)
+    return global_avg_pool2d_trusted(x)
+
+
+def global_avg_pool2d_trusted(x):
+    """:func:`global_avg_pool2d` on a checked, C-contiguous x; checks nothing."""
+    dev = backend.device_of(x)
     if x.size == 0:
         y = np.full(x.shape[:2], np.nan, x.dtype)
-        return _device.to_device_like(y, x)
-    y = _device.empty(x.shape[:2], x.dtype, x)
-    _device.kernels("pool", x).global_avg_pool2d_forward(x, y)
+        return dev.move_in(y)
+    y = dev.empty(x.shape[:2], x.dtype)
+    dev.kernels("pool").global_avg_pool2d_forward(x, y)
     return y
 
 
@@ -221,8 +259,14 @@ def global_avg_pool2d_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     op = "global_avg_pool2d_backward"
     x = v.float_array(op, "x", x, ndim=4)
     dy = _check_dy(op, dy, x, x.shape[:2])
+    return global_avg_pool2d_backward_trusted(dy, x)
+
+
+def global_avg_pool2d_backward_trusted(dy, x):
+    """:func:`global_avg_pool2d_backward` on checked arguments; checks nothing."""
+    dev = backend.device_of(x, dy)
     if x.size == 0:
-        return _device.zeros(x.shape, x.dtype, x, dy)
-    dx = _device.empty(x.shape, x.dtype, x, dy)
-    _device.kernels("pool", x, dy).global_avg_pool2d_backward(dy, dx)
+        return dev.zeros(x.shape, x.dtype)
+    dx = dev.empty(x.shape, x.dtype)
+    dev.kernels("pool").global_avg_pool2d_backward(dy, dx)
     return dx

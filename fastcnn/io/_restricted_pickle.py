@@ -187,13 +187,15 @@ def _clip(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _is_int(value) -> bool:
+def _is_plain_int(value) -> bool:
+    # Stricter than fastcnn._checks.is_int on purpose: a pickle's sizes and offsets
+    # must be built-in ints, not NumPy scalars or int subclasses.
     return type(value) is int
 
 
 def _int_tuple(what: str, value, minimum: int) -> tuple[int, ...]:
     if type(value) is not tuple or len(value) > _MAX_NDIM or not all(
-        _is_int(v) and minimum <= v < _INT64_END for v in value
+        _is_plain_int(v) and minimum <= v < _INT64_END for v in value
     ):
         raise UnsafePickleError(
             f"tensor {what} must be a tuple of at most {_MAX_NDIM} ints in "
@@ -209,7 +211,7 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
             f"_rebuild_tensor_v2: the storage must come from a persistent id, got "
             f"{type(storage).__name__}."
         )
-    if not _is_int(offset) or not 0 <= offset < _INT64_END:
+    if not _is_plain_int(offset) or not 0 <= offset < _INT64_END:
         raise UnsafePickleError(f"tensor storage offset must be an int in "
                                 f"[0, 2**63), got {bounded_repr(offset)}.")
     size = _int_tuple("size", size, 0)
@@ -268,7 +270,7 @@ def _storage_from_pid(pid) -> StorageRef:
             f"persistent id storage key must be letters, digits or '_', got "
             f"{bounded_repr(key)}."
         )
-    if type(location) is not str or not _is_int(numel) or numel < 0:
+    if type(location) is not str or not _is_plain_int(numel) or numel < 0:
         raise UnsafePickleError(
             f"persistent id location/numel are malformed: "
             f"{bounded_repr(location, 50)}, {bounded_repr(numel, 50)}."

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from .._checks import is_int
 from ..functional import _validate as v
+from ..functional.activation import (
+    elementwise_trusted,
+    softmax_backward_trusted,
+    softmax_trusted,
+)
 from .base import Layer
 
 
@@ -24,10 +29,10 @@ class ReLU(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.relu(x)
+        return elementwise_trusted("relu_forward", x)
 
     def _backward(self, dy):
-        return F.relu_backward(dy, self._cache)
+        return elementwise_trusted("relu_backward", dy, self._cache)
 
 
 class LeakyReLU(Layer):
@@ -50,10 +55,13 @@ class LeakyReLU(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.leaky_relu(x, self.negative_slope)
+        slope = x.dtype.type(self.negative_slope)
+        return elementwise_trusted("leaky_relu_forward", x, scalars=(slope,))
 
     def _backward(self, dy):
-        return F.leaky_relu_backward(dy, self._cache, self.negative_slope)
+        slope = dy.dtype.type(self.negative_slope)
+        return elementwise_trusted("leaky_relu_backward", dy, self._cache,
+                                   scalars=(slope,))
 
 
 class Sigmoid(Layer):
@@ -66,12 +74,12 @@ class Sigmoid(Layer):
         super().__init__(name=name)
 
     def _forward(self, x, training):
-        y = F.sigmoid(x)
+        y = elementwise_trusted("sigmoid_forward", x)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.sigmoid_backward(dy, self._cache)
+        return elementwise_trusted("sigmoid_backward", dy, self._cache)
 
 
 class Tanh(Layer):
@@ -84,12 +92,12 @@ class Tanh(Layer):
         super().__init__(name=name)
 
     def _forward(self, x, training):
-        y = F.tanh(x)
+        y = elementwise_trusted("tanh_forward", x)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.tanh_backward(dy, self._cache)
+        return elementwise_trusted("tanh_backward", dy, self._cache)
 
 
 class Softmax(Layer):
@@ -111,7 +119,7 @@ class Softmax(Layer):
 
     def __init__(self, dim: int = 1, name: str | None = None) -> None:
         super().__init__(name=name)
-        if not v._is_int(dim):
+        if not is_int(dim):
             raise TypeError(f"{self._op}: dim must be an int, got {dim!r}.")
         if dim == 0:
             raise ValueError(
@@ -119,6 +127,7 @@ class Softmax(Layer):
                 f"dim >= 1 or a negative dim, got {dim!r}."
             )
         self.dim = int(dim)
+        self._axis: int | None = None  # dim resolved for the built input shape
 
     def _config(self) -> dict[str, Any]:
         return {"dim": self.dim}
@@ -140,10 +149,13 @@ class Softmax(Layer):
         self.axis(input_shape)
         return input_shape
 
+    def _build(self, input_shape, dtype, rng) -> None:
+        self._axis = self.axis(input_shape)
+
     def _forward(self, x, training):
-        y = F.softmax(x, self.dim)
+        y = softmax_trusted(x, self._axis)
         self._cache = y
         return y
 
     def _backward(self, dy):
-        return F.softmax_backward(dy, self._cache, self.dim)
+        return softmax_backward_trusted(dy, self._cache, self._axis)

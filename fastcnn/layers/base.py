@@ -21,7 +21,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ..functional import _device
+from .. import backend
+from .._checks import is_int
 from ..functional import _validate as v
 
 _counters: dict[str, itertools.count] = {}
@@ -93,6 +94,7 @@ class Layer:
         self._cache: Any = None
         self._dy_shape: tuple[int, ...] | None = None
         self._dy_dtype: np.dtype | None = None
+        self._param_shapes: dict[str, tuple[int, ...]] = {}
 
     # -- configuration --------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class Layer:
         given. Zero sizes pass here (a layer of zero width is valid, as in
         PyTorch); the ops refuse the ones they cannot take."""
         ok = isinstance(input_shape, tuple | list) and all(
-            v._is_int(s) and 0 <= s <= v.MAX_SIZE for s in input_shape
+            is_int(s) and 0 <= s <= v.MAX_SIZE for s in input_shape
         )
         if not ok or not input_shape:
             raise TypeError(
@@ -201,6 +203,7 @@ class Layer:
         self.params, self.buffers = {}, {}
         self._build(input_shape, dtype, rng)
         self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self._param_shapes = {k: p.shape for k, p in self.params.items()}
         self.input_shape, self.output_shape = input_shape, output_shape
         self.dtype = dtype
         self.built = True
@@ -233,7 +236,7 @@ class Layer:
 
         Shape: x (N, *input_shape) -> (N, *output_shape).
         """
-        if not (isinstance(x, np.ndarray) or _device.on_device(x)):
+        if not (isinstance(x, np.ndarray) or backend.is_device_array(x)):
             raise TypeError(
                 f"{self._op}: x must be a numpy.ndarray or a CUDA device array, got "
                 f"{type(x).__name__}."
@@ -261,7 +264,7 @@ class Layer:
                 f"{self._op}: x has dtype {x.dtype} but the layer's parameters are "
                 f"{self.dtype}; cast x with .astype or rebuild the layer."
             )
-        y = self._forward(x, bool(training))
+        y = self._forward(_c_contiguous_input(self._op, "x", x), bool(training))
         self._dy_shape = y.shape
         self._dy_dtype = y.dtype
         return y
@@ -278,7 +281,7 @@ class Layer:
             raise RuntimeError(
                 f"{self._op}: backward called before forward; run forward(x) first."
             )
-        if not (isinstance(dy, np.ndarray) or _device.on_device(dy)):
+        if not (isinstance(dy, np.ndarray) or backend.is_device_array(dy)):
             raise TypeError(
                 f"{self._op}: dy must be a numpy.ndarray or a CUDA device array, got "
                 f"{type(dy).__name__}."
@@ -295,6 +298,7 @@ class Layer:
                 f"{self._op}: dy must have the dtype of the last forward output "
                 f"({self._dy_dtype}), got {dy.dtype}."
             )
+        dy = _c_contiguous_input(self._op, "dy", dy)
         if not input_grad:
             self._backward_params(dy)
             return None
@@ -311,13 +315,45 @@ class Layer:
         override this to skip it."""
         self._backward(dy)
 
+    def _params_as_built(self) -> bool:
+        """True while every parameter still has the shape, dtype and C order that
+        :meth:`build` gave it: then a layer may call the trusted op path with what
+        it validated at build. Otherwise (parameters replaced by hand) it calls the
+        public op, which checks everything and says what is wrong."""
+        params = self.params
+        for key, shape in self._param_shapes.items():
+            p = params.get(key)
+            if (p is None or p.shape != shape or p.dtype != self.dtype
+                    or not _is_c_contiguous(p)):
+                return False
+        return True
+
     def _set_grad(self, key: str, value: np.ndarray) -> None:
         # Written in place, so an optimizer may hold on to the grads arrays.
         grad = self.grads.get(key)
         if (grad is not None and grad.shape == value.shape
                 and grad.dtype == value.dtype
-                and _device.on_device(grad) == _device.on_device(value)):
-            _device.copy_into(grad, value)
+                and backend.is_device_array(grad) == backend.is_device_array(value)):
+            backend.device_of(grad).copy_into(grad, value)
         else:
             self.grads[key] = value
 
+
+
+def _is_c_contiguous(array) -> bool:
+    if isinstance(array, np.ndarray):
+        return array.flags.c_contiguous
+    # numba's device arrays; foreign ones (CuPy, PyTorch) go through the op checks.
+    return bool(getattr(array, "__cuda_ndarray__", False)) and array.is_c_contiguous()
+
+
+def _c_contiguous_input(op: str, name: str, array):
+    """``array`` (already checked by :meth:`Layer.forward` / :meth:`Layer.backward`)
+    C-contiguous, as the trusted op paths take it: a NumPy array is copied only where
+    it is not; a device array goes through the op checks, which wrap a foreign one
+    and refuse one that is not C-contiguous (there is no device-side copy)."""
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(array)
+    if _is_c_contiguous(array):
+        return array
+    return v.float_array(op, name, array)

@@ -7,7 +7,12 @@ from typing import Any
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
-from ..functional.conv import conv_geometry
+from ..functional.conv import (
+    conv2d_backward_trusted,
+    conv2d_trusted,
+    conv_geometry,
+    same_padding,
+)
 from ._init import initial_bias, initial_weight
 from .base import Layer, Window, canonical_pair
 
@@ -76,6 +81,10 @@ class Conv2D(Layer):
         self.use_bias = v.boolean(op, "bias", bias)
         initializers.get(kernel_initializer)
         self.kernel_initializer = kernel_initializer
+        # The geometry for the built input shape, so forward and backward need not
+        # re-validate; None where the op must see the input (an empty height or
+        # width, which conv2d refuses at call time).
+        self._geo = None
 
     def _config(self) -> dict[str, Any]:
         padding = self.padding
@@ -107,10 +116,8 @@ class Conv2D(Layer):
         if self.padding == "valid":
             before = (0, 0)
         elif self.padding == "same":
-            # PyTorch puts the odd pixel of dilation*(k-1) after (bottom/right).
-            kh, kw = self.kernel_size
-            dh, dw = self.dilation
-            before = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+            pad_h, pad_w = same_padding(self.kernel_size, self.dilation)
+            before = (pad_h[0], pad_w[0])
         else:
             before = self.padding
         return Window(self.kernel_size, self.stride, before, self.dilation)
@@ -123,6 +130,7 @@ class Conv2D(Layer):
         return {"weight": weight}
 
     def _build(self, input_shape, dtype, rng) -> None:
+        self._geo = self._geometry(input_shape) if min(input_shape[1:]) > 0 else None
         shape = self._weight_shape(input_shape[0])
         self.params["weight"] = initial_weight(self.kernel_initializer, shape, rng,
                                                dtype)
@@ -132,14 +140,23 @@ class Conv2D(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride,
-                        self.padding, self.dilation, self.groups)
+        weight, bias = self.params["weight"], self.params.get("bias")
+        if self._geo is not None and self._params_as_built():
+            return conv2d_trusted(x, weight, bias, self._geo)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
     def _backward(self, dy, input_grad=True):
-        dx, dweight, dbias = F.conv2d_backward(
-            dy, self._cache, self.params["weight"], self.stride, self.padding,
-            self.dilation, self.groups, input_grad=input_grad,
-        )
+        weight = self.params["weight"]
+        if self._geo is not None and self._params_as_built():
+            dx, dweight, dbias = conv2d_backward_trusted(
+                dy, self._cache, weight, self._geo, input_grad
+            )
+        else:
+            dx, dweight, dbias = F.conv2d_backward(
+                dy, self._cache, weight, self.stride, self.padding, self.dilation,
+                self.groups, input_grad=input_grad,
+            )
         self._set_grad("weight", dweight)
         if self.use_bias:
             self._set_grad("bias", dbias)

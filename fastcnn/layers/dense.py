@@ -7,6 +7,7 @@ from typing import Any
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
+from ..functional.linear import linear_backward_trusted, linear_trusted
 from ._init import initial_bias, initial_weight
 from .base import Layer
 
@@ -71,10 +72,17 @@ class Dense(Layer):
 
     def _forward(self, x, training):
         self._cache = x
-        return F.linear(x, self.params["weight"], self.params.get("bias"))
+        weight, bias = self.params["weight"], self.params.get("bias")
+        if self._params_as_built():
+            return linear_trusted(x, weight, bias)
+        return F.linear(x, weight, bias)
 
     def _backward(self, dy):
-        dx, dweight, dbias = F.linear_backward(dy, self._cache, self.params["weight"])
+        weight = self.params["weight"]
+        if self._params_as_built():
+            dx, dweight, dbias = linear_backward_trusted(dy, self._cache, weight)
+        else:
+            dx, dweight, dbias = F.linear_backward(dy, self._cache, weight)
         self._set_grad("weight", dweight)
         if self.use_bias:
             self._set_grad("bias", dbias)

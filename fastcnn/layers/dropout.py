@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import functional as F
+from .. import backend
 from ..functional import _validate as v
+from ..functional.dropout import dropout_mask_trusted
 from .base import Layer
 
 
@@ -43,13 +44,17 @@ class Dropout(Layer):
     def _forward(self, x, training):
         seed = None
         if training:
-            seed = int(self.rng.integers(0, 2**64, dtype=np.uint64))
+            seed = np.uint64(self.rng.integers(0, 2**64, dtype=np.uint64))
         self._cache = (training, seed)
-        if not training:
-            # An explicit seed: seed=None would draw from NumPy's global RNG.
-            return F.dropout(x, self.p, training=False, seed=0)
-        return F.dropout(x, self.p, training=True, seed=seed)
+        return self._apply(x, training, seed)
 
     def _backward(self, dy):
         training, seed = self._cache
-        return F.dropout_backward(dy, self.p, training=training, seed=seed)
+        return self._apply(dy, training, seed)
+
+    def _apply(self, array, training: bool, seed):
+        """F.dropout's / F.dropout_backward's result on an array Layer.forward or
+        Layer.backward has checked: a copy where nothing is dropped."""
+        if not training or self.p == 0.0 or array.size == 0:
+            return backend.device_of(array).copy(array)
+        return dropout_mask_trusted(array, self.p, seed)

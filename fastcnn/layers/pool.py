@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import functional as F
 from ..functional import _validate as v
+from ..functional import pool as pool_ops
 from ..functional.pool import pool_geometry
 from .base import Layer, Window, canonical_pair
 
@@ -26,6 +27,7 @@ class _Pool2D(Layer):
         self.padding = v.pair(op, "padding", padding, minimum=0)
         self.dilation = v.pair(op, "dilation", dilation, minimum=1)
         self.ceil_mode = v.boolean(op, "ceil_mode", ceil_mode)
+        self._geo = None
         # PyTorch's rule: padding at most half the (undilated) kernel, so that no
         # window lies wholly in the padding.
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
@@ -41,11 +43,19 @@ class _Pool2D(Layer):
             "padding": canonical_pair(self.padding),
         }
 
+    def _geometry(self, input_shape):
+        return pool_geometry(self._op, (1, *input_shape), self.kernel_size,
+                             self.stride, self.padding, self.dilation, self.ceil_mode)
+
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         input_shape = self._check_shape(input_shape, ndim=3)
-        geo = pool_geometry(self._op, (1, *input_shape), self.kernel_size,
-                            self.stride, self.padding, self.dilation, self.ceil_mode)
-        return (input_shape[0], *geo.out_hw)
+        return (input_shape[0], *self._geometry(input_shape).out_hw)
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        # The geometry for the built input shape, so forward and backward need not
+        # re-validate; None where the op must see the input (an empty channel,
+        # height or width, which the pooling ops refuse at call time).
+        self._geo = self._geometry(input_shape) if min(input_shape) > 0 else None
 
     def window(self) -> Window:
         return Window(self.kernel_size, self.stride, self.padding, self.dilation)
@@ -80,10 +90,14 @@ class MaxPool2D(_Pool2D):
 
     def _forward(self, x, training):
         self._cache = x
+        if self._geo is not None:
+            return pool_ops.max_pool2d_trusted(x, self._geo)
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding,
                             self.dilation, self.ceil_mode)
 
     def _backward(self, dy):
+        if self._geo is not None:
+            return pool_ops.max_pool2d_backward_trusted(dy, self._cache, self._geo)
         return F.max_pool2d_backward(dy, self._cache, self.kernel_size, self.stride,
                                      self.padding, self.dilation, self.ceil_mode)
 
@@ -119,10 +133,15 @@ class AvgPool2D(_Pool2D):
 
     def _forward(self, x, training):
         self._cache = x
+        if self._geo is not None:
+            return pool_ops.avg_pool2d_trusted(x, self._geo, self.count_include_pad)
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
                             self.ceil_mode, self.count_include_pad)
 
     def _backward(self, dy):
+        if self._geo is not None:
+            return pool_ops.avg_pool2d_backward_trusted(dy, self._cache, self._geo,
+                                                        self.count_include_pad)
         return F.avg_pool2d_backward(dy, self._cache, self.kernel_size, self.stride,
                                      self.padding, self.ceil_mode,
                                      self.count_include_pad)
@@ -147,8 +166,9 @@ class GlobalAvgPool2D(Layer):
         return (self._check_shape(input_shape, ndim=3)[0],)
 
     def _forward(self, x, training):
+        # The built (C, H, W) input is all the op checks: nothing to re-validate.
         self._cache = x
-        return F.global_avg_pool2d(x)
+        return pool_ops.global_avg_pool2d_trusted(x)
 
     def _backward(self, dy):
-        return F.global_avg_pool2d_backward(dy, self._cache)
+        return pool_ops.global_avg_pool2d_backward_trusted(dy, self._cache)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..functional import _device
+from .. import backend
 from ..functional import _validate as v
 from .base import Layer
 
@@ -40,7 +40,9 @@ class Flatten(Layer):
         # (made where the array lives: a device array stays on the device).
         # The width spelled out: reshape(0, -1) is ambiguous for an empty batch.
         width = math.prod(x.shape[1:])
-        return _device.copy(_device.contiguous(x).reshape(x.shape[0], width))
+        dev = backend.device_of(x)
+        return dev.copy(dev.contiguous(x).reshape(x.shape[0], width))
 
     def _backward(self, dy):
-        return _device.copy(_device.contiguous(dy).reshape(self._cache))
+        dev = backend.device_of(dy)
+        return dev.copy(dev.contiguous(dy).reshape(self._cache))

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 from numba import cuda
 
+from .._arrays import is_device_array
+
 #: When set, a callable ``(kernel, args)`` that replaces every launch, and staging
 #: and scratch buffers stay NumPy: ``tests/test_cuda_ptx.py`` runs the launchers this
 #: way to learn every kernel's argument types, then compiles each one to PTX.
@@ -35,16 +37,6 @@ def pow2_floor(value: int) -> int:
     while result * 2 <= value:
         result *= 2
     return result
-
-
-def is_device_array(value) -> bool:
-    """True for a CUDA device array: numba's (or the simulator's), or any object
-    exposing ``__cuda_array_interface__`` (CuPy, PyTorch)."""
-    if isinstance(value, np.ndarray):
-        return False
-    return bool(getattr(value, "__cuda_ndarray__", False)) or hasattr(
-        value, "__cuda_array_interface__"
-    )
 
 
 def to_device(value):
