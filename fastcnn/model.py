@@ -1077,9 +1077,9 @@ class Sequential:
 
         Shape: no arrays.
         """
-        from .saving import save_model
+        from ._model_writer import write_model
 
-        save_model(self, path)
+        write_model(self, path)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)

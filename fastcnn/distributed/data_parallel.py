@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import metrics as metrics_mod
 from ..callbacks import Callback, History
+from ..random import layer_generators
 from .comm import DistributedError, MPICommunicator, broadcast_bytes
 from .flat import FlatBuffer
 from .sharding import num_steps, shard, step_rows
@@ -67,13 +68,6 @@ def _fingerprint(array: np.ndarray) -> list:
     step = max(1, array.shape[0] // 256) if array.ndim else 1
     sample = np.ascontiguousarray(array[::step] if array.ndim else array)
     return [list(array.shape), array.dtype.str, zlib.crc32(sample.tobytes())]
-
-
-def _layer_generators(model):
-    # The Generators layers hold (Dropout's rng), as saving.py finds them.
-    from ..saving import _layer_generators as generators
-
-    return dict(generators(model))
 
 
 class _Discard(io.TextIOBase):
@@ -225,7 +219,7 @@ class DataParallel:
         model = self.model
         refs = model._state_refs()
         opt_arrays, opt_scalars = model.optimizer.get_state()
-        generators = _layer_generators(model)
+        generators = layer_generators(model.layers)
         description = self._description(x, y)
         header = payload = None
         if self.is_root:
