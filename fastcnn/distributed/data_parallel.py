@@ -1,7 +1,9 @@
 """DataParallel: one replica of a model per MPI rank, trained as one model.
 
 ``Sequential.fit(..., distributed=True)`` makes one of these on every rank and
-routes its training steps through it; you can also drive it yourself.
+routes its training steps through it; you can also drive it yourself. It is a
+training strategy: the interface of :class:`fastcnn.training.SingleProcess`
+(see :mod:`fastcnn.training.strategy`), which the training loop talks to.
 
 What every step does, on every rank: forward and backward on the rank's own rows,
 then ONE allreduce over a persistent flat buffer that holds every gradient (scaled by
@@ -161,6 +163,10 @@ class DataParallel:
 
     Shape: no arrays.
     """
+
+    #: The loss is known over all ranks only after the allreduce, and so after the
+    #: update: fit's non-finite check comes after the step.
+    loss_checked_after_step = True
 
     def __init__(self, model, comm=None, seed: int | None = None,
                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
@@ -344,7 +350,7 @@ class DataParallel:
                       else float(np.asarray(class_weight)[target].sum()))
             flat.pack(((name, grad) for name, _, grad in model._named_grads()),
                       scale=weight)
-            metrics = model._batch_metrics(out, target)
+            metrics = metrics_mod.batch_values(model.metrics, out, target)
             stats[_WEIGHT], stats[_COUNT], stats[_LOSS] = weight, n, loss * weight
             for i, name in enumerate(self.metric_names):
                 stats[_STAT_SLOTS + i] = metrics[name] * n
