@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from . import _registry
 from .functional import _device
 from .functional import _validate as v
 
@@ -568,12 +569,17 @@ def get(identifier) -> Optimizer:
     )
 
 
-def from_config(config: dict) -> Optimizer:
-    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``."""
-    cls = OPTIMIZERS.get(config.get("class_name"))
-    if cls is None:
-        raise ValueError(
-            f"load_model: unknown optimizer type {config.get('class_name')!r}; "
-            f"known: {sorted(OPTIMIZERS)}."
-        )
-    return cls(**config.get("config", {}))
+def from_config(entry,
+                label: str = "fastcnn.optimizers.from_config: the entry") -> Optimizer:
+    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``; the
+    entry may come from an untrusted file (see :func:`fastcnn._registry.build`).
+
+    Raises
+    ------
+    ValueError
+        A bad entry, an unknown optimizer type or bad arguments; the message
+        starts with ``label``.
+
+    Shape: no arrays.
+    """
+    return _registry.build(OPTIMIZERS, entry, label, noun="optimizer type")

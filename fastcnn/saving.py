@@ -33,7 +33,7 @@ import os
 import warnings
 import zipfile
 
-from . import _safenpy, _safezip
+from . import _registry, _safenpy, _safezip
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -71,19 +71,23 @@ def save_model(model: Sequential, path: str | os.PathLike) -> None:
 
 def _compile_from(model: Sequential, compile_config: dict) -> None:
     metrics = []
-    for entry in compile_config.get("metrics", []):
-        cls = metrics_mod.METRICS.get(entry.get("class_name"))
-        if cls is None:
+    for i, entry in enumerate(compile_config.get("metrics", [])):
+        # Custom callables are saved by name only (class_name None): warned about,
+        # like any type this fastcnn does not know.
+        if metrics_mod.METRICS.get(entry.get("class_name")) is None:
             warnings.warn(
                 f"load_model: metric {entry.get('name')!r} was a custom callable and "
                 f"is not restored; pass it to compile() again.",
                 stacklevel=3,
             )
             continue
-        metrics.append(cls(**entry.get("config", {})))
-    model.compile(optimizer=optimizers_mod.from_config(compile_config["optimizer"]),
-                  loss=losses_mod.from_config(compile_config["loss"]),
-                  metrics=metrics)
+        metrics.append(_registry.build(metrics_mod.METRICS, entry,
+                                       f"config.json: metric {i}", "metric type"))
+    model.compile(
+        optimizer=optimizers_mod.from_config(compile_config["optimizer"],
+                                             "config.json: the optimizer"),
+        loss=losses_mod.from_config(compile_config["loss"], "config.json: the loss"),
+        metrics=metrics)
 
 
 def _named_params(model: Sequential) -> dict:
