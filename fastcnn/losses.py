@@ -195,9 +195,9 @@ def get(identifier) -> Loss:
     )
 
 
-def from_config(entry, label: str = "fastcnn.losses.from_config: the entry") -> Loss:
-    """Rebuild a loss saved as ``{"class_name": ..., "config": {...}}``; the entry
-    may come from an untrusted file (see :func:`fastcnn._registry.build`).
+def from_config(config, label: str = "fastcnn.losses.from_config: the entry") -> Loss:
+    """Rebuild a loss saved as ``{"class_name": ..., "config": {...}}``; it may
+    come from an untrusted file (see :func:`fastcnn._registry.build`).
 
     Raises
     ------
@@ -207,4 +207,4 @@ def from_config(entry, label: str = "fastcnn.losses.from_config: the entry") -> 
 
     Shape: no arrays.
     """
-    return _registry.build(LOSSES, entry, label, noun="loss type")
+    return _registry.build(LOSSES, config, label, noun="loss type")

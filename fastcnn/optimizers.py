@@ -569,10 +569,10 @@ def get(identifier) -> Optimizer:
     )
 
 
-def from_config(entry,
+def from_config(config,
                 label: str = "fastcnn.optimizers.from_config: the entry") -> Optimizer:
-    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``; the
-    entry may come from an untrusted file (see :func:`fastcnn._registry.build`).
+    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``; it
+    may come from an untrusted file (see :func:`fastcnn._registry.build`).
 
     Raises
     ------
@@ -582,4 +582,4 @@ def from_config(entry,
 
     Shape: no arrays.
     """
-    return _registry.build(OPTIMIZERS, entry, label, noun="optimizer type")
+    return _registry.build(OPTIMIZERS, config, label, noun="optimizer type")
