@@ -56,10 +56,10 @@ def _data():
     return x, rng.integers(0, 10, SAMPLES)
 
 
-def _slow_writes(saving, delay: float) -> None:
+def _slow_writes(writer, delay: float) -> None:
     """Make every model write sleep ``delay`` seconds after each 64 KiB, so that
     kills can be aimed inside writes."""
-    real = saving._atomic_write
+    real = writer._atomic_write
 
     class SlowFile:
         def __init__(self, handle):
@@ -79,7 +79,7 @@ def _slow_writes(saving, delay: float) -> None:
     def slow_atomic_write(path, write):
         return real(path, lambda handle: write(SlowFile(handle)))
 
-    saving._atomic_write = slow_atomic_write
+    writer._atomic_write = slow_atomic_write
 
 
 def child(folder: str, epochs: int, write_delay: float) -> None:
@@ -100,10 +100,10 @@ def child(folder: str, epochs: int, write_delay: float) -> None:
 
 def _train(folder, epochs, write_delay, log) -> None:
     import fastcnn
-    from fastcnn import callbacks, models, saving
+    from fastcnn import _model_writer, callbacks, models, saving
 
     if write_delay > 0:
-        _slow_writes(saving, write_delay)
+        _slow_writes(_model_writer, write_delay)
     x, y = _data()
     ckpt = os.path.join(folder, CHECKPOINT)
     if os.path.exists(ckpt):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import _registry
 from .schedules import Schedule
 
 
@@ -144,6 +145,13 @@ class EarlyStopping(_Monitor):
                                                   start_from_epoch)
         self.verbose = verbose
 
+    def get_config(self) -> dict:
+        return {"monitor": self.monitor, "min_delta": self.min_delta,
+                "patience": self.patience, "mode": self.mode,
+                "restore_best_weights": self.restore_best_weights,
+                "baseline": self.baseline,
+                "start_from_epoch": self.start_from_epoch, "verbose": self.verbose}
+
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
@@ -206,6 +214,11 @@ class ModelCheckpoint(_Monitor):
         self.filepath = os.fspath(filepath)
         self.save_best_only = bool(save_best_only)
         self.verbose = verbose
+
+    def get_config(self) -> dict:
+        return {"filepath": self.filepath, "monitor": self.monitor,
+                "mode": self.mode, "save_best_only": self.save_best_only,
+                "verbose": self.verbose}
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -330,6 +343,12 @@ class ReduceLROnPlateau(_Monitor):
         self.min_lr = float(min_lr)
         self.verbose = verbose
 
+    def get_config(self) -> dict:
+        return {"monitor": self.monitor, "factor": self.factor,
+                "patience": self.patience, "mode": self.mode,
+                "min_delta": self.min_delta, "cooldown": self.cooldown,
+                "min_lr": self.min_lr, "verbose": self.verbose}
+
     def on_train_begin(self, logs=None):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.wait = 0
@@ -374,6 +393,10 @@ class CSVLogger(Callback):
         self._writer = None
         self._keys = None
 
+    def get_config(self) -> dict:
+        return {"filename": self.filename, "separator": self.separator,
+                "append": self.append}
+
     def on_train_begin(self, logs=None):
         has_rows = (self.append and os.path.exists(self.filename)
                     and os.path.getsize(self.filename) > 0)
@@ -413,6 +436,9 @@ class TerminateOnNaN(Callback):
     Shape: no arrays.
     """
 
+    def get_config(self) -> dict:
+        return {}
+
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
@@ -442,3 +468,29 @@ class LambdaCallback(Callback):
             if not callable(fn):
                 raise TypeError(f"LambdaCallback: {name} must be callable, got {fn!r}.")
             setattr(self, name, fn)
+
+
+#: The callbacks :func:`from_config` makes: those whose arguments are plain data
+#: (not LearningRateScheduler's schedule function or LambdaCallback's functions).
+CALLBACKS: dict[str, type[Callback]] = {
+    cls.__name__: cls
+    for cls in (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger,
+                TerminateOnNaN)
+}
+
+
+def from_config(entry,
+                label: str = "fastcnn.callbacks.from_config: the entry") -> Callback:
+    """A new callback from ``{"class_name": ..., "config": {...}}`` (its
+    ``get_config()``), looked up in :data:`CALLBACKS` only; the entry may come from
+    an untrusted file (see :func:`fastcnn._registry.build`).
+
+    Raises
+    ------
+    ValueError
+        A bad entry, an unknown callback type or bad arguments; the message
+        starts with ``label``.
+
+    Shape: no arrays.
+    """
+    return _registry.build(CALLBACKS, entry, label, noun="callback type")

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from . import _registry
 from . import functional as F
 
 
@@ -194,12 +195,16 @@ def get(identifier) -> Loss:
     )
 
 
-def from_config(config: dict) -> Loss:
-    """Rebuild a loss saved as ``{"class_name": ..., "config": {...}}``."""
-    cls = LOSSES.get(config.get("class_name"))
-    if cls is None:
-        raise ValueError(
-            f"load_model: unknown loss type {config.get('class_name')!r}; known: "
-            f"{sorted(LOSSES)}."
-        )
-    return cls(**config.get("config", {}))
+def from_config(config, label: str = "fastcnn.losses.from_config: the entry") -> Loss:
+    """Rebuild a loss saved as ``{"class_name": ..., "config": {...}}``; it may
+    come from an untrusted file (see :func:`fastcnn._registry.build`).
+
+    Raises
+    ------
+    ValueError
+        A bad entry, an unknown loss type or bad arguments; the message starts
+        with ``label``.
+
+    Shape: no arrays.
+    """
+    return _registry.build(LOSSES, config, label, noun="loss type")

@@ -179,6 +179,11 @@ def get(identifier, binary: bool = False):
     )
 
 
+def batch_values(metrics, output, target) -> dict[str, float]:
+    """Every metric of ``metrics`` on one batch, keyed by :func:`metric_name`."""
+    return {metric_name(m): float(m(output, target)) for m in metrics}
+
+
 def metric_name(metric) -> str:
     """The History key of a metric: its ``name`` or its ``__name__``."""
     return getattr(metric, "name", None) or getattr(metric, "__name__", "metric")

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import backend
+from . import _registry, backend
 from ._checks import is_int as _is_int
 from .functional import _validate as v
 
@@ -564,12 +564,17 @@ def get(identifier) -> Optimizer:
     )
 
 
-def from_config(config: dict) -> Optimizer:
-    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``."""
-    cls = OPTIMIZERS.get(config.get("class_name"))
-    if cls is None:
-        raise ValueError(
-            f"load_model: unknown optimizer type {config.get('class_name')!r}; "
-            f"known: {sorted(OPTIMIZERS)}."
-        )
-    return cls(**config.get("config", {}))
+def from_config(config,
+                label: str = "fastcnn.optimizers.from_config: the entry") -> Optimizer:
+    """Rebuild an optimizer saved as ``{"class_name": ..., "config": {...}}``; it
+    may come from an untrusted file (see :func:`fastcnn._registry.build`).
+
+    Raises
+    ------
+    ValueError
+        A bad entry, an unknown optimizer type or bad arguments; the message
+        starts with ``label``.
+
+    Shape: no arrays.
+    """
+    return _registry.build(OPTIMIZERS, config, label, noun="optimizer type")

@@ -95,3 +95,16 @@ def get_num_threads() -> int:
     import numba
 
     return numba.get_num_threads()
+
+
+def layer_generators(layers) -> dict[str, np.random.Generator]:
+    """Every ``numpy.random.Generator`` the ``layers`` of a model hold (Dropout's
+    ``rng``), keyed ``"<index>.<attribute>"``: the random state that model files
+    save and data-parallel training broadcasts.
+
+    Shape: no arrays.
+    """
+    return {f"{i}.{attr}": value
+            for i, layer in enumerate(layers)
+            for attr, value in vars(layer).items()
+            if isinstance(value, np.random.Generator)}

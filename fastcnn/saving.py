@@ -29,103 +29,22 @@ holds are refused), and every problem is a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import tempfile
 import warnings
 import zipfile
 
-import numpy as np
-
-from . import _safenpy, _safezip
+from . import _registry, _safenpy, _safezip
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from ._model_writer import FORMAT, FORMAT_VERSION, MEMBERS, write_model
 from ._version import __version__
 from .model import Sequential
+from .random import layer_generators
 
-FORMAT = "fastcnn.sequential"
-FORMAT_VERSION = 1
 # How many more elements than weights.npz holds a config may describe (64 MiB of
 # float32) before it is refused unbuilt.
 _PARAM_ALLOWANCE = 1 << 24
-#: The members a model file may hold.
-MEMBERS = ("config.json", "weights.npz", "optimizer.npz", "training_state.json")
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _layer_generators(model: Sequential):
-    """Every ``numpy.random.Generator`` a layer holds (Dropout's ``rng``), keyed
-    ``"<index>.<attribute>"``."""
-    for i, layer in enumerate(model.layers):
-        for attr, value in vars(layer).items():
-            if isinstance(value, np.random.Generator):
-                yield f"{i}.{attr}", value
-
-
-def _compile_config(model: Sequential) -> dict | None:
-    if model.optimizer is None or model.loss is None:
-        return None
-    metrics = []
-    for metric in model.metrics:
-        cls_name = type(metric).__name__
-        if metrics_mod.METRICS.get(cls_name) is type(metric):
-            metrics.append({"class_name": cls_name, "config": metric.get_config()})
-        else:
-            metrics.append({"class_name": None,
-                            "name": metrics_mod.metric_name(metric)})
-    return {
-        "optimizer": {"class_name": type(model.optimizer).__name__,
-                      "config": model.optimizer.get_config()},
-        "loss": {"class_name": type(model.loss).__name__,
-                 "config": model.loss.get_config()},
-        "metrics": metrics,
-    }
-
-
-def _atomic_write(path: str, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, fsync it, rename it
-    over ``path`` and fsync the directory: a reader, or the file system after a crash
-    or power cut, sees the old file or the new one, never a mix. A process killed
-    mid-write leaves only a ``.<name>.*.tmp`` file beside the target."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file private (0600); give it an ordinary file's mode.
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable: until the directory entry reaches the disk, a
-    power cut can bring back the old file (or, for a new file, none)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # e.g. Windows, where directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_model(model: Sequential, path: str | os.PathLike) -> None:
@@ -147,58 +66,28 @@ def save_model(model: Sequential, path: str | os.PathLike) -> None:
             f"save_model: model must be a fastcnn.Sequential, got "
             f"{type(model).__name__}."
         )
-    if not model.built:
-        raise ValueError(
-            "save_model: the model is not built, so it has no weights to save; give "
-            "Sequential(input_shape=...) or call build(input_shape) first."
-        )
-    path = os.fspath(path)
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "fastcnn_version": __version__,
-        "model": model.get_config(),
-        "compile": _compile_config(model),
-    }
-    training = {
-        "epoch": model.epoch,
-        "fit_seed": model.fit_seed,
-        "generators": {key: gen.bit_generator.state
-                       for key, gen in _layer_generators(model)},
-        "optimizer": None,
-    }
-    optimizer_arrays = {}
-    if config["compile"] is not None:
-        optimizer_arrays, training["optimizer"] = model.optimizer.get_state()
-
-    def write(handle):
-        with zipfile.ZipFile(handle, "w") as archive:
-            archive.writestr("config.json", json.dumps(config, indent=2),
-                             compress_type=zipfile.ZIP_DEFLATED)
-            archive.writestr("weights.npz", _npz_bytes(model.state_dict()))
-            if config["compile"] is not None:
-                archive.writestr("optimizer.npz", _npz_bytes(optimizer_arrays))
-            archive.writestr("training_state.json", json.dumps(training),
-                             compress_type=zipfile.ZIP_DEFLATED)
-
-    _atomic_write(path, write)
+    write_model(model, path)
 
 
 def _compile_from(model: Sequential, compile_config: dict) -> None:
     metrics = []
-    for entry in compile_config.get("metrics", []):
-        cls = metrics_mod.METRICS.get(entry.get("class_name"))
-        if cls is None:
+    for i, entry in enumerate(compile_config.get("metrics", [])):
+        # Custom callables are saved by name only (class_name None): warned about,
+        # like any type this fastcnn does not know.
+        if metrics_mod.METRICS.get(entry.get("class_name")) is None:
             warnings.warn(
                 f"load_model: metric {entry.get('name')!r} was a custom callable and "
                 f"is not restored; pass it to compile() again.",
                 stacklevel=3,
             )
             continue
-        metrics.append(cls(**entry.get("config", {})))
-    model.compile(optimizer=optimizers_mod.from_config(compile_config["optimizer"]),
-                  loss=losses_mod.from_config(compile_config["loss"]),
-                  metrics=metrics)
+        metrics.append(_registry.build(metrics_mod.METRICS, entry,
+                                       f"config.json: metric {i}", "metric type"))
+    model.compile(
+        optimizer=optimizers_mod.from_config(compile_config["optimizer"],
+                                             "config.json: the optimizer"),
+        loss=losses_mod.from_config(compile_config["loss"], "config.json: the loss"),
+        metrics=metrics)
 
 
 def _named_params(model: Sequential) -> dict:
@@ -258,7 +147,7 @@ def _check_training_state(training) -> None:
 def _restore_training_state(model: Sequential, training: dict) -> None:
     model.epoch = training.get("epoch", 0)
     model.fit_seed = training.get("fit_seed")
-    generators = dict(_layer_generators(model))
+    generators = layer_generators(model.layers)
     for key, state in training.get("generators", {}).items():
         if key in generators:
             # The setter checks the state (its type name, key and sizes).

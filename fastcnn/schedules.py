@@ -15,6 +15,8 @@ import bisect
 import math
 import numbers
 
+from . import _registry
+
 
 def _int(op: str, name: str, value, minimum: int) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
@@ -215,3 +217,20 @@ class OneCycle(Schedule):
 SCHEDULES = {"StepLR": StepLR, "MultiStepLR": MultiStepLR,
              "ExponentialLR": ExponentialLR, "CosineWithWarmup": CosineWithWarmup,
              "OneCycle": OneCycle}
+
+
+def from_config(entry,
+                label: str = "fastcnn.schedules.from_config: the entry") -> Schedule:
+    """Rebuild a schedule from ``{"class_name": ..., "config": {...}}`` (its
+    ``get_config()``); the entry may come from an untrusted file (see
+    :func:`fastcnn._registry.build`).
+
+    Raises
+    ------
+    ValueError
+        A bad entry, an unknown schedule type or bad arguments; the message
+        starts with ``label``.
+
+    Shape: no arrays.
+    """
+    return _registry.build(SCHEDULES, entry, label, noun="schedule type")

@@ -19,6 +19,7 @@ from fastcnn.layers import (
 )
 from fastcnn.model import Sequential
 from fastcnn.optimizers import SGD, Adam
+from fastcnn.training.data import split_rows
 
 
 def blobs(n=96, classes=3, features=4, seed=0, dtype=np.float32):
@@ -273,19 +274,19 @@ def test_label_smoothing_changes_the_cost():
 
 def test_validation_split_is_shuffled_seeded_and_disjoint():
     n = 50
-    train, val = Sequential._split(n, 0.2, seed=1, labels=None)
+    train, val = split_rows(n, 0.2, seed=1, labels=None)
     assert len(val) == 10 and len(train) == 40
     assert set(train).isdisjoint(val) and set(train) | set(val) == set(range(n))
     # Keras would hold out rows 40..49; ours is a seeded random draw.
     assert list(val) != list(range(40, 50))
-    again, val_again = Sequential._split(n, 0.2, seed=1, labels=None)
+    again, val_again = split_rows(n, 0.2, seed=1, labels=None)
     assert np.array_equal(val, val_again) and np.array_equal(train, again)
-    assert not np.array_equal(val, Sequential._split(n, 0.2, seed=2, labels=None)[1])
+    assert not np.array_equal(val, split_rows(n, 0.2, seed=2, labels=None)[1])
 
 
 def test_stratified_split_keeps_class_proportions():
     labels = np.repeat([0, 1, 2], [60, 30, 10])  # sorted, imbalanced
-    train, val = Sequential._split(100, 0.2, seed=0, labels=labels)
+    train, val = split_rows(100, 0.2, seed=0, labels=labels)
     assert np.bincount(labels[val]).tolist() == [12, 6, 2]
     assert np.bincount(labels[train]).tolist() == [48, 24, 8]
 

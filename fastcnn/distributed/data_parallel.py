@@ -1,7 +1,9 @@
 """DataParallel: one replica of a model per MPI rank, trained as one model.
 
 ``Sequential.fit(..., distributed=True)`` makes one of these on every rank and
-routes its training steps through it; you can also drive it yourself.
+routes its training steps through it; you can also drive it yourself. It is a
+training strategy: the interface of :class:`fastcnn.training.SingleProcess`
+(see :mod:`fastcnn.training.strategy`), which the training loop talks to.
 
 What every step does, on every rank: forward and backward on the rank's own rows,
 then ONE allreduce over a persistent flat buffer that holds every gradient (scaled by
@@ -26,6 +28,7 @@ import numpy as np
 
 from .. import metrics as metrics_mod
 from ..callbacks import Callback, History
+from ..random import layer_generators
 from .comm import DistributedError, MPICommunicator, broadcast_bytes
 from .flat import FlatBuffer
 from .sharding import num_steps, shard, step_rows
@@ -67,13 +70,6 @@ def _fingerprint(array: np.ndarray) -> list:
     step = max(1, array.shape[0] // 256) if array.ndim else 1
     sample = np.ascontiguousarray(array[::step] if array.ndim else array)
     return [list(array.shape), array.dtype.str, zlib.crc32(sample.tobytes())]
-
-
-def _layer_generators(model):
-    # The Generators layers hold (Dropout's rng), as saving.py finds them.
-    from ..saving import _layer_generators as generators
-
-    return dict(generators(model))
 
 
 class _Discard(io.TextIOBase):
@@ -168,6 +164,10 @@ class DataParallel:
     Shape: no arrays.
     """
 
+    #: The loss is known over all ranks only after the allreduce, and so after the
+    #: update: fit's non-finite check comes after the step.
+    loss_checked_after_step = True
+
     def __init__(self, model, comm=None, seed: int | None = None,
                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
         if not model.built or model.optimizer is None or model.loss is None:
@@ -225,7 +225,7 @@ class DataParallel:
         model = self.model
         refs = model._state_refs()
         opt_arrays, opt_scalars = model.optimizer.get_state()
-        generators = _layer_generators(model)
+        generators = layer_generators(model.layers)
         description = self._description(x, y)
         header = payload = None
         if self.is_root:
@@ -350,7 +350,7 @@ class DataParallel:
                       else float(np.asarray(class_weight)[target].sum()))
             flat.pack(((name, grad) for name, _, grad in model._named_grads()),
                       scale=weight)
-            metrics = model._batch_metrics(out, target)
+            metrics = metrics_mod.batch_values(model.metrics, out, target)
             stats[_WEIGHT], stats[_COUNT], stats[_LOSS] = weight, n, loss * weight
             for i, name in enumerate(self.metric_names):
                 stats[_STAT_SLOTS + i] = metrics[name] * n

@@ -228,6 +228,6 @@ def save_weights(path: str | os.PathLike, weights, format: str | None = None) ->
         from .safetensors_file import safetensors_bytes
 
         data = safetensors_bytes(arrays, op=op)
-    from ..saving import _atomic_write
+    from .._model_writer import _atomic_write
 
     _atomic_write(path, lambda handle: handle.write(data))

@@ -7,6 +7,7 @@ layer type (never an import by path).
 
 from __future__ import annotations
 
+from .. import _registry
 from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, Window
 from .conv import Conv2D
@@ -71,32 +72,7 @@ def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> 
 
     Shape: no arrays.
     """
-    if not isinstance(entry, dict):
-        raise ValueError(
-            f"{label} is not a dict {{'class_name': ..., 'config': {{...}}}} but a "
-            f"{type(entry).__name__}."
-        )
-    name = entry.get("class_name")
-    cls = LAYERS.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(
-            f"{label} has unknown type {name!r:.200}; known types: "
-            f"{', '.join(LAYERS)}."
-        )
-    config = entry.get("config", {})
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{label} ({name}) has a 'config' that is not a dict of arguments: "
-            f"{config!r:.200}."
-        )
-    try:
-        return cls(**config)
-    except (TypeError, ValueError) as error:
-        # TypeError too (an unknown keyword, a str where an int belongs): here the
-        # arguments come from a file, so they are bad data, not a bad call.
-        raise ValueError(
-            f"{label} ({name}) has bad arguments {config!r:.200}: {error}"
-        ) from None
+    return _registry.build(LAYERS, entry, label)
 
 
 __all__ = ["LAYERS", "Layer", "Window", "from_config", "get", *LAYERS]

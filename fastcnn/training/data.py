@@ -1,0 +1,142 @@
+"""What ``fit`` does to its data before the first step: the finite check, the
+validation split and the class weights."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .args import is_int
+
+#: Rows of at most about this many elements per block when ``fit`` checks its data
+#: for NaN and infinity: the boolean temporary stays small whatever the data set.
+_FINITE_CHECK_BLOCK = 1 << 20
+
+
+def first_non_finite(array: np.ndarray) -> int | None:
+    """The index of the first sample of a float ``array`` that holds a NaN or an
+    infinity, or None: one pass, in blocks of rows."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return None
+    per_row = max(1, array.size // array.shape[0])
+    rows = max(1, _FINITE_CHECK_BLOCK // per_row)
+    for begin in range(0, array.shape[0], rows):
+        ok = np.isfinite(array[begin : begin + rows])
+        if not ok.all():
+            bad = ~ok.reshape(ok.shape[0], -1).all(axis=1)
+            return begin + int(np.argmax(bad))
+    return None
+
+
+def check_finite_data(name: str, array: np.ndarray, given_dtype=None) -> None:
+    """fit's one pass over its data: a NaN or infinity there makes every weight NaN
+    within a step or two."""
+    bad = first_non_finite(array)
+    if bad is None:
+        return
+    cast = ("" if given_dtype is None or given_dtype == array.dtype else
+            f" after the cast from {given_dtype} to {array.dtype} (values beyond "
+            f"its range become infinite)")
+    harm = ("Validating on it would give NaN metrics" if name.startswith("valid")
+            else "Training on it would make every weight NaN")
+    raise ValueError(
+        f"fit: {name} holds NaN or infinity{cast}, first in sample {bad}. "
+        f"{harm}: fix or drop those samples, or pass check_finite=False."
+    )
+
+
+def cast_input(model, op: str, x, check_finite: bool) -> np.ndarray:
+    """``model._as_input`` for fit: with ``check_finite``, values beyond the model
+    dtype's range become infinite in the cast silently, and the finite check then
+    reports them by name instead of NumPy warning about an overflow."""
+    with np.errstate(over="ignore") if check_finite else contextlib.nullcontext():
+        return model._as_input(op, x)
+
+
+def split_rows(n: int, fraction: float, seed: int, labels):
+    """Shuffled (and, with labels, stratified) train/validation row indices."""
+    rng = np.random.default_rng([seed, 0])
+    if labels is None:
+        n_val = n - int(n * (1.0 - fraction))
+        perm = rng.permutation(n)
+        val = np.sort(perm[:n_val])
+        train = np.sort(perm[n_val:])
+    else:
+        val_parts = []
+        for cls in np.unique(labels):
+            members = np.flatnonzero(labels == cls)
+            rng.shuffle(members)
+            val_parts.append(members[: int(round(len(members) * fraction))])
+        val = np.sort(np.concatenate(val_parts))
+        mask = np.ones(n, dtype=bool)
+        mask[val] = False
+        train = np.flatnonzero(mask)
+    if len(val) == 0 or len(train) == 0:
+        raise ValueError(
+            f"fit: validation_split={fraction} leaves {len(train)} training and "
+            f"{len(val)} validation samples out of {n}; both must be non-empty."
+        )
+    return train, val
+
+
+def validation_set(model, x, y, validation_data, validation_split, seed,
+                   stratify, check_finite):
+    """``(train_rows, (x_val, y_val) or None)`` from fit's arguments."""
+    if stratify and (y.ndim != 1 or y.dtype.kind not in "iub"):
+        raise ValueError(
+            f"fit: stratify=True needs 1-D integer labels y, got dtype {y.dtype} "
+            f"and shape {y.shape}."
+        )
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError(
+                "fit: validation_data must be a pair (x_val, y_val), got "
+                f"{type(validation_data).__name__}."
+            )
+        val_dtype = getattr(validation_data[0], "dtype", None)
+        x_val = cast_input(model, "fit", validation_data[0], check_finite)
+        y_val = model._as_target("fit", validation_data[1], x_val.shape[0])
+        if check_finite:
+            check_finite_data("validation_data x", x_val, val_dtype)
+            check_finite_data("validation_data y", y_val)
+        return np.arange(x.shape[0]), (x_val, y_val)
+    if validation_split > 0:
+        train_rows, val_rows = split_rows(x.shape[0], float(validation_split), seed,
+                                          y if stratify else None)
+        return train_rows, (x[val_rows], y[val_rows])
+    return np.arange(x.shape[0]), None
+
+
+def class_weights(model, class_weight):
+    """fit's ``class_weight`` (a dict or a per-class sequence) as one weight per
+    class in the model's dtype, or None."""
+    if class_weight is None:
+        return None
+    if not model.loss.supports_class_weight:
+        raise ValueError(
+            f"fit: class_weight needs a classification loss (CrossEntropy), not "
+            f"{type(model.loss).__name__}."
+        )
+    n_classes = model.output_shape[-1]
+    if isinstance(class_weight, dict):
+        weights = np.ones(n_classes)
+        for key, value in class_weight.items():
+            if not is_int(key) or not 0 <= key < n_classes:
+                raise ValueError(
+                    f"fit: class_weight keys must be class indices in "
+                    f"[0, {n_classes}), got {key!r}."
+                )
+            weights[key] = value
+    else:
+        weights = np.asarray(class_weight, dtype=np.float64)
+        if weights.shape != (n_classes,):
+            raise ValueError(
+                f"fit: class_weight must be a dict or have shape ({n_classes},), "
+                f"got shape {weights.shape}."
+            )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(
+            f"fit: class_weight must be finite and >= 0, got {class_weight!r}."
+        )
+    return weights.astype(model.dtype)
