@@ -1,6 +1,6 @@
 """Winograd F(4x4, 3x3): the fast path of 3x3 stride-1 convolutions (forward, input
-and weight gradients) against the naive reference, finite differences, PyTorch and across
-thread counts; the rule that picks it is pinned here."""
+and weight gradients) against the naive reference, finite differences, PyTorch and
+across thread counts; the rule that picks it is pinned here."""
 
 import numpy as np
 import pytest

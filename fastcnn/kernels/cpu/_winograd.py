@@ -30,8 +30,8 @@ docs/NUMERICS.md. Each output is computed by one task in an order fixed by the
 shapes, so results are bitwise the same for any thread count.
 """
 
-import numpy as np
 import numba
+import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
