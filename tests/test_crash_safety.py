@@ -2,7 +2,7 @@
 killed with SIGKILL (inside a checkpoint write, or anywhere) always leaves a loadable
 last checkpoint from which training resumes bitwise identically.
 
-The subprocess machinery is ``benchmarks/kill_trials.py`` (which runs 100 kills and
+The subprocess machinery is ``tools/kill_trials.py`` (which runs 100 kills and
 more); here a short chain runs in the default suite: two kills, then a resumed run
 to the end.
 """
@@ -13,7 +13,7 @@ import stat
 import numpy as np
 import pytest
 
-from benchmarks import kill_trials
+from tools import kill_trials
 from fastcnn import saving
 from fastcnn.layers import Dense, Flatten
 from fastcnn.model import Sequential

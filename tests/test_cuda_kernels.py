@@ -3,7 +3,7 @@ against tests/naive.py, on tiny shapes.
 
 In CI these run on the simulator (``NUMBA_ENABLE_CUDASIM=1``, set by conftest.py)
 with block sizes patched small, so that every multi-block path runs; on a real GPU
-(``NUMBA_ENABLE_CUDASIM=0``, see benchmarks/gpu_check.py) they run twice, with the
+(``NUMBA_ENABLE_CUDASIM=0``, see tools/gpu_check.py) they run twice, with the
 small and with the default block sizes.
 """
 

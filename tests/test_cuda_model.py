@@ -6,7 +6,7 @@ which runs every GPU thread in Python: the network is tiny (a 1x5x5 input, two
 channels, batch 2) and the block sizes are patched small (4 threads per block, 4x4
 tiles; the 2x2 tiles of tests/test_cuda_kernels.py would make each training step
 several times slower here), so several blocks still run for most kernels. On a real
-GPU (benchmarks/gpu_check.py) they run with the default block sizes.
+GPU (tools/gpu_check.py) they run with the default block sizes.
 """
 
 import importlib

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py runs end to end: its smoke mode (tiny shapes, one run
+"""tools/gpu_check.py runs end to end: its smoke mode (tiny shapes, one run
 each) on the CUDA simulator, in a subprocess as a user would run it."""
 
 import os
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_check_smoke_mode_runs_on_the_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke"],
+        [sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--smoke"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     output = proc.stdout + proc.stderr

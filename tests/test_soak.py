@@ -1,9 +1,9 @@
 """Soak, short version: LeNet-5 training steps must not grow the resident set after
-warm-up (``benchmarks/soak.py`` runs 20,000 steps and reports the curve)."""
+warm-up (``tools/soak.py`` runs 20,000 steps and reports the curve)."""
 
 import pytest
 
-from benchmarks import soak
+from tools import soak
 
 # Generous: allocator pools and the OS's page accounting move by a few MiB; a leak of
 # even one batch's activations per step (~1 MiB) would add ~200 MiB here.

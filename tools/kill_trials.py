@@ -18,7 +18,7 @@ journal, so the parent knows where each kill landed. After every kill:
 - its epoch must be at least that of the last completed write (nothing lost) and at
   most that of the last write begun.
 
-Run: ``python -m benchmarks.kill_trials --trials 100`` (prints a table, writes JSON
+Run: ``python -m tools.kill_trials --trials 100`` (prints a table, writes JSON
 with ``--json``). ``tests/test_crash_safety.py`` runs a short chain of the same code.
 """
 
@@ -133,7 +133,7 @@ def _train(folder, epochs, write_delay, log) -> None:
 
 def start_child(folder: str, epochs: int, write_delay: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    cmd = [sys.executable, "-m", "benchmarks.kill_trials", "--child", folder,
+    cmd = [sys.executable, "-m", "tools.kill_trials", "--child", folder,
            "--epochs", str(epochs), "--write-delay", str(write_delay)]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/mpi_scaling.py               # LeNet-5, simple_cnn; 1 and 2 ranks
-    python benchmarks/mpi_scaling.py --ranks 1 2 4 --batch 64 --steps 30
-    python benchmarks/mpi_scaling.py --launcher-args="-bind-to core"
-    python benchmarks/mpi_scaling.py --smoke       # a few tiny steps: does it run?
+    python tools/mpi_scaling.py               # LeNet-5, simple_cnn; 1 and 2 ranks
+    python tools/mpi_scaling.py --ranks 1 2 4 --batch 64 --steps 30
+    python tools/mpi_scaling.py --launcher-args="-bind-to core"
+    python tools/mpi_scaling.py --smoke       # a few tiny steps: does it run?
 
 For every model and rank count this launches ``mpiexec -n R python
 mpi_scaling.py --worker ...`` with one Numba (and BLAS) thread per rank. Every rank
@@ -22,9 +22,7 @@ Reported, from the median round:
 - the size of the one flat buffer each step reduces.
 
 Compare numbers only from one run on a quiet machine: other processes competing for
-the cores change them a lot. This file is also imported by asv's discovery (it lives
-in ``benchmarks/``), so it defines no name asv would take for a benchmark and imports
-nothing heavy at module level.
+the cores change them a lot.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The GPU check: run the CUDA tests on a real device, time the GPU path against the
 CPU path and against PyTorch/cuDNN, and print one table.
 
-    python benchmarks/gpu_check.py            # tests + timings, a few minutes
-    python benchmarks/gpu_check.py --no-tests # timings only
-    python benchmarks/gpu_check.py --smoke    # tiny shapes, one run each (CI)
+    python tools/gpu_check.py            # tests + timings, a few minutes
+    python tools/gpu_check.py --no-tests # timings only
+    python tools/gpu_check.py --smoke    # tiny shapes, one run each (CI)
 
 What it does:
 

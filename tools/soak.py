@@ -8,7 +8,7 @@ the first step), after the warm-up (kernels loaded, buffers and allocator pools 
 their working size), at the end, the maximum, and the least-squares slope after the
 warm-up in kB per 1,000 steps.
 
-Run: ``python -m benchmarks.soak --steps 20000 --json soak.json --markdown soak.md``.
+Run: ``python -m tools.soak --steps 20000 --json soak.json --markdown soak.md``.
 ``tests/test_soak.py`` runs a short version.
 """
 

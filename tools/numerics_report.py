@@ -1,6 +1,6 @@
 """float32 against float64 error of the long reductions, with PyTorch float32 beside.
 
-    .venv/bin/python benchmarks/numerics_report.py [--batch 512]
+    .venv/bin/python tools/numerics_report.py [--batch 512]
 
 Prints a markdown table (the one in docs/NUMERICS.md). For each reduction the same
 float32 data (x = |N(0, 1)|, as after a ReLU; dy = N(0, 1)) goes through fastcnn in

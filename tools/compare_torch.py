@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/compare_torch.py                 # everything, < 5 minutes
-    python benchmarks/compare_torch.py --quick         # fewer repeats (a smoke run)
-    python benchmarks/compare_torch.py --only conv --only model --output /tmp/b.md
+    python tools/compare_torch.py                 # everything, < 5 minutes
+    python tools/compare_torch.py --quick         # fewer repeats (a smoke run)
+    python tools/compare_torch.py --only conv --only model --output /tmp/b.md
 
 Prints a Markdown report and writes it to ``BENCHMARKS.md`` at the repository root
 (``--output`` elsewhere). Both libraries run in this one process on the same number
@@ -20,9 +20,8 @@ PyTorch is also timed a second time in a subprocess with glibc's allocator tuned
 (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736``): without it, each large
 fresh output tensor pays page faults, which flatters any competitor.
 
-Without torch installed, the report has fastcnn's numbers only. This file is also
-imported by asv's discovery (it lives in ``benchmarks/``), so it defines no name
-that asv would take for a benchmark and imports nothing heavy at module level.
+Without torch installed, the report has fastcnn's numbers only. The shapes, inputs
+and models are those of the asv suites (``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
@@ -42,12 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from . import _common as common
-except ImportError:  # run as a script: benchmarks/ is sys.path[0]
-    import _common as common
-
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, sys.path[0] is tools/; appended, not prepended, so that the
+# fastcnn under test stays the one the environment (or PYTHONPATH) provides.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+from benchmarks import _common as common  # noqa: E402
+
 SECTIONS = ("conv", "pool", "model", "memory", "startup")
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
@@ -970,7 +971,7 @@ def main(argv=None) -> int:
         memory = run_memory(budget, torch, threads)
     if "startup" in args.only:
         startup = run_startup(budget, torch, threads)
-    command = "python benchmarks/compare_torch.py" + "".join(
+    command = "python tools/compare_torch.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     meta = {
         "command": command, "threads": threads, "torch": torch is not None,
