@@ -7,8 +7,8 @@ CPU path and against PyTorch/cuDNN, and print one table.
 
 What it does:
 
-1. runs ``tests/test_cuda_contract.py``, ``tests/test_cuda_kernels.py``,
-   ``tests/test_cuda_model.py`` and ``tests/test_cuda_ptx.py`` with
+1. runs ``tests/cuda/test_cuda_contract.py``, ``tests/cuda/test_cuda_kernels.py``,
+   ``tests/cuda/test_cuda_model.py`` and ``tests/cuda/test_cuda_ptx.py`` with
    ``NUMBA_ENABLE_CUDASIM=0``, i.e. on the GPU;
 2. times conv2d forward + backward (dx, dweight, dbias) on the six standard shapes:
    fastcnn on the CPU (NumPy arrays), fastcnn on the GPU (device arrays, so no
@@ -27,7 +27,7 @@ Timings are the best of several runs after a warm-up run (which compiles), with
 ``--smoke`` proves the script runs, in seconds, where no GPU is: tiny shapes, a
 batch of 2, one timed run, no tests, and small CUDA block sizes; unless
 ``NUMBA_ENABLE_CUDASIM`` says otherwise it runs on numba's simulator
-(``tests/test_gpu_check.py`` runs it in CI). Its numbers mean nothing.
+(``tests/cuda/test_gpu_check.py`` runs it in CI). Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ MODELS = [("LeNet-5", "lenet5", (1, 28, 28), {}),
 #: LeNet-5 is left out of smoke mode: its fixed 120- and 84-unit dense layers take
 #: minutes on the simulator, and its step runs the same code as simple_cnn's.
 SMOKE_MODELS = [("simple_cnn", "simple_cnn", (1, 4, 4), {"width": 1})]
-CUDA_TESTS = ["tests/test_cuda_contract.py", "tests/test_cuda_kernels.py",
-              "tests/test_cuda_model.py", "tests/test_cuda_ptx.py"]
+CUDA_TESTS = ["tests/cuda/test_cuda_contract.py", "tests/cuda/test_cuda_kernels.py",
+              "tests/cuda/test_cuda_model.py", "tests/cuda/test_cuda_ptx.py"]
 LR = 0.01
 MOMENTUM = 0.9
 

@@ -19,7 +19,7 @@ journal, so the parent knows where each kill landed. After every kill:
   most that of the last write begun.
 
 Run: ``python -m tools.kill_trials --trials 100`` (prints a table, writes JSON
-with ``--json``). ``tests/test_crash_safety.py`` runs a short chain of the same code.
+with ``--json``). ``tests/io/test_crash_safety.py`` runs a short chain of the same code.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ their working size), at the end, the maximum, and the least-squares slope after 
 warm-up in kB per 1,000 steps.
 
 Run: ``python -m tools.soak --steps 20000 --json soak.json --markdown soak.md``.
-``tests/test_soak.py`` runs a short version.
+``tests/support/test_soak.py`` runs a short version.
 """
 
 from __future__ import annotations
