@@ -310,7 +310,7 @@ def test_non_numeric_dtypes_are_refused(tmp_path, good_file, descr):
 @pytest.mark.parametrize("shape,nbytes", [
     ((10**12,), 72), ((10**6, 10**6), 72), ((2**62, 4), 72), ((-1, 5), 72),
     ((3, 3), 72),
-    # Shapes NumPy cannot make even empty: its error named no member before.
+    # Shapes NumPy cannot make even empty: NumPy's own error names no member.
     ((0, 2**62), 0), ((1,) * 65, 4), ((0,) * 65, 0),
 ])
 def test_npy_headers_that_lie_about_their_size(tmp_path, good_file, shape, nbytes):

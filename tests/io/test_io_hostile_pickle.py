@@ -174,7 +174,7 @@ STRUCTURE = {
     "memo_tuple_key_30": (_in_dict(_memo_doubled(30)), "dict keys must be str or int"),
     "float_key": (_in_dict(b"G" + struct.pack(">d", 0.5)), "dict keys must be"),
     "none_key": (_in_dict(b"N"), "dict keys must be"),
-    # Deep and shared persistent ids: their repr in the message used to recurse.
+    # Deep and shared persistent ids: a repr of them in the message would recurse.
     "deep_pid": (state_dict({"w": tensor(_deep(EMPTY_LIST, APPEND, 100_000))}),
                  "nest more than"),
     "doubled_pid_30": (state_dict({"w": tensor(_doubled(30))}),

@@ -1,11 +1,11 @@
-"""The fused optimizer kernels (fastcnn/kernels/cpu/optim.py) against the NumPy
-formulas they replaced, bit for bit, and their thread-count invariance.
+"""The fused optimizer kernels (fastcnn/kernels/cpu/optim.py) against NumPy
+formulas, bit for bit, and their thread-count invariance.
 
-``reference_update`` below is the NumPy code ``fastcnn.optimizers`` ran before the
-kernels (PyTorch's single-tensor rules, operation for operation): the kernels must
-reproduce it exactly in float64 and float32, including the casts of Python-float
-hyper-parameters to float32 that NumPy does. The CUDA twins are compared with these
-kernels in tests/cuda/test_cuda_kernels.py (cases in tests/cuda/cuda_cases.py).
+``reference_update`` below is PyTorch's single-tensor rules as NumPy code, operation
+for operation: the kernels must reproduce it exactly in float64 and float32,
+including the casts of Python-float hyper-parameters to float32 that NumPy does. The
+CUDA twins are compared with these kernels in tests/cuda/test_cuda_kernels.py (cases
+in tests/cuda/cuda_cases.py).
 """
 
 import math
