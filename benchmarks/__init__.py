@@ -1,1 +1,1 @@
-"""fastcnn's asv benchmarks (see README.md here); ``compare_torch.py`` is a script."""
+"""fastcnn's asv benchmarks (see README.md here); stand-alone scripts live in tools/."""

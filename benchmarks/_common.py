@@ -1,4 +1,4 @@
-"""What the asv benchmarks and ``compare_torch.py`` share: the standard shapes of
+"""What the asv benchmarks and ``tools/compare_torch.py`` share: the standard shapes of
 issue 5, seeded inputs, the models and the thread count.
 
 Nothing here compiles or starts threads at import: asv imports every module of this

@@ -72,7 +72,7 @@ WINOGRAD_LABELS = [label for label in CONV_LABELS
 
 class Conv2dKernelPath(_ConvBase):
     """The three conv kernels of a 3x3 stride-1 convolution, through Winograd (the
-    path conv2d picks) and through the direct kernels it replaced, on padded input
+    path conv2d picks) and through the direct kernels it stands in for, on padded input
     (kernel level, so the two paths do the same work around them)."""
 
     params = [WINOGRAD_LABELS, ["winograd", "direct"]]

@@ -2,8 +2,8 @@
 
 Targets of issue 5: ``import fastcnn`` under 0.5 s; the first LeNet-5 ``train_step``
 of a new process under 1 s when Numba's cache is warm. The cold compile time (empty
-cache) is measured by ``compare_torch.py --only startup``, not here: asv would pay it
-on every sample.
+cache) is measured by ``tools/compare_torch.py --only startup``, not here: asv would
+pay it on every sample.
 """
 
 from ._common import LR, THREADS, build_model, model_batch, use_threads

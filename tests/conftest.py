@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 # happen before anything imports numba.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-# Hypothesis profiles for the fuzz suites (tests/test_fuzz_*.py, which take their
+# Hypothesis profiles for the fuzz suites (tests/*/test_fuzz_*.py, which take their
 # example counts from the loaded profile): "ci", bounded, is the default;
 # FASTCNN_FUZZ=long runs many more examples locally. Tests that pass their own
 # max_examples keep them.

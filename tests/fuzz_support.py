@@ -1,4 +1,4 @@
-"""Shared machinery of the fuzz suites (``tests/test_fuzz_*.py``).
+"""Shared machinery of the fuzz suites (``tests/*/test_fuzz_*.py``).
 
 - :func:`examples` scales the loaded hypothesis profile (``tests/conftest.py``: "ci"
   by default, "long" with ``FASTCNN_FUZZ=long``) for one test;
@@ -174,7 +174,7 @@ def reshaped_bad(array: np.ndarray, empty_first: bool = True,
     """Invalid shapes for a fixed-ndim array argument: an extra axis, a missing
     axis, an empty first axis, an empty last axis. Pass ``empty_first=False`` /
     ``empty_last=False`` where that empty axis is valid for the op (an empty batch
-    is, for most ops, as in PyTorch: see tests/test_zero_size.py)."""
+    is, for most ops, as in PyTorch: see tests/ops/test_zero_size.py)."""
     out = [array[None]]
     if empty_first:
         out.append(np.zeros((0, *array.shape[1:]), array.dtype))

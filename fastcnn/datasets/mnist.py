@@ -17,7 +17,7 @@ from .._config import settings
 from . import download as _download
 from .idx import read_idx_images, read_idx_labels
 
-#: Base URLs tried in order for MNIST (LeCun's own site no longer serves the files).
+#: Base URLs tried in order for MNIST (LeCun's own site does not serve the files).
 MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",

@@ -92,9 +92,9 @@ def _drop_stale_cache(cpu_dir: str | None = None) -> None:
     Numba re-validates a cached function only against the modification time of the
     file that defines it. A helper imported from another kernel file, or an option
     changed in this file, would otherwise leave stale machine code in use, and the
-    results would silently differ from a fresh compile (seen in development). A
-    digest of every ``cpu/*.py`` and of the options is kept beside the cache; a
-    mismatch clears it. Read-only installs (no writable cache) have nothing to do.
+    results would silently differ from a fresh compile. A digest of every
+    ``cpu/*.py`` and of the options is kept beside the cache; a mismatch clears it.
+    Read-only installs (no writable cache) have nothing to do.
     """
     if cpu_dir is None:
         cpu_dir = os.path.join(os.path.dirname(__file__), "cpu")
@@ -165,7 +165,7 @@ def cpu_reduction(function):
 CUDA_OPTIONS = {"fastmath": False}
 
 #: Every function decorated with :func:`cuda_kernel`, in decoration order
-#: (``tests/test_cuda_ptx.py`` checks that each one compiles to PTX).
+#: (``tests/cuda/test_cuda_ptx.py`` checks that each one compiles to PTX).
 CUDA_KERNELS: list = []
 
 

@@ -1,10 +1,10 @@
 """Fused element-wise optimizer updates: SGD, Adam/AdamW (amsgrad), RMSprop, and the
 gradient clipping that precedes them.
 
-Each kernel reproduces, element by element, the NumPy formula it replaced in
-:mod:`fastcnn.optimizers` (PyTorch's single-tensor rule), operation for operation
-and rounding for rounding: hyper-parameters arrive as Python floats computed on the
-host exactly as before (``1 - beta1``, ``lr / (1 - beta1**t)``, ...) and are cast
+Each kernel reproduces, element by element, PyTorch's single-tensor rule written as
+NumPy formulas (the reference the tests hold it to), operation for operation and
+rounding for rounding: hyper-parameters arrive as Python floats computed on the
+host as NumPy code would (``1 - beta1``, ``lr / (1 - beta1**t)``, ...) and are cast
 through the parameter's dtype once, as NumPy casts a Python scalar that meets a
 float32 array; every intermediate is rounded to that dtype. The kernels are compiled
 with :func:`cpu_kernel_strict` (no fused multiply-add), so the results are bitwise

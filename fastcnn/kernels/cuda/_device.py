@@ -4,7 +4,7 @@
 kernels: numba 0.68's built-in CUDA target cannot compile them (they are
 ``*args`` overloads, and its device-function compiler passes the arguments
 unpacked: "Signature mismatch: 2 argument types given, but function takes 1
-arguments"). The simulator accepts the builtins; ``tests/test_cuda_ptx.py`` catches
+arguments"). The simulator accepts the builtins; ``tests/cuda/test_cuda_ptx.py`` catches
 them.
 """
 

@@ -17,8 +17,8 @@ from numba import cuda
 from .._arrays import is_device_array
 
 #: When set, a callable ``(kernel, args)`` that replaces every launch, and staging
-#: and scratch buffers stay NumPy: ``tests/test_cuda_ptx.py`` runs the launchers this
-#: way to learn every kernel's argument types, then compiles each one to PTX.
+#: and scratch buffers stay NumPy: ``tests/cuda/test_cuda_ptx.py`` runs the launchers
+#: this way to learn every kernel's argument types, then compiles each one to PTX.
 RECORDER = None
 
 #: Dynamic shared memory one block may use without opting in to more (bytes); a

@@ -1,0 +1,419 @@
+"""Tiny argument sets for every kernel, shared by the CUDA tests.
+
+``CASES[(module, function)]`` is a list of builders ``build(rng, dtype) -> (args,
+outs)``: positional arguments for the CPU kernel and its CUDA twin, and the positions
+of the arrays they write. ``tests/cuda/test_cuda_kernels.py`` runs both and compares the
+outputs (on the simulator); ``tests/cuda/test_cuda_ptx.py`` runs the CUDA launchers in
+recording mode to learn each kernel's argument types. Shapes stay tiny: the
+simulator runs about 2,000 GPU threads a second.
+
+This module imports NumPy only, so that the PTX subprocess can import it before
+numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Kernels that are scalar helpers rather than array kernels: their CUDA twins are
+#: device functions, checked through the kernels that call them.
+DEVICE_HELPERS = {("dropout", "splitmix64"), ("dropout", "uniform01")}
+
+CASES: dict[tuple[str, str], list] = {}
+
+
+def case(module: str, function: str):
+    def register(build):
+        CASES.setdefault((module, function), []).append(build)
+        return build
+
+    return register
+
+
+def _normal(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _empty(shape, dtype):
+    # NaN-filled, so an element a kernel forgets to write shows up.
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------- conv
+
+# (n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups)
+CONV_GEOMETRIES = [
+    (2, 3, 6, 5, 6, 3, 2, 1, 1, 1, 1, 1),  # 2 channel chunks, the last one partial
+    (1, 4, 7, 7, 4, 3, 3, 2, 1, 1, 2, 2),  # groups, stride and dilation
+    (1, 3, 5, 6, 3, 2, 2, 1, 2, 2, 1, 3),  # depthwise
+]
+
+
+def _conv_shapes(geo):
+    n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups = geo
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
+    return ((n, c_in, hp, wp), (c_out, c_in // groups, kh, kw), (n, c_out, oh, ow),
+            (sh, sw, dh, dw, groups))
+
+
+def _conv_builders(geo):
+    xs, ws, ys, hyper = _conv_shapes(geo)
+
+    def forward(rng, dtype):
+        args = (_normal(rng, xs, dtype), _normal(rng, ws, dtype),
+                _normal(rng, ws[0], dtype), _empty(ys, dtype), *hyper)
+        return args, (3,)
+
+    def backward_input(rng, dtype):
+        args = (_normal(rng, ys, dtype), _normal(rng, ws, dtype), _empty(xs, dtype),
+                *hyper)
+        return args, (2,)
+
+    def backward_weight(rng, dtype):
+        args = (_normal(rng, ys, dtype), _normal(rng, xs, dtype), _empty(ws, dtype),
+                *hyper)
+        return args, (2,)
+
+    def backward_bias(rng, dtype):
+        return (_normal(rng, ys, dtype), _empty(ws[0], dtype)), (1,)
+
+    return forward, backward_input, backward_weight, backward_bias
+
+
+for _geo in CONV_GEOMETRIES:
+    _f, _i, _w, _b = _conv_builders(_geo)
+    case("conv", "conv2d_forward")(_f)
+    case("conv", "conv2d_backward_input")(_i)
+    case("conv", "conv2d_backward_weight")(_w)
+    case("conv", "conv2d_backward_bias")(_b)
+
+
+# ---------------------------------------------------------------------------- pool
+
+# (x shape, (kh, kw, sh, sw, ph, pw, dh, dw), output hw)
+MAX_POOL_GEOMETRIES = [
+    ((2, 2, 4, 4), (2, 2, 2, 2, 0, 0, 1, 1), (2, 2)),
+    ((1, 2, 5, 6), (3, 2, 1, 2, 1, 1, 1, 1), (5, 4)),  # overlapping, padded
+    ((1, 1, 6, 6), (2, 2, 2, 1, 1, 0, 2, 2), (3, 4)),  # dilated
+]
+
+
+def _pool_input(rng, shape, dtype):
+    """Normal values with a tie and a NaN."""
+    x = _normal(rng, shape, dtype)
+    flat = x.reshape(-1)
+    flat[1] = flat[0]
+    flat[7] = np.nan
+    return x
+
+
+def _max_pool_builders(geo):
+    xs, hyper, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def forward(rng, dtype):
+        return (_pool_input(rng, xs, dtype), _empty(ys, dtype), *hyper), (1,)
+
+    def backward(rng, dtype):
+        x = _pool_input(rng, xs, dtype)
+        return (_normal(rng, ys, dtype), x, _empty(xs, dtype), *hyper), (2,)
+
+    return forward, backward
+
+
+for _geo in MAX_POOL_GEOMETRIES:
+    _f, _b = _max_pool_builders(_geo)
+    case("pool", "max_pool2d_forward")(_f)
+    case("pool", "max_pool2d_backward")(_b)
+
+# (x shape, (kh, kw, sh, sw, ph, pw, count_include_pad), output hw)
+AVG_POOL_GEOMETRIES = [
+    ((2, 2, 4, 4), (2, 2, 2, 2, 0, 0, True), (2, 2)),
+    ((1, 2, 5, 5), (3, 3, 2, 2, 1, 1, False), (3, 3)),
+    ((1, 1, 5, 4), (3, 2, 2, 1, 1, 1, True), (3, 5)),
+]
+
+
+def _avg_pool_builders(geo):
+    xs, hyper, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def forward(rng, dtype):
+        return (_normal(rng, xs, dtype), _empty(ys, dtype), *hyper), (1,)
+
+    def backward(rng, dtype):
+        return (_normal(rng, ys, dtype), _empty(xs, dtype), *hyper), (1,)
+
+    return forward, backward
+
+
+for _geo in AVG_POOL_GEOMETRIES:
+    _f, _b = _avg_pool_builders(_geo)
+    case("pool", "avg_pool2d_forward")(_f)
+    case("pool", "avg_pool2d_backward")(_b)
+
+
+@case("pool", "global_avg_pool2d_forward")
+def _(rng, dtype):
+    return (_normal(rng, (2, 3, 3, 4), dtype), _empty((2, 3), dtype)), (1,)
+
+
+@case("pool", "global_avg_pool2d_backward")
+def _(rng, dtype):
+    return (_normal(rng, (2, 3), dtype), _empty((2, 3, 3, 4), dtype)), (1,)
+
+
+# --------------------------------------------------------------------------- dense
+
+
+@case("dense", "linear_forward")
+def _(rng, dtype):
+    return (_normal(rng, (5, 7), dtype), _normal(rng, (7, 3), dtype),
+            _normal(rng, 3, dtype), _empty((5, 3), dtype)), (3,)
+
+
+@case("dense", "linear_backward_input")
+def _(rng, dtype):
+    return (_normal(rng, (5, 3), dtype), _normal(rng, (3, 7), dtype),
+            _empty((5, 7), dtype)), (2,)
+
+
+@case("dense", "linear_backward_weight")
+def _(rng, dtype):
+    return (_normal(rng, (5, 3), dtype), _normal(rng, (5, 7), dtype),
+            _empty((3, 7), dtype)), (2,)
+
+
+@case("dense", "linear_backward_bias")
+def _(rng, dtype):
+    return (_normal(rng, (5, 3), dtype), _empty(3, dtype)), (1,)
+
+
+# ---------------------------------------------------------------------- activation
+
+
+def _special(rng, size, dtype):
+    """Normal values with a zero, a NaN and a large value mixed in."""
+    x = (3 * rng.standard_normal(size)).astype(dtype)
+    x[0] = 0
+    x[1] = np.nan
+    x[2] = 40
+    return x
+
+
+for _name in ("relu", "sigmoid", "tanh"):
+
+    @case("activation", f"{_name}_forward")
+    def _(rng, dtype):
+        return (_special(rng, 13, dtype), _empty(13, dtype)), (1,)
+
+
+@case("activation", "relu_backward")
+def _(rng, dtype):
+    return (_normal(rng, 13, dtype), _special(rng, 13, dtype), _empty(13, dtype)), (2,)
+
+
+for _name in ("sigmoid", "tanh"):
+
+    @case("activation", f"{_name}_backward")
+    def _(rng, dtype):
+        y = rng.uniform(-1, 1, 13).astype(dtype)
+        return (_normal(rng, 13, dtype), y, _empty(13, dtype)), (2,)
+
+
+@case("activation", "leaky_relu_forward")
+def _(rng, dtype):
+    return (_special(rng, 13, dtype), dtype(0.1), _empty(13, dtype)), (2,)
+
+
+@case("activation", "leaky_relu_backward")
+def _(rng, dtype):
+    return (_normal(rng, 13, dtype), _special(rng, 13, dtype), dtype(0.1),
+            _empty(13, dtype)), (3,)
+
+
+for _name in ("softmax", "log_softmax"):
+
+    @case("activation", f"{_name}_forward")
+    def _(rng, dtype):
+        x = (3 * rng.standard_normal((5, 4))).astype(dtype)
+        x[1, 2] = np.nan
+        return (x, _empty((5, 4), dtype)), (1,)
+
+    @case("activation", f"{_name}_backward")
+    def _(rng, dtype):
+        y = rng.uniform(-2, 1, (5, 4)).astype(dtype)
+        return (_normal(rng, (5, 4), dtype), y, _empty((5, 4), dtype)), (2,)
+
+
+# ---------------------------------------------------------------------------- loss
+
+
+@case("loss", "sum_in_order")
+def _(rng, dtype):
+    return (_normal(rng, 11, dtype), _empty(1, dtype)), (1,)
+
+
+def _ce_args(rng, dtype, smoothing):
+    n, c = 5, 4
+    logits = (2 * rng.standard_normal((n, c))).astype(dtype)
+    labels = rng.integers(0, c, n).astype(np.int64)
+    weight = rng.uniform(0.5, 2, c).astype(dtype)
+    keep = dtype(1 - smoothing)
+    spread = dtype(smoothing / c)
+    return logits, labels, weight, keep, spread
+
+
+for _smoothing in (0.0, 0.2):
+
+    @case("loss", "cross_entropy_forward")
+    def _(rng, dtype, smoothing=_smoothing):
+        args = _ce_args(rng, dtype, smoothing)
+        return (*args, _empty(5, dtype)), (5,)
+
+    @case("loss", "cross_entropy_backward")
+    def _(rng, dtype, smoothing=_smoothing):
+        args = _ce_args(rng, dtype, smoothing)
+        return (*args, dtype(0.2), _empty((5, 4), dtype)), (6,)
+
+
+@case("loss", "mse_forward")
+def _(rng, dtype):
+    return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _empty(9, dtype)), (2,)
+
+
+@case("loss", "mse_backward")
+def _(rng, dtype):
+    return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), dtype(2 / 9),
+            _empty(9, dtype)), (3,)
+
+
+def _bce_args(rng, dtype, per_element):
+    x = (4 * rng.standard_normal(9)).astype(dtype)
+    t = rng.uniform(0, 1, 9).astype(dtype)
+    size = 9 if per_element else 1
+    return (x, t, rng.uniform(0.5, 2, size).astype(dtype),
+            rng.uniform(0.5, 3, size).astype(dtype))
+
+
+for _per_element in (False, True):
+
+    @case("loss", "bce_with_logits_forward")
+    def _(rng, dtype, per_element=_per_element):
+        return (*_bce_args(rng, dtype, per_element), _empty(9, dtype)), (4,)
+
+    @case("loss", "bce_with_logits_backward")
+    def _(rng, dtype, per_element=_per_element):
+        args = _bce_args(rng, dtype, per_element)
+        return (*args, dtype(1 / 9), _empty(9, dtype)), (5,)
+
+
+# ------------------------------------------------------------------------- dropout
+
+
+@case("dropout", "dropout_apply")
+def _(rng, dtype):
+    x = _normal(rng, 37, dtype)
+    seed = np.uint64(0xDEADBEEFCAFEF00D)
+    return (x, _empty(37, dtype), 0.3, dtype(1 / 0.7), seed), (1,)
+
+
+# ---------------------------------------------------------------------------- norm
+
+
+@case("norm", "batch_norm_stats")
+def _(rng, dtype):
+    x = (5 + rng.standard_normal((3, 2, 5))).astype(dtype)
+    return (x, _empty(2, np.float64), _empty(2, np.float64)), (1, 2)
+
+
+@case("norm", "batch_norm_apply")
+def _(rng, dtype):
+    return (_normal(rng, (3, 2, 5), dtype), rng.standard_normal(2),
+            rng.uniform(0.5, 2, 2), _normal(rng, 2, dtype), _normal(rng, 2, dtype),
+            _empty((3, 2, 5), dtype)), (5,)
+
+
+for _training in (True, False):
+
+    @case("norm", "batch_norm_backward")
+    def _(rng, dtype, training=_training):
+        x = _normal(rng, (3, 2, 5), dtype)
+        mean = x.astype(np.float64).mean(axis=(0, 2))
+        invstd = 1 / np.sqrt(x.astype(np.float64).var(axis=(0, 2)) + 1e-5)
+        return (_normal(rng, (3, 2, 5), dtype), x, mean, invstd,
+                _normal(rng, 2, dtype), training, _empty((3, 2, 5), dtype),
+                _empty(2, dtype), _empty(2, dtype)), (6, 7, 8)
+
+
+# --------------------------------------------------------------------------- optim
+
+# Every branch of the fused updates: weight decay on and off, first and later
+# momentum steps, Nesterov, L2 and decoupled decay, amsgrad, centered and momentum
+# RMSprop. State arrays start non-zero (a later step) except where noted.
+_SGD_SETTINGS = [  # (lr, weight_decay, momentum, dampening, nesterov, first_step)
+    (0.1, 0.01, 0.9, 0.0, False, True),
+    (0.1, 0.0, 0.9, 0.3, False, False),
+    (0.05, 0.02, 0.8, 0.0, True, False),
+    (0.1, 0.0, 0.0, 0.0, False, False),
+]
+_ADAM_SETTINGS = [  # (weight_decay, decoupled, amsgrad, step)
+    (0.0, False, False, 1),
+    (0.1, False, True, 3),
+    (0.01, True, True, 2),
+]
+_RMSPROP_SETTINGS = [  # (weight_decay, momentum, centered)
+    (0.0, 0.0, False),
+    (0.1, 0.9, True),
+    (0.0, 0.5, False),
+]
+
+
+def _state(rng, dtype, positive=False):
+    values = rng.standard_normal(9)
+    return (np.abs(values) if positive else values).astype(dtype)
+
+
+for _sgd in _SGD_SETTINGS:
+
+    @case("optim", "sgd_update")
+    def _(rng, dtype, s=_sgd):
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _state(rng, dtype),
+                *s), (0, 2)
+
+
+for _adam in _ADAM_SETTINGS:
+
+    @case("optim", "adam_update")
+    def _(rng, dtype, s=_adam):
+        weight_decay, decoupled, amsgrad, step = s
+        beta1, beta2, lr = 0.9, 0.999, 0.01
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _state(rng, dtype),
+                _state(rng, dtype, True), _state(rng, dtype, True), lr, beta1, beta2,
+                lr / (1 - beta1**step), float(np.sqrt(1 - beta2**step)), 1e-8,
+                weight_decay, decoupled, amsgrad), (0, 2, 3, 4)
+
+
+for _rmsprop in _RMSPROP_SETTINGS:
+
+    @case("optim", "rmsprop_update")
+    def _(rng, dtype, s=_rmsprop):
+        weight_decay, momentum, centered = s
+        square_avg = _state(rng, dtype, True) + dtype(1)  # above grad_avg**2
+        grad_avg = (_state(rng, dtype) / dtype(4)).astype(dtype)
+        return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), square_avg, grad_avg,
+                _state(rng, dtype), 0.01, 0.99, 1e-8, weight_decay, momentum,
+                centered), (0, 2, 3, 4)
+
+
+@case("optim", "clip_by_value")
+def _(rng, dtype):
+    grad = (3 * rng.standard_normal(9)).astype(dtype)
+    grad[4] = np.nan
+    return (grad, _empty(9, dtype), 1.5), (1,)
+
+
+@case("optim", "scale_by")
+def _(rng, dtype):
+    return (_normal(rng, 9, dtype), _empty(9, dtype), 0.3), (1,)

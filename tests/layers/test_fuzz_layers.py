@@ -1,0 +1,220 @@
+"""Fuzzing every layer in fastcnn.layers.LAYERS: random valid configurations build,
+run forward and backward with the shapes compute_output_shape promises and the
+values of the functional op (itself fuzzed against the naive references); random
+invalid constructor, build, forward and backward arguments raise ValueError or
+TypeError."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastcnn.functional as F
+from fastcnn import layers as L
+
+from ..fuzz_support import (
+    COUNTS,
+    FLOATS,
+    NON_FINITE,
+    NOT_BOOLS,
+    NOT_INTS,
+    NOT_REALS,
+    bad_arrays,
+    bad_sizes,
+    data,
+    examples,
+    expect_rejected,
+)
+
+small = st.integers(1, 3)
+pairs = st.one_of(small, st.tuples(small, small))
+
+
+def _pool_kwargs(draw, dilated):
+    k = draw(st.tuples(small, small))
+    kw = {"kernel_size": k, "stride": draw(st.one_of(st.none(), pairs)),
+          "padding": (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))),
+          "ceil_mode": draw(st.booleans())}
+    if dilated:
+        kw["dilation"] = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    else:
+        kw["count_include_pad"] = draw(st.booleans())
+    return kw
+
+
+@st.composite
+def layer_case(draw, name):
+    """(cls, kwargs, per-sample input shape, functional reference of forward)."""
+    image = (draw(st.integers(1, 4)), draw(st.integers(7, 9)), draw(st.integers(7, 9)))
+    flat = (draw(st.integers(1, 6)),)
+    cls = L.LAYERS[name]
+    if name == "Conv2D":
+        groups = draw(st.sampled_from([g for g in (1, 2) if image[0] % g == 0]))
+        padding = draw(st.one_of(st.integers(0, 2), st.just("same"), st.just("valid")))
+        kw = {"out_channels": groups * draw(small), "kernel_size": draw(pairs),
+              "stride": 1 if padding == "same" else draw(pairs), "padding": padding,
+              "dilation": draw(st.integers(1, 2)), "groups": groups,
+              "bias": draw(st.booleans())}
+        return cls, kw, image, lambda lay, x, t: F.conv2d(
+            x, lay.params["weight"], lay.params.get("bias"), lay.stride, lay.padding,
+            lay.dilation, lay.groups)
+    if name in ("MaxPool2D", "AvgPool2D"):
+        kw = _pool_kwargs(draw, name == "MaxPool2D")
+        fn = F.max_pool2d if name == "MaxPool2D" else F.avg_pool2d
+        return cls, kw, image, lambda lay, x, t: fn(x, **kw)
+    if name == "GlobalAvgPool2D":
+        return cls, {}, image, lambda lay, x, t: F.global_avg_pool2d(x)
+    if name == "Dense":
+        kw = {"out_features": draw(st.integers(1, 5)), "bias": draw(st.booleans())}
+        return cls, kw, flat, lambda lay, x, t: F.linear(
+            x, lay.params["weight"], lay.params.get("bias"))
+    if name in ("BatchNorm2D", "BatchNorm1D"):
+        kw = {"momentum": draw(st.sampled_from([0.0, 0.1, 1.0])),
+              "eps": draw(st.sampled_from([1e-5, 0.1])), "affine": draw(st.booleans())}
+        shape = image if name == "BatchNorm2D" else flat
+
+        def bn(lay, x, t):
+            return F.batch_norm(x, lay.buffers["running_mean"].copy(),
+                                lay.buffers["running_var"].copy(),
+                                lay.params.get("weight"), lay.params.get("bias"), t,
+                                lay.momentum, lay.eps)
+        return cls, kw, shape, bn
+    shape = draw(st.sampled_from([image, flat]))
+    if name == "Flatten":
+        return cls, {}, shape, lambda lay, x, t: x.reshape(x.shape[0], -1)
+    if name == "LeakyReLU":
+        kw = {"negative_slope": draw(st.floats(-2, 2))}
+        return cls, kw, shape, lambda lay, x, t: F.leaky_relu(x, kw["negative_slope"])
+    if name == "Softmax":
+        dim = draw(st.integers(1, len(shape))) * draw(st.sampled_from([1, -1]))
+        return cls, {"dim": dim}, shape, lambda lay, x, t: F.softmax(x, dim)
+    if name == "Dropout":
+        kw = {"p": draw(st.sampled_from([0.0, 0.3, 1.0]))}
+        return cls, kw, shape, None  # the mask is checked by test_dropout.py
+    fn = {"ReLU": F.relu, "Sigmoid": F.sigmoid, "Tanh": F.tanh}[name]
+    return cls, {}, shape, lambda lay, x, t: fn(x)
+
+
+def _fits(cls, kw, shape):
+    try:
+        cls(**kw).compute_output_shape(shape)
+    except ValueError:
+        return False
+    return True
+
+
+@examples(3.0)
+@given(st.sampled_from(sorted(L.LAYERS)), st.sampled_from(FLOATS), st.data())
+def test_valid_configurations_run_and_match_the_functional_op(name, dtype, draw):
+    cls, kw, shape, reference = draw.draw(layer_case(name))
+    if not _fits(cls, kw, shape):  # a window larger than the input: see below
+        expect_rejected(lambda: cls(**kw).build(shape), f"{name} {kw} on {shape}")
+        return
+    COUNTS["valid"] += 1
+    layer = cls(**kw)
+    layer.build(shape, dtype=dtype, rng=np.random.default_rng(0))
+    n = draw.draw(st.integers(2, 3))
+    x = draw.draw(data((n, *shape), dtype))
+    training = draw.draw(st.booleans())
+    expected = None if reference is None else reference(layer, x, training)
+    y = layer.forward(x, training=training)
+    assert y.shape == (n, *layer.compute_output_shape(shape)) and y.dtype == dtype
+    if expected is not None:
+        np.testing.assert_array_equal(y, expected, err_msg=f"{name} {kw}")
+    dx = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape and dx.dtype == dtype
+    assert set(layer.grads) == set(layer.params)
+    for key, grad in layer.grads.items():
+        assert grad.shape == layer.params[key].shape and grad.dtype == dtype
+
+
+# ------------------------------------------------------------------------- invalid
+
+_SIZE = [*NOT_INTS, *bad_sizes(1)]
+BAD_INIT = {
+    # 0 output channels or features is valid (an empty output, as in PyTorch:
+    # tests/test_zero_size.py), so it is not among the bad values.
+    "Conv2D": {"out_channels": [-1, 2**31, 2**64, *NOT_INTS[:10]],
+               "kernel_size": _SIZE, "stride": _SIZE, "dilation": _SIZE,
+               "padding": [*bad_sizes(0), "full", ""], "groups": [0, 2**64, None, 1.0],
+               "bias": NOT_BOOLS, "kernel_initializer": ["nope", None, 3, ["torch"]],
+               "name": ["", 3, b"n"]},
+    "Dense": {"out_features": [-1, 2**31, 2**64, None, 2.0, True, "3"],
+              "bias": NOT_BOOLS, "kernel_initializer": ["nope", None]},
+    "MaxPool2D": {"kernel_size": _SIZE, "stride": [v for v in _SIZE if v is not None],
+                  "padding": bad_sizes(0), "dilation": _SIZE, "ceil_mode": NOT_BOOLS},
+    "AvgPool2D": {"kernel_size": _SIZE, "stride": [v for v in _SIZE if v is not None],
+                  "padding": bad_sizes(0), "ceil_mode": NOT_BOOLS,
+                  "count_include_pad": NOT_BOOLS},
+    "LeakyReLU": {"negative_slope": [*NOT_REALS, *NON_FINITE]},
+    "Softmax": {"dim": [0, None, 1.0, True, "1"]},
+    "Dropout": {"p": [*NOT_REALS, *NON_FINITE, -0.1, 1.1]},
+    "BatchNorm2D": {"momentum": [*NOT_REALS, *NON_FINITE, -0.1, 1.1],
+                    "eps": [*NOT_REALS, *NON_FINITE, 0.0, -1e-5],
+                    "affine": NOT_BOOLS},
+}
+BAD_INIT["BatchNorm1D"] = BAD_INIT["BatchNorm2D"]
+REQUIRED = {"Conv2D": {"out_channels": 2, "kernel_size": 1},
+            "Dense": {"out_features": 2}, "MaxPool2D": {"kernel_size": 1},
+            "AvgPool2D": {"kernel_size": 1}}
+
+
+@examples(3.0)
+@given(st.sampled_from(sorted(L.LAYERS)), st.data())
+def test_invalid_constructor_arguments(name, draw):
+    cls = L.LAYERS[name]
+    bad = BAD_INIT.get(name, {})
+    arg = draw.draw(st.sampled_from([*bad, "unknown_argument", "name"]))
+    kw = dict(REQUIRED.get(name, {}))
+    if arg == "unknown_argument":
+        kw["unknown_argument"] = 1
+    elif arg == "name":
+        kw["name"] = draw.draw(st.sampled_from(["", 3, b"n", ["a"]]))
+    else:
+        kw[arg] = draw.draw(st.sampled_from(bad[arg]))
+    expect_rejected(lambda: cls(**kw), f"{name}({kw!r:.100})")
+
+
+@examples(3.0)
+@given(st.sampled_from(sorted(L.LAYERS)), st.sampled_from(FLOATS), st.data())
+def test_invalid_build_forward_and_backward_arguments(name, dtype, draw):
+    cls, kw, shape, _ = draw.draw(layer_case(name))
+    if not _fits(cls, kw, shape):
+        return
+    layer = cls(**kw)
+    stage = draw.draw(st.sampled_from(["build", "forward", "backward"]))
+    if stage == "build":
+        bad_shape = draw.draw(st.sampled_from([
+            (), None, 3, [-2], (2**31,), (2**64, 1), (1.0,), (True,), "3", (-1,),
+            (*shape, -1), np.array(shape),
+        ]))
+        bad_dtype = draw.draw(st.sampled_from(["float16", int, object(), "x", None]))
+        expect_rejected(lambda: layer.build(bad_shape), f"{name}.build({bad_shape!r})")
+        expect_rejected(lambda: cls(**kw).build(shape, dtype=bad_dtype),
+                        f"{name}.build(dtype={bad_dtype!r})")
+        expect_rejected(lambda: cls(**kw).build(shape, rng=3), f"{name}.build(rng=3)")
+        return
+    layer.build(shape, dtype=dtype)
+    x = np.zeros((2, *shape), dtype)
+    if stage == "forward":
+        bad_x = draw.draw(st.sampled_from([
+            *bad_arrays(x), x[0], x[:, None],
+            np.zeros((2, *shape[:-1], shape[-1] + 1), dtype),
+            x.astype(np.float32 if dtype == np.float64 else np.float64),
+        ]))
+        training = draw.draw(st.sampled_from([True, False, "yes", None, 1]))
+        if not isinstance(training, bool):
+            expect_rejected(lambda: layer.forward(x, training=training),
+                            f"{name}.forward(training={training!r})")
+        if isinstance(bad_x, np.ndarray) and bad_x.dtype in FLOATS and \
+                bad_x.shape == x.shape and not layer.params and not layer.buffers:
+            return  # a parameter-free layer takes either float dtype
+        expect_rejected(lambda: layer.forward(bad_x), f"{name}.forward x "
+                        f"{getattr(bad_x, 'shape', bad_x)!r:.60}")
+        return
+    y = layer.forward(x, training=False)
+    bad_dy = draw.draw(st.sampled_from([
+        *bad_arrays(y), y[:1], y[:, None], np.zeros((*y.shape, 1), dtype),
+        y.astype(np.float32 if dtype == np.float64 else np.float64),
+    ]))
+    expect_rejected(lambda: layer.backward(bad_dy), f"{name}.backward dy "
+                    f"{getattr(bad_dy, 'shape', bad_dy)!r:.60}")

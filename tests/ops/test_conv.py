@@ -1,0 +1,406 @@
+"""conv2d and conv2d_backward: references, finite differences, PyTorch, properties,
+thread-count invariance and bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastcnn.functional as F
+from fastcnn.functional.conv import conv_geometry
+
+from .. import naive
+from ..gradcheck import assert_close, check_finite_differences
+from ..threads import assert_thread_count_invariant
+
+
+def _random_case(rng, n, c_in, h, w, c_out, k, groups, dtype=np.float64):
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    wt = rng.standard_normal((c_out, c_in // groups, *k)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    return x, wt, b
+
+
+def _reference(x, wt, b, stride, padding, dilation, groups):
+    geo = conv_geometry("test", x.shape, wt.shape, stride, padding, dilation, groups)
+    return geo, naive.conv2d(x, wt, b, geo.stride, geo.pad_h, geo.pad_w, geo.dilation,
+                             groups)
+
+
+# (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups)
+CASES = [
+    (2, 3, 7, 6, 4, (3, 3), 1, 0, 1, 1),
+    (1, 2, 8, 5, 3, (2, 3), 2, 1, 1, 1),
+    (2, 4, 9, 9, 4, (3, 3), 3, 2, 1, 2),
+    (1, 3, 7, 8, 3, (3, 2), 1, "same", 2, 3),  # depthwise, asymmetric "same"
+    (2, 2, 6, 7, 2, (2, 2), 1, "same", 1, 1),  # even kernel: odd pixel after
+    (1, 4, 10, 7, 6, (3, 3), (2, 1), (1, 2), (2, 1), 2),
+]
+
+
+def _assert_matches_naive(case, rng):
+    """conv2d and its three gradients on ``case`` against the naive reference (float64,
+    1e-12); returns the inputs and the upstream gradient used."""
+    n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
+    x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
+    geo, expected = _reference(x, wt, b, stride, padding, dilation, groups)
+    y = F.conv2d(x, wt, b, stride, padding, dilation, groups)
+    assert_close(y, expected, 1e-12, 1e-12, "y")
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = F.conv2d_backward(dy, x, wt, stride, padding, dilation, groups)
+    rdx, rdw, rdb = naive.conv2d_backward(dy, x, wt, geo.stride, geo.pad_h, geo.pad_w,
+                                          geo.dilation, groups)
+    assert_close(dx, rdx, 1e-12, 1e-12, "dx")
+    assert_close(dw, rdw, 1e-12, 1e-12, "dweight")
+    assert_close(db, rdb, 1e-12, 1e-12, "dbias")
+    return x, wt, b, dy
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_and_backward_match_naive(case, rng):
+    _assert_matches_naive(case, rng)
+
+
+def test_float32_matches_naive(rng):
+    x, wt, b = _random_case(rng, 2, 4, 9, 8, 6, (3, 3), 2, dtype=np.float32)
+    geo, expected = _reference(x, wt, b, 1, 1, 1, 2)
+    y = F.conv2d(x, wt, b, 1, 1, 1, 2)
+    assert y.dtype == np.float32
+    assert_close(y, expected, 1e-5, 1e-5, "y")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = F.conv2d_backward(dy, x, wt, 1, 1, 1, 2)
+    refs = naive.conv2d_backward(dy, x, wt, geo.stride, geo.pad_h, geo.pad_w,
+                                 geo.dilation, 2)
+    for name, got, ref in zip(("dx", "dweight", "dbias"), grads, refs, strict=True):
+        assert got.dtype == np.float32
+        assert_close(got, ref, 1e-4, 1e-4, name)
+
+
+# Shapes that make the CPU kernels split the work: several tiles of output positions
+# per image and several chunks of input channels per tile, or several whole images
+# per tile (checked below, so the test cannot silently stop covering the split),
+# with 4 + 1 output-row blocks.
+TILED_CASES = [
+    (1, 20, 26, 26, 5, (3, 3), 1, 1, 1, 1),
+    (1, 40, 48, 48, 6, (3, 3), 2, 1, 1, 2),
+    # Small images: several per task, the last task short of a full group.
+    (7, 6, 10, 10, 5, (3, 3), 1, 0, 1, 1),
+    (10, 4, 9, 9, 6, (3, 2), 2, 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize("case", TILED_CASES)
+def test_tiled_and_chunked_paths_match_naive(case, rng):
+    from fastcnn.kernels.cpu.conv import _gemm_tiles
+
+    n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
+    geo = conv_geometry("test", (n, c_in, h, w), (c_out, c_in // groups, *k), stride,
+                        padding, dilation, groups)
+    positions = geo.out_hw[0] * geo.out_hw[1]
+    tile, chunk, images = _gemm_tiles.py_func(c_out // groups, positions, k[0] * k[1],
+                                              c_in // groups, n)
+    if images == 1:
+        assert tile < positions and chunk < c_in // groups, (tile, chunk)
+    else:
+        assert tile == images * positions and n % images, (tile, images)
+    x, wt, b, dy = _assert_matches_naive(case, rng)
+    args = (stride, padding, dilation, groups)
+    assert_thread_count_invariant(lambda: F.conv2d(x, wt, b, *args), "conv2d tiled")
+    assert_thread_count_invariant(lambda: F.conv2d_backward(dy, x, wt, *args),
+                                  "conv2d_backward tiled")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dilation,groups", [(1, 1), (2, 2)])
+def test_both_stride_1_forward_kernels_match_naive(dtype, dilation, groups, rng):
+    # conv2d_forward picks one of two kernels for stride 1 by shape; each must be
+    # right on any shape (several tiles of the shifted kernel's q range here).
+    from fastcnn.kernels.cpu import conv as kernels
+
+    x, wt, b = _random_case(rng, 3, 8, 30, 27, 6, (3, 2), groups, dtype=dtype)
+    geo, expected = _reference(x, wt, b, 1, (2, 1), dilation, groups)
+    xp = np.pad(x, ((0, 0), (0, 0), geo.pad_h, geo.pad_w))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for name in ("_conv2d_forward_shifted", "_conv2d_forward_im2col"):
+        y = np.full(expected.shape, np.nan, dtype=dtype)
+        kernel = getattr(kernels, name)
+        if name == "_conv2d_forward_shifted":
+            kernel(xp, wt, b, y, dilation, dilation, groups)
+        else:
+            kernel(xp, wt, b, y, 1, 1, dilation, dilation, groups)
+        assert_close(y, expected, tol, tol, name)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_finite_differences(case, rng):
+    n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
+    x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, groups)
+
+    def forward(x, weight, bias):
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    def backward(dy, x, weight, bias):
+        return F.conv2d_backward(dy, x, weight, stride, padding, dilation, groups)
+
+    check_finite_differences(forward, backward, {"x": x, "weight": wt, "bias": b},
+                             ("x", "weight", "bias"), rng)
+
+
+def test_vertical_edge_example():
+    image = np.zeros((1, 1, 6, 6))
+    image[..., :3] = 10.0
+    edge = np.array([[1.0, 0.0, -1.0]] * 3)[None, None]
+    out = F.conv2d(image, edge)
+    assert out.shape == (1, 1, 4, 4)
+    np.testing.assert_array_equal(out[0, 0], [[0, 30, 30, 0]] * 4)
+
+
+def test_no_bias_equals_zero_bias(rng):
+    x, wt, b = _random_case(rng, 1, 2, 5, 5, 3, (3, 3), 1)
+    np.testing.assert_array_equal(F.conv2d(x, wt), F.conv2d(x, wt, np.zeros(3)))
+
+
+def test_non_contiguous_and_fortran_inputs(rng):
+    x, wt, b = _random_case(rng, 2, 3, 8, 8, 4, (3, 3), 1)
+    expected = F.conv2d(x, wt, b, padding=1)
+    strided = np.ascontiguousarray(np.repeat(x, 2, axis=3))[..., ::2]
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(F.conv2d(strided, wt, b, padding=1), expected)
+    fortran = np.asfortranarray(x)
+    np.testing.assert_array_equal(F.conv2d(fortran, np.asfortranarray(wt), b,
+                                           padding=1), expected)
+    dy = rng.standard_normal(expected.shape)
+    want = F.conv2d_backward(dy, x, wt, padding=1)
+    got = F.conv2d_backward(np.asfortranarray(dy), fortran, wt, padding=1)
+    for a, e in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_nan_propagates(rng):
+    x, wt, b = _random_case(rng, 1, 1, 5, 5, 1, (3, 3), 1)
+    x[0, 0, 2, 2] = np.nan
+    y = F.conv2d(x, wt, b)
+    assert np.isnan(y).all()  # every 3x3 window of a 5x5 image covers the centre
+    dx, dw, db = F.conv2d_backward(np.ones_like(y), x, wt)
+    assert np.isnan(dw).all() and np.isfinite(db).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_count_invariance(dtype, rng):
+    x, wt, b = _random_case(rng, 4, 4, 11, 9, 6, (3, 3), 2, dtype=dtype)
+    dy = rng.standard_normal((4, 6, 11, 9)).astype(dtype)
+    assert_thread_count_invariant(lambda: F.conv2d(x, wt, b, 1, 1, 1, 2), "conv2d")
+    assert_thread_count_invariant(
+        lambda: F.conv2d_backward(dy, x, wt, 1, 1, 1, 2), "conv2d_backward"
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 2), groups=st.integers(1, 3), cig=st.integers(1, 2),
+    cog=st.integers(1, 2), h=st.integers(1, 8), w=st.integers(1, 8),
+    kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3),
+    sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
+    dh=st.integers(1, 2), dw=st.integers(1, 2), seed=st.integers(0, 2**16),
+)
+def test_property_random_configurations(n, groups, cig, cog, h, w, kh, kw, sh, sw, ph,
+                                        pw, dh, dw, seed):
+    if dh * (kh - 1) + 1 > h + 2 * ph or dw * (kw - 1) + 1 > w + 2 * pw:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            F.conv2d(np.zeros((n, groups * cig, h, w)),
+                     np.zeros((groups * cog, cig, kh, kw)),
+                     padding=(ph, pw), dilation=(dh, dw), groups=groups)
+        return
+    r = np.random.default_rng(seed)
+    x, wt, b = _random_case(r, n, groups * cig, h, w, groups * cog, (kh, kw), groups)
+    args = ((sh, sw), (ph, pw), (dh, dw), groups)
+    geo, expected = _reference(x, wt, b, *args)
+    assert_close(F.conv2d(x, wt, b, *args), expected, 1e-12, 1e-12, "y")
+    dy = r.standard_normal(expected.shape)
+    got = F.conv2d_backward(dy, x, wt, *args)
+    want = naive.conv2d_backward(dy, x, wt, geo.stride, geo.pad_h, geo.pad_w,
+                                 geo.dilation, groups)
+    for a, e in zip(got, want, strict=True):
+        assert_close(a, e, 1e-12, 1e-12)
+
+
+# ------------------------------------------------------------------- PyTorch parity
+
+TORCH_GRID = [
+    # (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups)
+    (n, c_in, h, w, c_out, k, s, p, d, g)
+    for (n, h, w), (c_in, c_out, g), k, s, p, d in itertools.product(
+        [(1, 7, 7), (2, 9, 6)],
+        [(2, 4, 1), (4, 6, 2), (3, 3, 3)],  # plain, groups=2, depthwise
+        [(3, 3), (2, 3)],
+        [1, 2, 3],
+        [0, 1, 2, "same"],
+        [1, 2],
+    )
+    if not (p == "same" and s != 1)
+]
+
+
+def _torch_conv(torch, x, wt, b, stride, padding, dilation, groups, dy):
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(wt, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
+    ty.backward(torch.tensor(dy))
+    return ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_matches_pytorch_over_grid(dtype, tol):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    compared = 0
+    for n, c_in, h, w, c_out, k, s, p, d, g in TORCH_GRID:
+        if d * (k[0] - 1) + 1 > h + 2 * (p if isinstance(p, int) else 0):
+            continue
+        x, wt, b = _random_case(rng, n, c_in, h, w, c_out, k, g, dtype)
+        y = F.conv2d(x, wt, b, s, p, d, g)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        ty, tdx, tdw, tdb = _torch_conv(torch, x, wt, b, s, p, d, g, dy)
+        what = f"case {(n, c_in, h, w, c_out, k, s, p, d, g)}"
+        assert_close(y, ty, tol, tol, what + " y")
+        for got, want, name in zip(F.conv2d_backward(dy, x, wt, s, p, d, g),
+                                   (tdx, tdw, tdb), ("dx", "dw", "db"), strict=True):
+            assert_close(got, want, tol, tol, f"{what} {name}")
+        compared += 1
+    assert compared >= 200
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+def _ok():
+    return np.zeros((2, 4, 6, 6)), np.zeros((8, 4, 3, 3))
+
+
+def test_rejects_wrong_ndim():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"conv2d: x must be 4-D, got 3-D"):
+        F.conv2d(x[0], wt)
+    with pytest.raises(ValueError, match=r"weight must be 4-D"):
+        F.conv2d(x, wt[0])
+
+
+def test_rejects_channel_mismatch():
+    x, _ = _ok()
+    with pytest.raises(ValueError, match=r"weight has 3 input channels per group but "
+                       r"x has 4 channels \(groups=1\)"):
+        F.conv2d(x, np.zeros((8, 3, 3, 3)))
+
+
+def test_rejects_groups_not_dividing_channels():
+    x, _ = _ok()
+    with pytest.raises(ValueError, match=r"groups=3 does not divide the 4 input"):
+        F.conv2d(x, np.zeros((6, 1, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match=r"groups=2 does not divide the 5 output"):
+        F.conv2d(x, np.zeros((5, 2, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"groups must be positive, got 0"):
+        F.conv2d(x, np.zeros((8, 4, 3, 3)), groups=0)
+
+
+def test_rejects_kernel_larger_than_padded_input():
+    x, _ = _ok()
+    with pytest.raises(ValueError, match=r"kernel's height with dilation \(7\)"):
+        F.conv2d(x, np.zeros((8, 4, 7, 3)))
+    with pytest.raises(ValueError, match=r"kernel's width with dilation \(9\)"):
+        F.conv2d(x, np.zeros((8, 4, 1, 3)), dilation=4, padding=1)
+
+
+@pytest.mark.parametrize("name, value", [("stride", 0), ("stride", (1, -1)),
+                                         ("dilation", 0), ("padding", -1),
+                                         ("padding", (0, -2))])
+def test_rejects_non_positive_hyper_parameters(name, value):
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=rf"conv2d: {name} must be .*got "
+                       rf"{__import__('re').escape(repr(value))}"):
+        F.conv2d(x, wt, **{name: value})
+
+
+@pytest.mark.parametrize("name, value", [("stride", 1.5), ("padding", "full"),
+                                         ("dilation", (1, 2, 3)), ("stride", True)])
+def test_rejects_badly_typed_hyper_parameters(name, value):
+    x, wt = _ok()
+    with pytest.raises((TypeError, ValueError), match=rf"conv2d: {name} must be"):
+        F.conv2d(x, wt, **{name: value})
+
+
+def test_rejects_same_padding_with_stride():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"padding='same' needs stride 1"):
+        F.conv2d(x, wt, stride=2, padding="same")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16, np.complex128])
+def test_rejects_non_float_dtypes(dtype):
+    x, wt = _ok()
+    with pytest.raises(TypeError, match=rf"x must have dtype float32 or float64, got "
+                       rf"{np.dtype(dtype)}"):
+        F.conv2d(x.astype(dtype), wt)
+
+
+def test_rejects_mismatched_dtypes():
+    x, wt = _ok()
+    with pytest.raises(TypeError, match=r"weight has dtype float32 but x has dtype "
+                       r"float64"):
+        F.conv2d(x, wt.astype(np.float32))
+    with pytest.raises(TypeError, match=r"bias has dtype float32"):
+        F.conv2d(x, wt, np.zeros(8, np.float32))
+
+
+def test_rejects_non_arrays():
+    _, wt = _ok()
+    with pytest.raises(TypeError, match=r"x must be a numpy.ndarray.*got list"):
+        F.conv2d([[[[1.0]]]], wt)
+
+
+def test_rejects_bad_bias_shape():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"bias must have shape \(8,\), got \(7,\)"):
+        F.conv2d(x, wt, np.zeros(7))
+
+
+def test_empty_batch_gives_empty_output_and_zero_gradients():
+    # As in PyTorch; tests/ops/test_zero_size.py compares the zero-size cases with it.
+    x, wt = _ok()
+    y = F.conv2d(x[:0], wt)
+    assert y.shape == (0, *F.conv2d(x, wt).shape[1:])
+    dx, dw, db = F.conv2d_backward(np.zeros(y.shape), x[:0], wt)
+    assert dx.shape == x[:0].shape
+    assert not dw.any() and dw.shape == wt.shape and not db.any()
+
+
+def test_rejects_empty_images():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"x has a zero-sized height or width"):
+        F.conv2d(x[:, :, :0], wt, padding=2)
+
+
+def test_backward_rejects_wrong_dy_shape():
+    x, wt = _ok()
+    with pytest.raises(ValueError, match=r"dy must have shape \(2, 8, 4, 4\), got "
+                       r"\(2, 8, 5, 5\)"):
+        F.conv2d_backward(np.zeros((2, 8, 5, 5)), x, wt)
+
+
+def test_backward_without_input_grad_gives_the_same_weight_grads(rng):
+    # A first layer skips dx; dweight and dbias must be exactly what they would be.
+    x = rng.standard_normal((3, 2, 7, 6))
+    wt = rng.standard_normal((4, 2, 3, 3))
+    dy = rng.standard_normal((3, 4, 5, 3))
+    full = F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1))
+    skipped = F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1),
+                                input_grad=False)
+    assert skipped[0] is None
+    np.testing.assert_array_equal(skipped[1], full[1])
+    np.testing.assert_array_equal(skipped[2], full[2])
+    with pytest.raises(TypeError, match="input_grad must be a bool"):
+        F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1),
+                          input_grad="no")
