@@ -106,7 +106,7 @@ class MPICommunicator:
               file=sys.stderr, flush=True)
         sys.stdout.flush()
         # The launcher forwards our stderr asynchronously and MPI_Abort tears the
-        # job down at once: without a pause the message was lost in about one run
+        # job down at once: without a pause the message is lost in about one run
         # in five (measured with MPICH's hydra).
         time.sleep(0.5)
         self.comm.Abort(1)

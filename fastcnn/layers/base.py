@@ -182,7 +182,7 @@ class Layer:
         """
         input_shape = self._check_shape(input_shape)
         # Not via None: np.dtype(None) is float64, so ``None in FLOAT_DTYPES`` holds
-        # and an uninterpretable dtype used to build with dtype None.
+        # and an uninterpretable dtype would build with dtype None.
         try:
             checked = np.dtype(dtype) if dtype is not None else None
         except TypeError:

@@ -201,7 +201,7 @@ class Trainer:
             is not applied, so the model keeps the weights that gave the loss
             (finite unless an earlier step already overflowed; the error says
             which). With ``distributed`` the loss checked is the one over all
-            ranks, after the step. False trains on regardless, as before.
+            ranks, after the step. False trains on regardless.
 
         Returns
         -------

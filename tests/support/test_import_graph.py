@@ -19,7 +19,7 @@ import ast
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "fastcnn"
+PACKAGE = Path(__file__).resolve().parents[2] / "fastcnn"
 
 #: Layers, lowest first: a module may import modules of its own layer or below.
 #: Modules outside every prefix are support code (``fastcnn._config``,
