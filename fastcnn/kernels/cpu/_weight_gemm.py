@@ -1,0 +1,121 @@
+"""The weight gradient of a direct convolution as one matrix product per image.
+
+``dW (C_out x K) = sum over images of dy_n (C_out x P) @ R_n (P x K)``, where row
+``p`` of ``R_n`` holds the ``K = C_in/groups * KH * KW`` input values that output
+position ``p`` reads (the transposed im2col patch). Taken a tile of positions at a
+time, this is :func:`._gemm._gemm_4` with long contiguous rows of length ``K``: each
+loaded value of ``R`` serves four output channels and the output rows stay in L1.
+The dot-product form in ``conv.py`` (rows of ``dy`` times patch rows, long sums
+over positions) is better when ``K`` or ``C_out`` is small: the rule that picks
+one is :func:`uses_weight_gemm`.
+
+Determinism: the images are split into :data:`WEIGHT_SLOTS` runs (a number fixed by
+the batch size alone), each summed into its own slot in image and tile order, then
+the slots are added in order: the same bits for any thread count.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import cpu_helper, cpu_kernel
+from ._gemm import _gemm_1, _gemm_4
+
+#: Target size, in elements, of a tile of ``R`` (rows of K values): 256 KiB of
+#: float32, well inside L2, reused by every group of four output channels.
+ROW_TILE_ELEMENTS = 65536
+
+#: The matrix-product form is used from this many output channels per group and
+#: this many patch values per position (its row length). Measured, 2 threads,
+#: against the dot-product form: (32,128,28,28)->256 3x3 s2 3.7x faster,
+#: (32,256,14,14)->512 5.6x, (32,64,56,56)->128 3x3 s2 1.8x and 1x1 s2 1.3x; with 64
+#: output channels equal, with 32 or fewer 0.5-0.85x.
+MIN_GEMM_CHANNELS = 96
+MIN_GEMM_K = 64
+
+#: Partial sums of the weight gradient, each over a fixed run of images: enough to
+#: balance a few threads, few enough that they stay small next to the activations.
+WEIGHT_SLOTS = 8
+
+
+def uses_weight_gemm(c_out_g: int, k_size: int) -> bool:
+    """Whether :func:`conv2d_backward_weight_gemm` computes the weight gradient of
+    a non-Winograd convolution with ``c_out_g`` output channels per group and
+    ``k_size`` input values per output position."""
+    return c_out_g >= MIN_GEMM_CHANNELS and k_size >= MIN_GEMM_K
+
+
+@cpu_helper
+def _im2row(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, count,
+            rows):
+    """``rows[j, k] = xp[n, ci0 + ci, oh*sh + kh*dh, ow*sw + kw*dw]`` for the
+    ``count`` output positions ``p = p0 + j`` (``oh, ow = divmod(p, OW)``) and
+    ``k = (ci * KH + kh) * KW + kw``: the transposed im2col patch."""
+    for j in range(count):
+        oh = (p0 + j) // ow_size
+        ow = p0 + j - oh * ow_size
+        row = rows[j]
+        k = 0
+        for ci in range(cin_g):
+            plane = xp[n, ci0 + ci]
+            for kh in range(kh_size):
+                src = plane[oh * sh + kh * dh]
+                c = ow * sw
+                for kw in range(kw_size):
+                    row[k] = src[c + kw * dw]
+                    k += 1
+
+
+@cpu_kernel
+def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
+    """The weight gradient (``dwt`` overwritten) as ``dy_n @ R_n`` summed over images.
+
+    Shape: dy (N, C_out, OH, OW), xp (N, C_in, Hp, Wp) padded,
+    dwt (C_out, C_in/groups, KH, KW). Parallel over :data:`WEIGHT_SLOTS` runs of
+    images, each into its own slot of partial sums; then parallel over C_out,
+    adding the slots in order.
+    """
+    n_batch, c_out, oh_size, ow_size = dy.shape
+    cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
+    cout_g = c_out // groups
+    k_size = cin_g * kh_size * kw_size
+    positions = oh_size * ow_size
+    tile = min(max(ROW_TILE_ELEMENTS // k_size // 4 * 4, 4), positions)
+    dyv = dy.reshape(n_batch, c_out, positions)
+    slots = max(min(n_batch, WEIGHT_SLOTS), 1)
+    partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
+    for slot in prange(slots):
+        s = np.int64(slot)
+        rows = np.empty((tile, k_size), dtype=dwt.dtype)
+        grad = np.empty((cout_g, tile), dtype=dwt.dtype)
+        part = partial[s]
+        part[:, :] = 0
+        for n in range(s * n_batch // slots, (s + 1) * n_batch // slots):
+            for g in range(groups):
+                c0 = g * cout_g
+                for p0 in range(0, positions, tile):
+                    width = min(tile, positions - p0)
+                    _im2row(xp, n, g * cin_g, cin_g, kh_size, kw_size, sh, sw, dh, dw,
+                            ow_size, p0, width, rows)
+                    # dy's tile as its own contiguous block: the product's coefficients.
+                    for c in range(cout_g):
+                        src = dyv[n, c0 + c, p0 : p0 + width]
+                        dst = grad[c]
+                        for j in range(width):
+                            dst[j] = src[j]
+                    c = 0
+                    while c + 4 <= cout_g:
+                        _gemm_4(part, c0 + c, grad, c, rows, width, k_size)
+                        c += 4
+                    while c < cout_g:
+                        _gemm_1(part, c0 + c, grad, c, rows, width, k_size)
+                        c += 1
+    dwm = dwt.reshape(c_out, k_size)
+    for co in prange(c_out):
+        row = dwm[co]
+        first = partial[0, co]
+        for k in range(k_size):
+            row[k] = first[k]
+        for s in range(1, slots):
+            src = partial[s, co]
+            for k in range(k_size):
+                row[k] += src[k]
