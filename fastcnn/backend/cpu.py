@@ -56,24 +56,5 @@ class CpuDevice(Device):
     def contiguous(self, array):
         return np.ascontiguousarray(array)
 
-    def pad(self, x, pad_h, pad_w):
-        # np.pad's result, in a pooled buffer (np.pad allocates fresh pages and
-        # costs tens of microseconds of Python besides).
-        n, c, h, w = x.shape
-        (top, bottom), (left, right) = pad_h, pad_w
-        xp = _buffers.empty((n, c, h + top + bottom, w + left + right), x.dtype)
-        xp[:, :, :top] = 0
-        xp[:, :, top + h :] = 0
-        xp[:, :, top : top + h, :left] = 0
-        xp[:, :, top : top + h, left + w :] = 0
-        xp[:, :, top : top + h, left : left + w] = x
-        return xp
-
-    def crop(self, xp, pad_h, pad_w, h: int, w: int):
-        window = xp[:, :, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w]
-        out = _buffers.empty(window.shape, xp.dtype)
-        np.copyto(out, window)
-        return out
-
     def transpose(self, a):
         return np.ascontiguousarray(a.T)

@@ -1,5 +1,5 @@
 """A CUDA GPU (or numba's simulator): numba device arrays, the CUDA kernels, and
-device-side pad/crop/transpose (``fastcnn/kernels/cuda/_layout.py``).
+a device-side transpose (``fastcnn/kernels/cuda/_layout.py``).
 
 Imported only when a device array is seen or device "cuda" is asked for: this is
 where ``numba.cuda`` comes in. Small host-side arguments (a bias of zeros, class
@@ -74,19 +74,6 @@ class CudaDevice(Device):
         # Device arrays reaching the layers are C-contiguous already: the ops make
         # them so, and the op layer refuses any other.
         return array
-
-    def pad(self, x, pad_h, pad_w):
-        n, c, h, w = x.shape
-        xp = cuda.device_array((n, c, h + sum(pad_h), w + sum(pad_w)), dtype=x.dtype)
-        _layout.pad2d(x, xp, pad_h[0], pad_w[0])
-        return xp
-
-    def crop(self, xp, pad_h, pad_w, h: int, w: int):
-        if xp.shape[2] == h and xp.shape[3] == w:
-            return xp
-        x = cuda.device_array((*xp.shape[:2], h, w), dtype=xp.dtype)
-        _layout.crop2d(xp, x, pad_h[0], pad_w[0])
-        return x
 
     def transpose(self, a):
         out = cuda.device_array((a.shape[1], a.shape[0]), dtype=a.dtype)

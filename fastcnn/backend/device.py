@@ -1,5 +1,6 @@
 """The interface every device implements: kernel lookup, allocation, copies in and
-out, and the few layout operations (pad, crop, transpose) the ops need.
+out, and the one layout operation (transpose) the ops need; padding is the
+convolution kernels' own.
 
 An op asks once where its arrays live (:func:`fastcnn.backend.device_of`) and then
 speaks only to the device it got, so a third device is one new subclass.
@@ -91,14 +92,6 @@ class Device:
         raise NotImplementedError
 
     # -- layout ---------------------------------------------------------------------
-
-    def pad(self, x, pad_h, pad_w):
-        """``x`` (N, C, H, W) zero-padded by ``(before, after)`` pairs."""
-        raise NotImplementedError
-
-    def crop(self, xp, pad_h, pad_w, h: int, w: int):
-        """The ``(h, w)`` window of ``xp`` after the leading padding, C-contiguous."""
-        raise NotImplementedError
 
     def transpose(self, a):
         """``a.T`` of a 2-D array, C-contiguous."""

@@ -97,12 +97,6 @@ def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
     return ConvGeometry(stride, dilation, pad_h, pad_w, groups, (out[0], out[1]))
 
 
-def _pad(dev, x: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    if geo.pad_h == (0, 0) and geo.pad_w == (0, 0):
-        return x
-    return dev.pad(x, geo.pad_h, geo.pad_w)
-
-
 def _check_inputs(op, x, weight):
     x = v.float_array(op, "x", x, ndim=4)
     weight = v.float_array(op, "weight", weight, ndim=4)
@@ -189,7 +183,8 @@ def conv2d_trusted(x, weight, bias, geo: ConvGeometry):
         return dev.move_in(y)
     y = dev.empty(shape, x.dtype)
     dev.kernels("conv").conv2d_forward(
-        _pad(dev, x, geo), weight, bias, y, *geo.stride, *geo.dilation, geo.groups
+        x, weight, bias, y, geo.pad_h[0], geo.pad_w[0], *geo.stride, *geo.dilation,
+        geo.groups
     )
     return y
 
@@ -229,15 +224,13 @@ def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool =
         dx = dev.zeros(x.shape, x.dtype) if input_grad else None
         dweight = dev.zeros(weight.shape, weight.dtype)
         return dx, dweight, _bias_sum(dev, dy)
-    xp = _pad(dev, x, geo)
     dweight = dev.empty(weight.shape, weight.dtype)
     dbias = dev.empty(weight.shape[0], x.dtype)
-    args = (*geo.stride, *geo.dilation, geo.groups)
+    args = (geo.pad_h[0], geo.pad_w[0], *geo.stride, *geo.dilation, geo.groups)
     dx = None
     if input_grad:
-        dxp = dev.empty(xp.shape, xp.dtype)
-        k.conv2d_backward_input(dy, weight, dxp, *args)
-        dx = dev.crop(dxp, geo.pad_h, geo.pad_w, x.shape[2], x.shape[3])
-    k.conv2d_backward_weight(dy, xp, dweight, *args)
+        dx = dev.empty(x.shape, x.dtype)
+        k.conv2d_backward_input(dy, weight, dx, *args)
+    k.conv2d_backward_weight(dy, x, dweight, *args)
     k.conv2d_backward_bias(dy, dbias)
     return dx, dweight, dbias

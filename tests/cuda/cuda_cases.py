@@ -41,20 +41,21 @@ def _empty(shape, dtype):
 
 # ---------------------------------------------------------------------------- conv
 
-# (n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups)
+# (n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups, pt, pl): the padded
+# input is hp x wp, of which pt rows (pl columns) on each side are padding.
 CONV_GEOMETRIES = [
-    (2, 3, 6, 5, 6, 3, 2, 1, 1, 1, 1, 1),  # 2 channel chunks, the last one partial
-    (1, 4, 7, 7, 4, 3, 3, 2, 1, 1, 2, 2),  # groups, stride and dilation
-    (1, 3, 5, 6, 3, 2, 2, 1, 2, 2, 1, 3),  # depthwise
+    (2, 3, 6, 5, 6, 3, 2, 1, 1, 1, 1, 1, 1, 0),  # 2 channel chunks, the last partial
+    (1, 4, 7, 7, 4, 3, 3, 2, 1, 1, 2, 2, 1, 1),  # groups, stride and dilation
+    (1, 3, 5, 6, 3, 2, 2, 1, 2, 2, 1, 3, 0, 0),  # depthwise
 ]
 
 
 def _conv_shapes(geo):
-    n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups = geo
+    n, c_in, hp, wp, c_out, kh, kw, sh, sw, dh, dw, groups, pt, pl = geo
     oh = (hp - dh * (kh - 1) - 1) // sh + 1
     ow = (wp - dw * (kw - 1) - 1) // sw + 1
-    return ((n, c_in, hp, wp), (c_out, c_in // groups, kh, kw), (n, c_out, oh, ow),
-            (sh, sw, dh, dw, groups))
+    return ((n, c_in, hp - 2 * pt, wp - 2 * pl), (c_out, c_in // groups, kh, kw),
+            (n, c_out, oh, ow), (pt, pl, sh, sw, dh, dw, groups))
 
 
 def _conv_builders(geo):

@@ -22,6 +22,7 @@ CASES = [
     (1, 8, 4, 4, 8, 2),
     (4, 12, 6, 11, 9, (2, 0)),
     (2, 8, 3, 3, 8, "same"),
+    (2, 8, 5, 6, 9, 3),  # padding past 2: dx through the padded gradient, cropped
 ]
 
 #: float32 error of the Winograd path, relative to the largest output: the bound

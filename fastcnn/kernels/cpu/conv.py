@@ -2,8 +2,11 @@
 
 Shared conventions
 ------------------
-- ``xp`` is the input already zero-padded by the caller, shape
-  ``(N, C_in, Hp, Wp)``; kernels never see padding, so every index is non-negative.
+- The public functions take the input unpadded, with the rows of zeros on top
+  (``pad_t``) and columns on the left (``pad_l``) it is read with; the rest of
+  the padding is implied by the output's shape. Winograd reads it so directly; the
+  other kernels take ``xp``, a zero-padded copy ``(N, C_in, Hp, Wp)`` made by
+  the public function, so that every index they compute is non-negative.
 - ``w`` has PyTorch's layout ``(C_out, C_in // groups, KH, KW)``.
 - ``y`` / ``dy`` have shape ``(N, C_out, OH, OW)`` with
   ``OH = (Hp - dh * (KH - 1) - 1) // sh + 1`` (same for width).
@@ -33,8 +36,10 @@ are bitwise the same for any thread count.
 import numpy as np
 from numba import prange
 
+from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel
 from ._dots import _add_dots
+from ._weight_gemm import conv2d_backward_weight_gemm, uses_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
     winograd_filters,
@@ -402,14 +407,45 @@ def _uses_winograd(w_shape, sh, sw, dh, dw, groups) -> bool:
             and groups == 1 and min(c_out, cin_g) >= WINOGRAD_MIN_CHANNELS)
 
 
-def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
-    """``y = conv(xp, w) + b``.
+def _padded_extent(size, out_size, stride, dilation, kernel, pad_before):
+    """Rows (or columns) of the zero-padded input that a convolution reads: enough
+    for every window, and at least the input itself."""
+    needed = (out_size - 1) * stride + dilation * (kernel - 1) + 1
+    return max(needed, pad_before + size)
 
-    Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
-    y (N, C_out, OH, OW). Plain Python that picks the kernel (so a network compiles
+
+def _padded(x, pad_t, pad_l, hp, wp):
+    """``x`` placed at ``(pad_t, pad_l)`` in zeros of height ``hp`` and width ``wp``
+    (``x`` itself when that adds nothing), in a pooled buffer."""
+    n, c, h, w = x.shape
+    if (hp, wp) == (h, w):
+        return x
+    xp = _buffers.empty((n, c, hp, wp), x.dtype)
+    xp[:, :, :pad_t] = 0
+    xp[:, :, pad_t + h :] = 0
+    xp[:, :, pad_t : pad_t + h, :pad_l] = 0
+    xp[:, :, pad_t : pad_t + h, pad_l + w :] = 0
+    xp[:, :, pad_t : pad_t + h, pad_l : pad_l + w] = x
+    return xp
+
+
+def _padded_shape(x_shape, y_shape, w_shape, pad_t, pad_l, sh, sw, dh, dw):
+    hp = _padded_extent(x_shape[2], y_shape[2], sh, dh, w_shape[2], pad_t)
+    wp = _padded_extent(x_shape[3], y_shape[3], sw, dw, w_shape[3], pad_l)
+    return hp, wp
+
+
+def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
+    """``y = conv(pad(x), w) + b``.
+
+    Shape: x (N, C_in, H, W), w (C_out, C_in/groups, KH, KW), b (C_out,),
+    y (N, C_out, OH, OW); ``x`` is read as if padded with ``pad_t`` rows of zeros
+    on top and ``pad_l`` columns on the left, and with zeros wherever else a window
+    passes its edge. Plain Python that picks the kernel (so a network compiles
     only the ones it runs): 3x3 stride-1 convolutions with enough channels go
-    through Winograd (:func:`_uses_winograd`); in other stride-1 ones with images
-    big enough to fill a tile the product runs on shifted windows of ``xp`` directly
+    through Winograd (:func:`_uses_winograd`), which pads virtually; the others get
+    a padded copy of ``x``. In stride-1 ones with images big enough to fill a tile
+    the product runs on shifted windows of the padded input directly
     (:func:`_conv2d_forward_shifted`); otherwise patches are copied first
     (:func:`_conv2d_forward_im2col`), several small images side by side.
 
@@ -424,8 +460,10 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
         u = np.empty((36, c_out, cin_g), dtype=y.dtype)
         winograd_filters(w, u, False)
         plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
-        winograd_conv3x3(xp, u, b, y, 0, 0, *plan)
+        winograd_conv3x3(x, u, b, y, pad_t, pad_l, *plan)
         return
+    hp, wp = _padded_shape(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
+    xp = _padded(x, pad_t, pad_l, hp, wp)
     images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
                                  cin_g, n_batch)[2]
     if sh == 1 and sw == 1 and images == 1:
@@ -434,25 +472,45 @@ def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
         _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups)
 
 
-def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
-    """Gradient with respect to the padded input: ``dxp`` is overwritten.
+def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
+    """Gradient with respect to the input: ``dx`` is overwritten.
 
     Shape: dy (N, C_out, OH, OW), w (C_out, C_in/groups, KH, KW),
-    dxp (N, C_in, Hp, Wp). Plain Python that picks the kernel: for a 3x3 stride-1
-    convolution with enough channels (:func:`_uses_winograd`), ``dxp`` is the full
+    dx (N, C_in, H, W); the padding is :func:`conv2d_forward`'s. Plain Python that
+    picks the kernel: for a 3x3 stride-1 convolution with enough channels
+    (:func:`_uses_winograd`), the gradient of the padded input is the full
     correlation of ``dy`` with the flipped filters, a 3x3 stride-1 convolution
-    itself, done by Winograd with ``dy`` padded by 2 (virtually); otherwise
-    :func:`_conv2d_backward_input_direct`.
+    itself, done by Winograd with ``dy`` padded by 2 (virtually); reading it at
+    ``(pad_t, pad_l)`` is the same convolution with ``dy`` padded by ``2 - pad_t``
+    and ``2 - pad_l``, so ``dx`` comes without a padded copy where those are not
+    negative. Otherwise the padded gradient is computed
+    (:func:`_conv2d_backward_input_direct`, or Winograd) and cropped.
     """
-    if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
-        n_batch, c_in, hp, wp = dxp.shape
-        u = np.empty((36, c_in, w.shape[0]), dtype=dxp.dtype)
-        winograd_filters(w, u, True)
-        plan = winograd_plan(n_batch, w.shape[0], c_in, hp, wp)
-        zero_bias = np.zeros(c_in, dtype=dxp.dtype)
-        winograd_conv3x3(dy, u, zero_bias, dxp, 2, 2, *plan)
+    n_batch, c_in, h, wd = dx.shape
+    winograd = _uses_winograd(w.shape, sh, sw, dh, dw, groups)
+    if winograd and pad_t <= 2 and pad_l <= 2:
+        _winograd_input_grad(dy, w, dx, 2 - pad_t, 2 - pad_l)
+        return
+    hp, wp = _padded_shape(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
+    dxp = dx if (hp, wp) == (h, wd) else _buffers.empty((n_batch, c_in, hp, wp),
+                                                        dx.dtype)
+    if winograd:
+        _winograd_input_grad(dy, w, dxp, 2, 2)
     else:
         _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups)
+    if dxp is not dx:
+        np.copyto(dx, dxp[:, :, pad_t : pad_t + h, pad_l : pad_l + wd])
+
+
+def _winograd_input_grad(dy, w, dx, pad_t, pad_l):
+    """``dx`` = the 3x3 stride-1 convolution of ``dy`` (read as if padded by
+    ``pad_t``, ``pad_l``) with the flipped, transposed filters ``w``."""
+    n_batch, c_in, h, wd = dx.shape
+    u = np.empty((36, c_in, w.shape[0]), dtype=dx.dtype)
+    winograd_filters(w, u, True)
+    plan = winograd_plan(n_batch, w.shape[0], c_in, h, wd)
+    zero_bias = np.zeros(c_in, dtype=dx.dtype)
+    winograd_conv3x3(dy, u, zero_bias, dx, pad_t, pad_l, *plan)
 
 
 @cpu_kernel
@@ -518,19 +576,28 @@ def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
                             dh, dw, ow_size, zero, positions, i * positions)
 
 
-def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
+def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     """Gradient with respect to the weight: ``dwt`` is overwritten.
 
-    Shape: dy (N, C_out, OH, OW), xp (N, C_in, Hp, Wp),
-    dwt (C_out, C_in/groups, KH, KW). Plain Python that picks the kernel: Winograd
-    where the forward uses it (:func:`_uses_winograd`), else
-    :func:`_conv2d_backward_weight_direct`.
+    Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W),
+    dwt (C_out, C_in/groups, KH, KW); the padding is :func:`conv2d_forward`'s.
+    Plain Python that picks the kernel: Winograd where the forward uses it
+    (:func:`_uses_winograd`; it pads virtually); else, on a padded copy of ``x``,
+    with many output channels (:func:`uses_weight_gemm`) one matrix product per
+    image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
+    and patch rows (:func:`_conv2d_backward_weight_direct`).
     """
     if _uses_winograd(dwt.shape, sh, sw, dh, dw, groups):
         n_batch, c_out, oh_size, ow_size = dy.shape
         band_rows, slots = winograd_weight_plan(n_batch, dwt.shape[1], c_out,
                                                 oh_size, ow_size)
-        winograd_weight_grad3x3(dy, xp, dwt, 0, 0, band_rows, slots)
+        winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots)
+        return
+    xp = _padded(x, pad_t, pad_l, *_padded_shape(x.shape, dy.shape, dwt.shape, pad_t,
+                                                  pad_l, sh, sw, dh, dw))
+    if uses_weight_gemm(dwt.shape[0] // groups, dwt.shape[1] * dwt.shape[2]
+                        * dwt.shape[3]):
+        conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
     else:
         _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)
 

@@ -1,5 +1,7 @@
-"""CUDA twins of :mod:`fastcnn.kernels.cpu.conv` (same conventions: ``xp`` is the
-zero-padded input, weights in PyTorch's layout, every index non-negative).
+"""CUDA twins of :mod:`fastcnn.kernels.cpu.conv` (same conventions: the public
+functions take the input unpadded with its top and left padding, weights in
+PyTorch's layout; the kernels read a zero-padded copy ``xp``, so every index is
+non-negative).
 
 - Forward: a block computes a ``TILE_H x TILE_W`` tile of output pixels for
   ``CO_PER_THREAD`` output channels of one image and group. For each input channel it
@@ -23,7 +25,7 @@ import numpy as np
 from numba import cuda
 
 from .._jit import cuda_kernel
-from . import _launch
+from . import _launch, _layout
 from ._device import block_sum, minimum, unravel4
 
 #: Threads per block of the 1-D kernels (patched small by tests).
@@ -126,16 +128,41 @@ def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups):
     y[n, co, oh, ow] = acc
 
 
-def conv2d_forward(xp, w, b, y, sh, sw, dh, dw, groups):
-    """``y = conv(xp, w) + b``.
+def _padded_extent(size, out_size, stride, dilation, kernel, pad_before):
+    """As in the CPU twin: the padded rows (or columns) a convolution reads."""
+    needed = (out_size - 1) * stride + dilation * (kernel - 1) + 1
+    return max(needed, pad_before + size)
 
-    Shape: xp (N, C_in, Hp, Wp), w (C_out, C_in/groups, KH, KW), b (C_out,),
-    y (N, C_out, OH, OW). Grid: ``(N * groups * ceil(C_out/groups / CO_PER_THREAD),
-    ceil(OH / TILE_H), ceil(OW / TILE_W))`` blocks of ``TILE_W x TILE_H`` threads.
+
+def _padded_shape(x_shape, y_shape, w_shape, pad_t, pad_l, sh, sw, dh, dw):
+    return (x_shape[0], x_shape[1],
+            _padded_extent(x_shape[2], y_shape[2], sh, dh, w_shape[2], pad_t),
+            _padded_extent(x_shape[3], y_shape[3], sw, dw, w_shape[3], pad_l))
+
+
+def _padded(x, shape, pad_t, pad_l):
+    """``x`` placed at ``(pad_t, pad_l)`` in zeros of ``shape`` (a device buffer),
+    or ``x`` itself when that adds nothing."""
+    if tuple(shape) == tuple(x.shape):
+        return x
+    xp = _launch.scratch(shape, x.dtype)
+    _layout.pad2d(x, xp, pad_t, pad_l)
+    return xp
+
+
+def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
+    """``y = conv(pad(x), w) + b``.
+
+    Shape: x (N, C_in, H, W), w (C_out, C_in/groups, KH, KW), b (C_out,),
+    y (N, C_out, OH, OW); padding as in the CPU twin. Grid: ``(N * groups *
+    ceil(C_out/groups / CO_PER_THREAD), ceil(OH / TILE_H), ceil(OW / TILE_W))``
+    blocks of ``TILE_W x TILE_H`` threads, on a padded copy of ``x``.
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     if y.size == 0:
         return
+    xp = _padded(x, _padded_shape(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw,
+                                  dh, dw), pad_t, pad_l)
     kh_size, kw_size = w.shape[2], w.shape[3]
     tile_h = min(TILE_H, oh_size)
     tile_w = min(TILE_W, ow_size)
@@ -191,18 +218,26 @@ def _backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
     dxp[n, ci, ih, iw] = acc
 
 
-def conv2d_backward_input(dy, w, dxp, sh, sw, dh, dw, groups):
-    """Gradient with respect to the padded input: ``dxp`` is overwritten.
+def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
+    """Gradient with respect to the input: ``dx`` is overwritten.
 
     Shape: dy (N, C_out, OH, OW), w (C_out, C_in/groups, KH, KW),
-    dxp (N, C_in, Hp, Wp). Grid: one thread per element of ``dxp``.
+    dx (N, C_in, H, W); padding as in :func:`conv2d_forward`. Grid: one thread per
+    element of the padded input's gradient, which is then cropped into ``dx``.
     """
-    if dxp.size == 0:
+    if dx.size == 0:
         return
+    shape = _padded_shape(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
+    if tuple(shape) == tuple(dx.shape):
+        dxp = dx
+    else:
+        dxp = _launch.scratch(shape, dx.dtype)
     with _launch.staged(dy, w, dxp, out=(2,)) as (dy_d, w_d, dxp_d):
         tpb = THREADS_PER_BLOCK
         _launch.launch(_backward_input, _launch.n_blocks(dxp.size, tpb), tpb,
                        (dy_d, w_d, dxp_d, sh, sw, dh, dw, groups))
+    if dxp is not dx:
+        _layout.crop2d(dxp, dx, pad_t, pad_l)
 
 
 # ------------------------------------------------------------------- weight gradient
@@ -286,14 +321,15 @@ def _weight_splits(n_pos: int, base_blocks: int, tile: int) -> int:
     return max(1, min(want, most))
 
 
-def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
+def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     """Gradient with respect to the weight: ``dwt`` is overwritten.
 
-    Shape: dy (N, C_out, OH, OW), xp (N, C_in, Hp, Wp),
-    dwt (C_out, C_in/groups, KH, KW). Grid: ``(groups * splits * ceil(K / TILE),
-    ceil(C_out/groups / TILE))`` blocks of ``TILE x TILE`` threads, with
-    ``K = C_in/groups * KH * KW``; each weight is a sum over its split's positions
-    in order, then over the splits in order.
+    Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W),
+    dwt (C_out, C_in/groups, KH, KW); padding as in :func:`conv2d_forward`.
+    Grid: ``(groups * splits * ceil(K / TILE), ceil(C_out/groups / TILE))``
+    blocks of ``TILE x TILE`` threads, with ``K = C_in/groups * KH * KW``; each
+    weight is a sum over its split's positions in order, then over the splits in
+    order.
     """
     if dwt.size == 0:
         return
@@ -308,6 +344,8 @@ def conv2d_backward_weight(dy, xp, dwt, sh, sw, dh, dw, groups):
     splits = _weight_splits(n_pos, groups * k_tiles * m_tiles, tile)
     chunk = _launch.n_blocks(n_pos, splits)
     shared_bytes = 2 * tile * (tile + 1) * np.dtype(dwt.dtype).itemsize
+    xp = _padded(x, _padded_shape(x.shape, dy.shape, dwt.shape, pad_t, pad_l, sh, sw,
+                                  dh, dw), pad_t, pad_l)
     with _launch.staged(dy, xp, dwt, out=(2,)) as (dy_d, xp_d, dwt_d):
         flat = dwt_d.reshape(1, c_out, c_k)
         part = flat if splits == 1 else _launch.scratch((splits, c_out, c_k),
