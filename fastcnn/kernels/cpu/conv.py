@@ -37,7 +37,7 @@ import numpy as np
 from numba import prange
 
 from ... import _buffers
-from .._jit import cpu_helper, cpu_kernel
+from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from ._dots import _add_dots
 from ._weight_gemm import conv2d_backward_weight_gemm, uses_weight_gemm
 from ._winograd import (
@@ -670,18 +670,27 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
                 row[k] += src[k]
 
 
+@cpu_reduction
+def _plane_total(row):
+    """``sum(row)`` in the row's dtype, vectorised (reassociation lets LLVM keep
+    one partial sum per vector lane; a serial sum waits on the add before it)."""
+    acc = row.dtype.type(0)
+    for s in range(row.shape[0]):
+        acc += row[s]
+    return acc
+
+
 @cpu_kernel
 def conv2d_backward_bias(dy, db):
     """Gradient with respect to the bias: ``db[co] = sum(dy[:, co])``.
 
-    Shape: dy (N, C_out, OH, OW), db (C_out,). Parallel over ``C_out``.
+    Shape: dy (N, C_out, OH, OW), db (C_out,). Parallel over ``C_out``; each
+    channel's planes summed in image order, each plane by :func:`_plane_total`.
     """
     n_batch, c_out, oh_size, ow_size = dy.shape
+    planes = dy.reshape(n_batch, c_out, oh_size * ow_size)
     for co in prange(c_out):
         acc = db.dtype.type(0)
         for n in range(n_batch):
-            for oh in range(oh_size):
-                row = dy[n, co, oh]
-                for ow in range(ow_size):
-                    acc += row[ow]
+            acc += _plane_total(planes[n, co])
         db[co] = acc
