@@ -101,13 +101,58 @@ class Conv2dKernelPath(_ConvBase):
             run(label, path)  # compile outside the timings
 
     def time_forward(self, label, path):
-        if self.path == "winograd":
-            self.fns[0](self.xp, self.w, self.b, self.y, 1, 1, 1, 1, 1)
+        if self.path == "winograd":  # the public kernel: padded input, no padding
+            self.fns[0](self.xp, self.w, self.b, self.y, 0, 0, 1, 1, 1, 1, 1)
         else:
             self.fns[0](self.xp, self.w, self.b, self.y, 1, 1, 1)
 
     def time_input_grad(self, label, path):
-        self.fns[1](self.dy, self.w, self.dxp, 1, 1, 1, 1, 1)
+        if self.path == "winograd":
+            self.fns[1](self.dy, self.w, self.dxp, 0, 0, 1, 1, 1, 1, 1)
+        else:
+            self.fns[1](self.dy, self.w, self.dxp, 1, 1, 1, 1, 1)
 
     def time_weight_grad(self, label, path):
-        self.fns[2](self.dy, self.xp, self.dw, 1, 1, 1, 1, 1)
+        if self.path == "winograd":
+            self.fns[2](self.dy, self.xp, self.dw, 0, 0, 1, 1, 1, 1, 1)
+        else:
+            self.fns[2](self.dy, self.xp, self.dw, 1, 1, 1, 1, 1)
+
+
+#: Wide strided convolutions, whose weight gradient takes the matrix-product form:
+#: standard shape 6 and a ResNet-style 128 -> 256 downsampler.
+WIDE_CASES = {
+    "6 (32,64,56,56)->128 k3s2p1": CONV_CASES[CONV_LABELS[5]],
+    "(32,128,28,28)->256 k3s2p1": CONV_CASES[CONV_LABELS[5]]._replace(
+        label="(32,128,28,28)->256 k3s2p1", x_shape=(32, 128, 28, 28), c_out=256),
+}
+
+
+class Conv2dWeightGradForm(_ConvBase):
+    """The weight gradient of wide strided convolutions as one matrix product per
+    image (the form conv2d picks for them) and as dot products of dy and patch rows
+    (the form it replaced), at kernel level on the same padded input."""
+
+    params = [list(WIDE_CASES), ["product", "dots"]]
+    param_names = ["shape", "form"]
+
+    def setup(self, label, form):
+        import numpy as np
+
+        from fastcnn.kernels.cpu import _weight_gemm
+        from fastcnn.kernels.cpu import conv as kernels
+
+        use_threads()
+        case = WIDE_CASES[label]
+        x, self.w, _, self.dy = conv_inputs(case, "float32")
+        p = case.padding
+        self.xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        self.dw = np.empty_like(self.w)
+        self.fn = (_weight_gemm.conv2d_backward_weight_gemm if form == "product"
+                   else kernels._conv2d_backward_weight_direct)
+        self.stride = case.stride
+        self.time_weight_grad(label, form)  # compile outside the timings
+
+    def time_weight_grad(self, label, form):
+        s = self.stride
+        self.fn(self.dy, self.xp, self.dw, s, s, 1, 1, 1)

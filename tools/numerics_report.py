@@ -69,6 +69,36 @@ def conv_case(batch, rng):
     ]
 
 
+def wide_strided_case(batch, rng):
+    """The weight gradient's matrix-product form (``kernels/cpu/_weight_gemm.py``)
+    on a wide 3x3 stride-2 layer: each slot sums its run of images' positions in
+    order, then the slots are added in order. Batch capped at 128 (float64 time)."""
+    import torch
+
+    from fastcnn import backend
+
+    k = backend.kernels("conv", "cpu")
+    batch = min(batch, 128)
+    shape, c_out = (batch, 64, 28, 28), 128
+    x = np.abs(rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal((batch, c_out, 14, 14)).astype(np.float32)
+
+    def ours(dtype, dy_):
+        dw = np.empty((c_out, 64, 3, 3), dtype)
+        k.conv2d_backward_weight(dy_.astype(dtype, copy=False),
+                                 x.astype(dtype, copy=False), dw, 1, 1, 2, 2, 1, 1,
+                                 1)
+        return dw
+
+    _, tw, _ = torch.ops.aten.convolution_backward(
+        torch.from_numpy(dy), torch.from_numpy(x), torch.zeros(c_out, 64, 3, 3),
+        None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False])
+    n = batch * 14 * 14
+    return [(f"conv 3x3 s2 {shape} -> {c_out}: dweight (matrix product)", n,
+             n - 1, ours(np.float64, dy), ours(np.float64, np.abs(dy)),
+             ours(np.float32, dy), tw.numpy())]
+
+
 def winograd_case(batch, rng):
     """The Winograd F(4x4, 3x3) path (forward and dx) on a 64-channel 3x3 layer:
     not a long reduction (576 terms) but transforms that scale by up to ~100, so
@@ -175,7 +205,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     rows = [*dense_case(batch, rng), *batch_norm_case(batch, rng),
-            *conv_case(batch, rng), *winograd_case(batch, rng)]
+            *conv_case(batch, rng), *wide_strided_case(batch, rng),
+            *winograd_case(batch, rng)]
     print("| reduction | terms n | bound (x u S) | fastcnn f32 max rel | "
           "fastcnn f32 / (u S) | torch f32 max rel | torch f32 / (u S) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
