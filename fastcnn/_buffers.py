@@ -82,8 +82,10 @@ class _Pool:
         dtype = np.dtype(dtype)
         if isinstance(shape, int | np.integer):
             shape = (int(shape),)
-        else:
+        elif type(shape) is not tuple:
             shape = tuple(int(s) for s in shape)
+        # A tuple (an array's .shape, the common case) is used as given: NumPy
+        # integers in it hash and compare as the equal Python ints do.
         nbytes = dtype.itemsize * math.prod(shape)
         capacity = int(settings.buffer_pool_mb * (1 << 20))
         if nbytes < MIN_BYTES or nbytes > capacity:
