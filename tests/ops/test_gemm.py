@@ -59,3 +59,25 @@ def test_block_refuses_mixed_operands():
     f32 = np.zeros((4, 16), np.float32)
     with pytest.raises(numba.core.errors.TypingError):
         mixed(f32, np.zeros((4, 16), np.float64), f32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accumulate_4_with_shifted_rows_matches_numpy(dtype, rng):
+    # Rows picked by index arrays and shifted by per-row offsets, as the stride-1
+    # convolution reads its input plane: blocks and a column tail.
+    from fastcnn.kernels.cpu import conv
+
+    src = rng.standard_normal((6, 80)).astype(dtype)
+    coef = rng.standard_normal((6, 9)).astype(dtype)
+    dst = rng.standard_normal((4, 40)).astype(dtype)
+    row_of = np.array([0, 2, 4, 1, 3, 0, 2], dtype=np.int64)
+    off_of = np.array([0, 3, 7, 1, 0, 5, 2], dtype=np.int64)
+    start, count = 4, 37
+    expected = dst.astype(np.float64)
+    for k in range(7):
+        row = src[1 + row_of[k], off_of[k] + start : off_of[k] + start + count]
+        expected[:, 2 : 2 + count] += np.outer(coef[1:5, 2 + k], row)
+    conv._accumulate_4(dst, 0, 2, coef, 1, 2, src, 1, row_of, off_of, 7, start,
+                       count)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol * 10)

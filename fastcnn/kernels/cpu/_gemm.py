@@ -31,6 +31,106 @@ BLOCK_ROWS = 4
 BLOCK_VECTORS = 2
 
 
+def _is_float_matrix(t) -> bool:
+    return (isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C"
+            and isinstance(t.dtype, types.Float))
+
+
+def _block_codegen(context, builder, signature, args, indirect: bool):
+    """The body of :func:`_accumulate_block` (``indirect`` false) and
+    :func:`_accumulate_block_rows` (true): load the block's eight accumulators, add
+    one fused multiply-add per source row to each, store them."""
+    if indirect:
+        names = ("dst", "d0", "dst_col", "coef", "c0", "k0", "src", "r0", "row_of",
+                 "off_of", "n_rows", "src_col")
+    else:
+        names = ("dst", "d0", "coef", "c0", "src", "n_rows", "j0")
+    arg = dict(zip(names, args, strict=True))
+    typ = dict(zip(names, signature.args, strict=True))
+
+    def index(name):
+        return context.cast(builder, arg[name], typ[name], types.intp)
+
+    array_type = typ["dst"]
+    out, coefficients, rows = (make_array(typ[n])(context, builder, arg[n])
+                               for n in ("dst", "coef", "src"))
+    element = context.get_value_type(array_type.dtype)
+    itemsize = context.get_abi_sizeof(element)
+    lanes = 32 // itemsize
+    vector = ir.VectorType(element, lanes)
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3),
+        f"llvm.fma.v{lanes}f{8 * itemsize}")
+
+    def plus(value, constant):
+        return builder.add(value, ir.Constant(cgutils.intp_t, constant))
+
+    def pointer(array, row, col):
+        return cgutils.get_item_pointer2(
+            context, builder, data=array.data,
+            shape=cgutils.unpack_tuple(builder, array.shape),
+            strides=cgutils.unpack_tuple(builder, array.strides), layout="C",
+            inds=[row, col], wraparound=False, boundscheck=False)
+
+    def vector_pointer(array, row, col):
+        return builder.bitcast(pointer(array, row, col), vector.as_pointer())
+
+    d0 = index("d0")
+    c0 = index("c0")
+    n_rows = index("n_rows")
+    if indirect:
+        dst_col = index("dst_col")
+        k0 = index("k0")
+        r0 = index("r0")
+        src_col = index("src_col")
+        row_of, off_of = (make_array(typ[n])(context, builder, arg[n])
+                          for n in ("row_of", "off_of"))
+    else:
+        dst_col = src_col = index("j0")
+        k0 = r0 = ir.Constant(cgutils.intp_t, 0)
+    accumulators = []
+    for i in range(BLOCK_ROWS):
+        for h in range(BLOCK_VECTORS):
+            # Entry-block allocas: LLVM promotes them to registers.
+            slot = cgutils.alloca_once(builder, vector)
+            start = builder.load(vector_pointer(out, plus(d0, i),
+                                                plus(dst_col, h * lanes)),
+                                 align=itemsize)
+            builder.store(start, slot)
+            accumulators.append(slot)
+    undefined = ir.Constant(vector, ir.Undefined)
+    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    first = ir.Constant(ir.IntType(32), 0)
+    with cgutils.for_range(builder, n_rows) as loop:
+        k = loop.index
+        if indirect:
+            # Row k is src[r0 + row_of[k], off_of[k] + src_col:].
+            row = builder.add(r0, builder.load(cgutils.get_item_pointer(
+                context, builder, typ["row_of"], row_of, [k])))
+            col = builder.add(src_col, builder.load(cgutils.get_item_pointer(
+                context, builder, typ["off_of"], off_of, [k])))
+        else:
+            row, col = k, src_col
+        xs = [builder.load(vector_pointer(rows, row, plus(col, h * lanes)),
+                           align=itemsize) for h in range(BLOCK_VECTORS)]
+        q = builder.add(k0, k)
+        for i in range(BLOCK_ROWS):
+            scalar = builder.load(pointer(coefficients, plus(c0, i), q))
+            splat = builder.shuffle_vector(
+                builder.insert_element(undefined, scalar, first), undefined,
+                broadcast)
+            for h in range(BLOCK_VECTORS):
+                slot = accumulators[i * BLOCK_VECTORS + h]
+                builder.store(builder.call(fma, [splat, xs[h], builder.load(slot)]),
+                              slot)
+    for i in range(BLOCK_ROWS):
+        for h in range(BLOCK_VECTORS):
+            builder.store(builder.load(accumulators[i * BLOCK_VECTORS + h]),
+                          vector_pointer(out, plus(d0, i), plus(dst_col, h * lanes)),
+                          align=itemsize)
+    return context.get_dummy_value()
+
+
 @intrinsic
 def _accumulate_block(typingctx, dst, d0, coef, c0, src, n_rows, j0):
     """``dst[d0 + i, j0 : j0 + W] += coef[c0 + i, :n_rows] @ src[:n_rows, j0 : j0 + W]``
@@ -39,70 +139,35 @@ def _accumulate_block(typingctx, dst, d0, coef, c0, src, n_rows, j0):
     dst, coef and src: 2-D C-contiguous arrays of one float dtype (anything else
     does not type). No bounds are checked: the caller keeps every index inside.
     """
-    if not (isinstance(dst, types.Array) and dst.ndim == 2 and dst.layout == "C"
-            and isinstance(dst.dtype, types.Float) and coef == dst and src == dst):
+    if not (_is_float_matrix(dst) and coef == dst and src == dst):
         return None
     sig = types.void(dst, d0, coef, c0, src, n_rows, j0)
 
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        arrays = [make_array(array_type)(context, builder, args[i]) for i in (0, 2, 4)]
-        d0v, c0v, n_v, j0v = (context.cast(builder, args[i], signature.args[i],
-                                           types.intp) for i in (1, 3, 5, 6))
-        element = context.get_value_type(array_type.dtype)
-        itemsize = context.get_abi_sizeof(element)
-        lanes = 32 // itemsize
-        vector = ir.VectorType(element, lanes)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fma.v{lanes}f{8 * itemsize}")
+        return _block_codegen(context, builder, signature, args, indirect=False)
 
-        def pointer(array, row, col):
-            return cgutils.get_item_pointer2(
-                context, builder, data=array.data,
-                shape=cgutils.unpack_tuple(builder, array.shape),
-                strides=cgutils.unpack_tuple(builder, array.strides), layout="C",
-                inds=[row, col], wraparound=False, boundscheck=False)
+    return sig, codegen
 
-        def vector_pointer(array, row, col):
-            return builder.bitcast(pointer(array, row, col), vector.as_pointer())
 
-        def plus(value, constant):
-            return builder.add(value, ir.Constant(cgutils.intp_t, constant))
+@intrinsic
+def _accumulate_block_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
+                           row_of, off_of, n_rows, src_col):
+    """:func:`_accumulate_block` with the source rows picked by index arrays:
+    ``dst[d0 + i, dst_col + j] += sum_k coef[c0 + i, k0 + k] *
+    src[r0 + row_of[k], off_of[k] + src_col + j]`` for ``i < 4``, ``j < W``,
+    ``k < n_rows`` (the rows of a patch, or the shifted windows of an input plane
+    that a stride-1 convolution reads; see ``conv.py``). row_of, off_of: 1-D int64.
+    """
+    ints = types.Array(types.int64, 1, "C")
+    if not (_is_float_matrix(dst) and coef.dtype == dst.dtype == src.dtype
+            and _is_float_matrix(coef) and _is_float_matrix(src)
+            and row_of == ints and off_of == ints):
+        return None
+    sig = types.void(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                     src_col)
 
-        out, coefficients, rows = arrays
-        cols = [plus(j0v, h * lanes) for h in range(BLOCK_VECTORS)]
-        accumulators = []
-        for i in range(BLOCK_ROWS):
-            for h in range(BLOCK_VECTORS):
-                # Entry-block allocas: LLVM promotes them to registers.
-                slot = cgutils.alloca_once(builder, vector)
-                start = builder.load(vector_pointer(out, plus(d0v, i), cols[h]),
-                                     align=itemsize)
-                builder.store(start, slot)
-                accumulators.append(slot)
-        undefined = ir.Constant(vector, ir.Undefined)
-        broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-        first = ir.Constant(ir.IntType(32), 0)
-        with cgutils.for_range(builder, n_v) as loop:
-            k = loop.index
-            xs = [builder.load(vector_pointer(rows, k, col), align=itemsize)
-                  for col in cols]
-            for i in range(BLOCK_ROWS):
-                scalar = builder.load(pointer(coefficients, plus(c0v, i), k))
-                splat = builder.shuffle_vector(
-                    builder.insert_element(undefined, scalar, first), undefined,
-                    broadcast)
-                for h in range(BLOCK_VECTORS):
-                    slot = accumulators[i * BLOCK_VECTORS + h]
-                    builder.store(builder.call(fma, [splat, xs[h], builder.load(slot)]),
-                                  slot)
-        for i in range(BLOCK_ROWS):
-            for h in range(BLOCK_VECTORS):
-                builder.store(builder.load(accumulators[i * BLOCK_VECTORS + h]),
-                              vector_pointer(out, plus(d0v, i), cols[h]),
-                              align=itemsize)
-        return context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        return _block_codegen(context, builder, signature, args, indirect=True)
 
     return sig, codegen
 

@@ -39,6 +39,7 @@ from numba import prange
 from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from ._dots import _add_dots
+from ._gemm import _accumulate_block_rows
 from ._weight_gemm import conv2d_backward_weight_gemm, uses_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
@@ -166,45 +167,43 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     ``off_of[k] = 0``), or shifted windows of an input plane (the implicit patch
     of a stride-1 convolution, see :func:`_conv2d_forward_shifted`).
 
-    Register blocking, 4 outputs x 4 rows: each pass loads four rows and four
-    outputs for sixteen multiply-adds. Rows are sliced one at a time because a 1-D
-    slice of a C-contiguous array stays contiguous for Numba, so the loop over ``j``
-    vectorises (a 2-D column slice would not).
+    Whole blocks of columns go through the register-blocked micro-kernel
+    (:func:`._gemm._accumulate_block_rows`), the rest through
+    :func:`_accumulate_4_columns`; both add the rows in order of ``k``, one fused
+    multiply-add each.
     """
+    width = 64 // dst.itemsize
+    j0 = 0
+    while j0 + width <= count:
+        _accumulate_block_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
+                               off_of, n_rows, start + j0)
+        j0 += width
+    if j0 < count:
+        _accumulate_4_columns(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
+                              off_of, n_rows, start + j0, count - j0)
+
+
+@cpu_helper
+def _accumulate_4_columns(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of,
+                          n_rows, start, count):
+    """:func:`_accumulate_4` one pass over the columns per row of ``R`` (rows are
+    sliced one at a time: a 1-D slice of a C-contiguous array stays contiguous for
+    Numba, so the loop over ``j`` vectorises)."""
     o0 = dst[d0, dst_start : dst_start + count]
     o1 = dst[d0 + 1, dst_start : dst_start + count]
     o2 = dst[d0 + 2, dst_start : dst_start + count]
     o3 = dst[d0 + 3, dst_start : dst_start + count]
     w0, w1, w2, w3 = coef[c0], coef[c0 + 1], coef[c0 + 2], coef[c0 + 3]
-    k = 0
-    while k + 4 <= n_rows:
-        q = k0 + k
-        a0, a1, a2, a3 = w0[q], w0[q + 1], w0[q + 2], w0[q + 3]
-        b0, b1, b2, b3 = w1[q], w1[q + 1], w1[q + 2], w1[q + 3]
-        c_0, c_1, c_2, c_3 = w2[q], w2[q + 1], w2[q + 2], w2[q + 3]
-        e0, e1, e2, e3 = w3[q], w3[q + 1], w3[q + 2], w3[q + 3]
-        r0_ = _row(src, r0, row_of, off_of, k, start, count)
-        r1 = _row(src, r0, row_of, off_of, k + 1, start, count)
-        r2 = _row(src, r0, row_of, off_of, k + 2, start, count)
-        r3 = _row(src, r0, row_of, off_of, k + 3, start, count)
-        for j in range(count):
-            v0, v1, v2, v3 = r0_[j], r1[j], r2[j], r3[j]
-            o0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-            o1[j] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
-            o2[j] += c_0 * v0 + c_1 * v1 + c_2 * v2 + c_3 * v3
-            o3[j] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
-        k += 4
-    while k < n_rows:
+    for k in range(n_rows):
         q = k0 + k
         a0, b0, c_0, e0 = w0[q], w1[q], w2[q], w3[q]
-        r0_ = _row(src, r0, row_of, off_of, k, start, count)
+        r = _row(src, r0, row_of, off_of, k, start, count)
         for j in range(count):
-            v0 = r0_[j]
-            o0[j] += a0 * v0
-            o1[j] += b0 * v0
-            o2[j] += c_0 * v0
-            o3[j] += e0 * v0
-        k += 1
+            v = r[j]
+            o0[j] += a0 * v
+            o1[j] += b0 * v
+            o2[j] += c_0 * v
+            o3[j] += e0 * v
 
 
 @cpu_helper
