@@ -217,3 +217,17 @@ def _gemm_1(dst, d0, coef, c0, src, n_rows, count):
         r0 = src[k, :count]
         for j in range(count):
             o0[j] += a0 * r0[j]
+
+
+@cpu_helper
+def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, count):
+    """``dst[d, :count] += coef[c0 + d - d0, :n_rows] @ src[:n_rows, :count]`` for
+    every output row ``d`` in ``[d0, d1)``: four at a time (:func:`_gemm_4`), then
+    one at a time (:func:`_gemm_1`)."""
+    d = d0
+    while d + 4 <= d1:
+        _gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, count)
+        d += 4
+    while d < d1:
+        _gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, count)
+        d += 1

@@ -18,7 +18,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
-from ._gemm import _gemm_1, _gemm_4
+from ._gemm import _gemm_rows
 
 #: Target size, in elements, of a tile of ``R`` (rows of K values): 256 KiB of
 #: float32, well inside L2, reused by every group of four output channels.
@@ -65,6 +65,19 @@ def _im2row(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, co
                     k += 1
 
 
+@cpu_helper
+def _sum_slots(partial, co, out):
+    """``out = partial[0, co] + partial[1, co] + ...`` in slot order (the last step
+    of a weight gradient summed in slots; ``out`` is row ``co`` of it)."""
+    first = partial[0, co]
+    for k in range(out.shape[0]):
+        out[k] = first[k]
+    for s in range(1, partial.shape[0]):
+        src = partial[s, co]
+        for k in range(out.shape[0]):
+            out[k] += src[k]
+
+
 @cpu_kernel
 def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
     """The weight gradient (``dwt`` overwritten) as ``dy_n @ R_n`` summed over images.
@@ -102,20 +115,7 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
                         dst = grad[c]
                         for j in range(width):
                             dst[j] = src[j]
-                    c = 0
-                    while c + 4 <= cout_g:
-                        _gemm_4(part, c0 + c, grad, c, rows, width, k_size)
-                        c += 4
-                    while c < cout_g:
-                        _gemm_1(part, c0 + c, grad, c, rows, width, k_size)
-                        c += 1
+                    _gemm_rows(part, c0, c0 + cout_g, grad, 0, rows, width, k_size)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
-        row = dwm[co]
-        first = partial[0, co]
-        for k in range(k_size):
-            row[k] = first[k]
-        for s in range(1, slots):
-            src = partial[s, co]
-            for k in range(k_size):
-                row[k] += src[k]
+        _sum_slots(partial, co, dwm[co])

@@ -35,7 +35,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
-from ._gemm import _gemm_1, _gemm_4
+from ._gemm import _gemm_rows
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
@@ -280,13 +280,7 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
                         row = me[i]
                         for j in range(count):
                             row[j] = 0
-                    co = 0
-                    while co + 4 <= c_count:
-                        _gemm_4(me, co, u[e], c0 + co, v[e], c_in, count)
-                        co += 4
-                    while co < c_count:
-                        _gemm_1(me, co, u[e], c0 + co, v[e], c_in, count)
-                        co += 1
+                    _gemm_rows(me, 0, c_count, u[e], c0, v[e], c_in, count)
                 for co in range(c_count):
                     _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
 
@@ -402,13 +396,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
                     for f in range(cols):
                         vt[f, ci] = row[f]
                 me = partial[s, e]
-                co = 0
-                while co + 4 <= c_out:
-                    _gemm_4(me, co, z[e], co, vt, cols, c_in)
-                    co += 4
-                while co < c_out:
-                    _gemm_1(me, co, z[e], co, vt, cols, c_in)
-                    co += 1
+                _gemm_rows(me, 0, c_out, z[e], 0, vt, cols, c_in)
     for co in prange(c_out):
         m = np.empty((6, 6))
         t = np.empty((3, 6))

@@ -38,9 +38,10 @@ from numba import prange
 
 from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
+from .._padding import padded_hw
 from ._dots import _add_dots
 from ._gemm import _accumulate_block_rows
-from ._weight_gemm import conv2d_backward_weight_gemm, uses_weight_gemm
+from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm, uses_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
     winograd_filters,
@@ -406,13 +407,6 @@ def _uses_winograd(w_shape, sh, sw, dh, dw, groups) -> bool:
             and groups == 1 and min(c_out, cin_g) >= WINOGRAD_MIN_CHANNELS)
 
 
-def _padded_extent(size, out_size, stride, dilation, kernel, pad_before):
-    """Rows (or columns) of the zero-padded input that a convolution reads: enough
-    for every window, and at least the input itself."""
-    needed = (out_size - 1) * stride + dilation * (kernel - 1) + 1
-    return max(needed, pad_before + size)
-
-
 def _padded(x, pad_t, pad_l, hp, wp):
     """``x`` placed at ``(pad_t, pad_l)`` in zeros of height ``hp`` and width ``wp``
     (``x`` itself when that adds nothing), in a pooled buffer."""
@@ -426,12 +420,6 @@ def _padded(x, pad_t, pad_l, hp, wp):
     xp[:, :, pad_t : pad_t + h, pad_l + w :] = 0
     xp[:, :, pad_t : pad_t + h, pad_l : pad_l + w] = x
     return xp
-
-
-def _padded_shape(x_shape, y_shape, w_shape, pad_t, pad_l, sh, sw, dh, dw):
-    hp = _padded_extent(x_shape[2], y_shape[2], sh, dh, w_shape[2], pad_t)
-    wp = _padded_extent(x_shape[3], y_shape[3], sw, dw, w_shape[3], pad_l)
-    return hp, wp
 
 
 def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
@@ -461,7 +449,7 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
         plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
         winograd_conv3x3(x, u, b, y, pad_t, pad_l, *plan)
         return
-    hp, wp = _padded_shape(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
+    hp, wp = padded_hw(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
     xp = _padded(x, pad_t, pad_l, hp, wp)
     images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
                                  cin_g, n_batch)[2]
@@ -490,7 +478,7 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     if winograd and pad_t <= 2 and pad_l <= 2:
         _winograd_input_grad(dy, w, dx, 2 - pad_t, 2 - pad_l)
         return
-    hp, wp = _padded_shape(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
+    hp, wp = padded_hw(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
     dxp = dx if (hp, wp) == (h, wd) else _buffers.empty((n_batch, c_in, hp, wp),
                                                         dx.dtype)
     if winograd:
@@ -592,7 +580,7 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
                                                 oh_size, ow_size)
         winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots)
         return
-    xp = _padded(x, pad_t, pad_l, *_padded_shape(x.shape, dy.shape, dwt.shape, pad_t,
+    xp = _padded(x, pad_t, pad_l, *padded_hw(x.shape, dy.shape, dwt.shape, pad_t,
                                                   pad_l, sh, sw, dh, dw))
     if uses_weight_gemm(dwt.shape[0] // groups, dwt.shape[1] * dwt.shape[2]
                         * dwt.shape[3]):
@@ -659,14 +647,7 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
                               zero, patch, c_count * taps, c0 * taps, cols)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
-        row = dwm[co]
-        first = partial[0, co]
-        for k in range(k_size):
-            row[k] = first[k]
-        for s in range(1, slots):
-            src = partial[s, co]
-            for k in range(k_size):
-                row[k] += src[k]
+        _sum_slots(partial, co, dwm[co])
 
 
 @cpu_reduction

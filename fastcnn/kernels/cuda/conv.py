@@ -25,6 +25,7 @@ import numpy as np
 from numba import cuda
 
 from .._jit import cuda_kernel
+from .._padding import padded_hw
 from . import _launch, _layout
 from ._device import block_sum, minimum, unravel4
 
@@ -128,22 +129,11 @@ def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups):
     y[n, co, oh, ow] = acc
 
 
-def _padded_extent(size, out_size, stride, dilation, kernel, pad_before):
-    """As in the CPU twin: the padded rows (or columns) a convolution reads."""
-    needed = (out_size - 1) * stride + dilation * (kernel - 1) + 1
-    return max(needed, pad_before + size)
-
-
-def _padded_shape(x_shape, y_shape, w_shape, pad_t, pad_l, sh, sw, dh, dw):
-    return (x_shape[0], x_shape[1],
-            _padded_extent(x_shape[2], y_shape[2], sh, dh, w_shape[2], pad_t),
-            _padded_extent(x_shape[3], y_shape[3], sw, dw, w_shape[3], pad_l))
-
-
-def _padded(x, shape, pad_t, pad_l):
-    """``x`` placed at ``(pad_t, pad_l)`` in zeros of ``shape`` (a device buffer),
-    or ``x`` itself when that adds nothing."""
-    if tuple(shape) == tuple(x.shape):
+def _padded(x, hw, pad_t, pad_l):
+    """``x`` placed at ``(pad_t, pad_l)`` in zeros of height and width ``hw`` (a
+    device buffer), or ``x`` itself when that adds nothing."""
+    shape = (*x.shape[:2], *hw)
+    if shape == tuple(x.shape):
         return x
     xp = _launch.scratch(shape, x.dtype)
     _layout.pad2d(x, xp, pad_t, pad_l)
@@ -161,8 +151,8 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
     n_batch, c_out, oh_size, ow_size = y.shape
     if y.size == 0:
         return
-    xp = _padded(x, _padded_shape(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw,
-                                  dh, dw), pad_t, pad_l)
+    xp = _padded(x, padded_hw(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh,
+                              dw), pad_t, pad_l)
     kh_size, kw_size = w.shape[2], w.shape[3]
     tile_h = min(TILE_H, oh_size)
     tile_w = min(TILE_W, ow_size)
@@ -227,8 +217,9 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     """
     if dx.size == 0:
         return
-    shape = _padded_shape(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
-    if tuple(shape) == tuple(dx.shape):
+    shape = (*dx.shape[:2],
+             *padded_hw(dx.shape, dy.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw))
+    if shape == tuple(dx.shape):
         dxp = dx
     else:
         dxp = _launch.scratch(shape, dx.dtype)
@@ -344,8 +335,8 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     splits = _weight_splits(n_pos, groups * k_tiles * m_tiles, tile)
     chunk = _launch.n_blocks(n_pos, splits)
     shared_bytes = 2 * tile * (tile + 1) * np.dtype(dwt.dtype).itemsize
-    xp = _padded(x, _padded_shape(x.shape, dy.shape, dwt.shape, pad_t, pad_l, sh, sw,
-                                  dh, dw), pad_t, pad_l)
+    xp = _padded(x, padded_hw(x.shape, dy.shape, dwt.shape, pad_t, pad_l, sh, sw,
+                              dh, dw), pad_t, pad_l)
     with _launch.staged(dy, xp, dwt, out=(2,)) as (dy_d, xp_d, dwt_d):
         flat = dwt_d.reshape(1, c_out, c_k)
         part = flat if splits == 1 else _launch.scratch((splits, c_out, c_k),
