@@ -16,11 +16,22 @@ def _operands(rng, dtype, rows, n_rows, count):
     return dst, coef, src
 
 
+def _widths(dtype):
+    """Columns of a block and of one vector of the micro-kernel for ``dtype``
+    (they depend on whether the CPU has AVX-512)."""
+    itemsize = np.dtype(dtype).itemsize
+    return _gemm.BLOCK_BYTES // itemsize, _gemm.VECTOR_BYTES // itemsize
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_rows, count",
-                         [(64, 128), (5, 16), (3, 37), (7, 5), (0, 24)])
-def test_gemm_4_matches_numpy(dtype, n_rows, count, rng):
-    # Whole blocks, a tail after them, only a tail, and an empty sum.
+@pytest.mark.parametrize("n_rows, blocks, vectors, tail",
+                         [(64, 4, 0, 0), (5, 1, 0, 0), (3, 1, 1, 5), (9, 0, 1, 3),
+                          (7, 0, 0, 5), (0, 1, 1, 2)])
+def test_gemm_4_matches_numpy(dtype, n_rows, blocks, vectors, tail, rng):
+    # Whole blocks, a vector and a column tail after them, only a tail, and an
+    # empty sum.
+    width, lanes = _widths(dtype)
+    count = blocks * width + vectors * lanes + tail
     dst, coef, src = _operands(rng, dtype, 6, n_rows, count)
     expected = dst.astype(np.float64)
     expected[1:5] += coef[2:6].astype(np.float64) @ src.astype(np.float64)
@@ -32,15 +43,23 @@ def test_gemm_4_matches_numpy(dtype, n_rows, count, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_block_and_column_tail_sum_in_the_same_order(dtype, rng):
-    # The tail reproduces the block's fused multiply-adds bit for bit, so where a
-    # column falls (block or tail) does not change its value.
-    width = 64 // np.dtype(dtype).itemsize
+def test_block_vector_and_column_tail_sum_in_the_same_order(dtype, rng):
+    # The one-vector block and the tail reproduce the block's fused multiply-adds
+    # bit for bit, so where a column falls (block, vector or tail) does not change
+    # its value.
+    width, lanes = _widths(dtype)
     dst, coef, src = _operands(rng, dtype, 4, 33, width)
-    by_block, by_columns = dst.copy(), dst.copy()
+    by_block, by_vectors, by_columns = dst.copy(), dst.copy(), dst.copy()
     _gemm._gemm_4(by_block, 0, coef, 0, src, 33, width)
+    for j0 in range(0, width, lanes):
+        # Columns j0 .. j0 + lanes - 1 alone: a vector and no tail.
+        part = np.ascontiguousarray(by_vectors[:, j0 : j0 + lanes])
+        _gemm._gemm_4(part, 0, coef, 0, np.ascontiguousarray(src[:, j0 : j0 + lanes]),
+                      33, lanes)
+        by_vectors[:, j0 : j0 + lanes] = part
     _gemm._gemm_4_columns(by_columns, 0, coef, 0, src, 33, 0, width)
     assert by_block.tobytes() == by_columns.tobytes()
+    assert by_vectors.tobytes() == by_columns.tobytes()
 
 
 def test_gemm_1_matches_numpy(rng):
@@ -64,15 +83,16 @@ def test_block_refuses_mixed_operands():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_accumulate_4_with_shifted_rows_matches_numpy(dtype, rng):
     # Rows picked by index arrays and shifted by per-row offsets, as the stride-1
-    # convolution reads its input plane: blocks and a column tail.
+    # convolution reads its input plane: a block, a vector and a column tail.
     from fastcnn.kernels.cpu import conv
 
-    src = rng.standard_normal((6, 80)).astype(dtype)
+    width, lanes = _widths(dtype)
+    start, count = 4, width + lanes + 5
+    src = rng.standard_normal((6, count + 12)).astype(dtype)
     coef = rng.standard_normal((6, 9)).astype(dtype)
-    dst = rng.standard_normal((4, 40)).astype(dtype)
+    dst = rng.standard_normal((4, count + 3)).astype(dtype)
     row_of = np.array([0, 2, 4, 1, 3, 0, 2], dtype=np.int64)
     off_of = np.array([0, 3, 7, 1, 0, 5, 2], dtype=np.int64)
-    start, count = 4, 37
     expected = dst.astype(np.float64)
     for k in range(7):
         row = src[1 + row_of[k], off_of[k] + start : off_of[k] + start + count]
@@ -81,3 +101,57 @@ def test_accumulate_4_with_shifted_rows_matches_numpy(dtype, rng):
                        count)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol * 10)
+
+
+def test_vector_width_follows_the_compile_target():
+    # 64-byte (zmm) vectors exactly where Numba compiles for AVX-512F.
+    from llvmlite import binding
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        has_avx512 = "+avx512f" in config.CPU_FEATURES.split(",")
+    else:
+        has_avx512 = bool(binding.get_host_cpu_features().get("avx512f", False))
+    assert _gemm.VECTOR_BYTES == (64 if has_avx512 else 32)
+    assert _gemm.BLOCK_BYTES == 2 * _gemm.VECTOR_BYTES
+
+
+_AVX2_FEATURES = ("+64bit,+avx,+avx2,+cmov,+cx16,+f16c,+fma,+fxsr,+mmx,+popcnt,"
+                  "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave")
+
+_AVX2_SCRIPT = """
+import numpy as np
+from fastcnn.kernels.cpu import _gemm
+assert _gemm.VECTOR_BYTES == 32, _gemm.VECTOR_BYTES
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    width = _gemm.BLOCK_BYTES // np.dtype(dtype).itemsize
+    lanes = _gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    count = 2 * width + lanes + 3
+    dst = rng.standard_normal((4, count)).astype(dtype)
+    coef = rng.standard_normal((4, 19)).astype(dtype)
+    src = rng.standard_normal((19, count)).astype(dtype)
+    expected = dst.astype(np.float64) + coef.astype(np.float64) @ src
+    by_columns = dst.copy()
+    _gemm._gemm_4(dst, 0, coef, 0, src, 19, count)
+    _gemm._gemm_4_columns(by_columns, 0, coef, 0, src, 19, 0, count)
+    np.testing.assert_allclose(dst, expected, rtol=1e-5, atol=1e-4)
+    assert dst.tobytes() == by_columns.tobytes()
+print("ok")
+"""
+
+
+def test_ymm_micro_kernel_on_a_cpu_without_avx512(tmp_path):
+    # The 32-byte form, which CPUs without AVX-512 run, compiled for an AVX2
+    # target in a fresh interpreter (the width is fixed at import).
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell",
+           "NUMBA_CPU_FEATURES": _AVX2_FEATURES,
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

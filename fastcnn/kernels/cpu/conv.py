@@ -40,7 +40,12 @@ from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from .._padding import padded_hw
 from ._dots import _add_dots
-from ._gemm import _accumulate_block_rows
+from ._gemm import (
+    BLOCK_BYTES,
+    VECTOR_BYTES,
+    _accumulate_block_rows,
+    _accumulate_vector_rows,
+)
 from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm, uses_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
@@ -169,16 +174,21 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     of a stride-1 convolution, see :func:`_conv2d_forward_shifted`).
 
     Whole blocks of columns go through the register-blocked micro-kernel
-    (:func:`._gemm._accumulate_block_rows`), the rest through
+    (:func:`._gemm._accumulate_block_rows`), a remaining vector's width through its
+    one-vector form, the rest through
     :func:`_accumulate_4_columns`; both add the rows in order of ``k``, one fused
     multiply-add each.
     """
-    width = 64 // dst.itemsize
+    width = BLOCK_BYTES // dst.itemsize
     j0 = 0
     while j0 + width <= count:
         _accumulate_block_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
                                off_of, n_rows, start + j0)
         j0 += width
+    if j0 + VECTOR_BYTES // dst.itemsize <= count:
+        _accumulate_vector_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0,
+                                row_of, off_of, n_rows, start + j0)
+        j0 += VECTOR_BYTES // dst.itemsize
     if j0 < count:
         _accumulate_4_columns(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
                               off_of, n_rows, start + j0, count - j0)
