@@ -32,6 +32,15 @@ from .training.trainer import Trainer
 MAX_CONFIG_PARAMS = 2**30
 
 
+def _layer_entry(layer: Layer) -> dict:
+    """A layer's entry in a model config; "trainable" only where it is frozen, so
+    configs of models without frozen layers read as before."""
+    entry = {"class_name": type(layer).__name__, "config": layer.get_config()}
+    if not layer.trainable:
+        entry["trainable"] = False
+    return entry
+
+
 def _check_size(op: str, layers: list[Layer], input_shape, max_params) -> None:
     """Refuse a bad ``input_shape`` or a model of more than ``max_params`` elements,
     from shapes alone: nothing is allocated."""
@@ -181,7 +190,8 @@ class Sequential(Trainer):
                     arrays[key] = dev.move_in(array)
             layer._cache = None  # activations kept for backward live on the old side
         if self.optimizer is not None and self.built:
-            self.optimizer.place_state(self._named_grads())
+            self.optimizer.place_state(
+                (name, param, None) for name, param in self._named_params().items())
 
     def _to_model_device(self, x):
         """A batch copied to the device where the model lives there (once per
@@ -253,9 +263,18 @@ class Sequential(Trainer):
         return y
 
     def _named_grads(self):
+        """``(name, param, grad)`` of every parameter training updates: frozen
+        layers' (``trainable = False``) are left out."""
         for i, layer in enumerate(self.layers):
-            for key, param in layer.params.items():
-                yield f"{i}.{key}", param, layer.grads[key]
+            if layer.trainable:
+                for key, param in layer.params.items():
+                    yield f"{i}.{key}", param, layer.grads[key]
+
+    def _named_params(self) -> dict:
+        """``{name: param}`` of every parameter, frozen or not (the names the
+        optimizer state is keyed by)."""
+        return {f"{i}.{key}": param for i, layer in enumerate(self.layers)
+                for key, param in layer.params.items()}
 
     # ------------------------------------------------------------- predicting
 
@@ -397,8 +416,7 @@ class Sequential(Trainer):
             "name": self.name,
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "dtype": self.dtype.name,
-            "layers": [{"class_name": type(layer).__name__,
-                        "config": layer.get_config()} for layer in self.layers],
+            "layers": [_layer_entry(layer) for layer in self.layers],
         }
 
     @classmethod

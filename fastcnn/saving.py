@@ -90,11 +90,6 @@ def _compile_from(model: Sequential, compile_config: dict) -> None:
         metrics=metrics)
 
 
-def _named_params(model: Sequential) -> dict:
-    return {f"{i}.{key}": p for i, layer in enumerate(model.layers)
-            for key, p in layer.params.items()}
-
-
 def _check_weight_dtypes(model: Sequential, weights: dict) -> None:
     """save_model writes every array in the model's dtype: anything else was made
     by hand (load_state_dict casts; a model file must match exactly)."""
@@ -196,7 +191,7 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
         # Every array must fit its parameter exactly and every scalar passes the
         # constructor's checks: the kernels trust both.
         model.optimizer.set_state(arrays, training.get("optimizer") or {},
-                                  params=_named_params(model))
+                                  params=model._named_params())
     return model
 
 

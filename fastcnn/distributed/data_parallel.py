@@ -285,7 +285,8 @@ class DataParallel:
                 refs[name][...] = value
             else:
                 opt_arrays[name] = value.copy()
-        self.model.optimizer.set_state(opt_arrays, header["optimizer"])
+        self.model.optimizer.set_state(opt_arrays, header["optimizer"],
+                                       params=self.model._named_params())
         for key, state in header["generators"].items():
             generators[key].bit_generator.state = state
 

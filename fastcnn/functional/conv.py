@@ -214,23 +214,28 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
     return conv2d_backward_trusted(dy, x, weight, geo, input_grad)
 
 
-def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool = True):
+def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool = True,
+                            param_grads: bool = True):
     """:func:`conv2d_backward` on arguments that passed its checks (see
-    :func:`conv2d_trusted`); checks nothing."""
+    :func:`conv2d_trusted`); checks nothing. ``param_grads=False`` skips dweight
+    and dbias (returned as None): a frozen layer needs only dx."""
     dev = backend.device_of(dy, x, weight)
     k = dev.kernels("conv")
     if _is_degenerate(x, weight):
         # Nothing flows between x and y: dx and dweight are zeros (or empty).
         dx = dev.zeros(x.shape, x.dtype) if input_grad else None
+        if not param_grads:
+            return dx, None, None
         dweight = dev.zeros(weight.shape, weight.dtype)
         return dx, dweight, _bias_sum(dev, dy)
-    dweight = dev.empty(weight.shape, weight.dtype)
-    dbias = dev.empty(weight.shape[0], x.dtype)
     args = (geo.pad_h[0], geo.pad_w[0], *geo.stride, *geo.dilation, geo.groups)
-    dx = None
+    dx = dweight = dbias = None
     if input_grad:
         dx = dev.empty(x.shape, x.dtype)
         k.conv2d_backward_input(dy, weight, dx, *args)
-    k.conv2d_backward_weight(dy, x, dweight, *args)
-    k.conv2d_backward_bias(dy, dbias)
+    if param_grads:
+        dweight = dev.empty(weight.shape, weight.dtype)
+        dbias = dev.empty(weight.shape[0], x.dtype)
+        k.conv2d_backward_weight(dy, x, dweight, *args)
+        k.conv2d_backward_bias(dy, dbias)
     return dx, dweight, dbias

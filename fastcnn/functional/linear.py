@@ -91,10 +91,17 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     return linear_backward_trusted(dy, x, weight)
 
 
-def linear_backward_trusted(dy, x, weight):
-    """:func:`linear_backward` on checked arguments; checks nothing."""
+def linear_backward_trusted(dy, x, weight, param_grads: bool = True):
+    """:func:`linear_backward` on checked arguments; checks nothing.
+    ``param_grads=False`` computes dx only (dweight, dbias None): a frozen layer."""
     dev = backend.device_of(dy, x, weight)
     k = dev.kernels("dense")
+    if not param_grads:
+        if _is_degenerate(x, weight):
+            return dev.zeros(x.shape, x.dtype), None, None
+        dx = dev.empty(x.shape, x.dtype)
+        k.linear_backward_input(dy, weight, dx)
+        return dx, None, None
     if _is_degenerate(x, weight):
         dx = dev.zeros(x.shape, x.dtype)
         dweight = dev.zeros(weight.shape, weight.dtype)

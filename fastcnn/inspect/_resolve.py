@@ -53,5 +53,6 @@ def built_like(layer: Layer, input_shape, dtype) -> Layer:
     if layer.built and layer.input_shape == tuple(input_shape):
         return layer
     clone = type(layer)(**layer.get_config())
+    clone.trainable = layer.trainable
     clone.build(input_shape, dtype, np.random.default_rng(0))
     return clone

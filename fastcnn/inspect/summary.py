@@ -126,7 +126,7 @@ def layer_stats(layer: Layer, input_shape: tuple[int, ...], dtype=None,
     dense_eq = ratio = None
     if isinstance(layer, Conv2D | Dense):
         dense_eq = math.prod(input_shape) * math.prod(output_shape)
-        ratio = dense_eq / trainable
+        ratio = dense_eq / sum(p.size for p in built.params.values())
     if rf is None:
         rf = initial_rf(input_shape)
         image = input_shape[1:] if len(input_shape) == 3 else None

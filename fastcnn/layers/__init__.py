@@ -59,7 +59,8 @@ def get(name: str) -> type[Layer]:
 
 def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> Layer:
     """A new (unbuilt) layer from ``{"class_name": ..., "config": {...}}``, the form
-    ``Sequential.get_config()`` writes. The entry may come from an untrusted file: the
+    ``Sequential.get_config()`` writes (with ``"trainable": False`` for a frozen
+    layer). The entry may come from an untrusted file: the
     type is looked up in :data:`LAYERS` only (never imported by name), and a bad
     entry or bad arguments give one ``ValueError`` whose message starts with
     ``label``.
@@ -72,7 +73,13 @@ def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> 
 
     Shape: no arrays.
     """
-    return _registry.build(LAYERS, entry, label)
+    layer = _registry.build(LAYERS, entry, label)
+    trainable = entry.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(f"{label} ({entry['class_name']}) has a 'trainable' that is "
+                         f"not a bool: {trainable!r:.200}.")
+    layer.trainable = trainable
+    return layer
 
 
 __all__ = ["LAYERS", "Layer", "Window", "from_config", "get", *LAYERS]

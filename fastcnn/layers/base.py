@@ -95,6 +95,27 @@ class Layer:
         self._dy_shape: tuple[int, ...] | None = None
         self._dy_dtype: np.dtype | None = None
         self._param_shapes: dict[str, tuple[int, ...]] = {}
+        self._trainable = True
+
+    @property
+    def trainable(self) -> bool:
+        """Whether training updates this layer's ``params`` (default True).
+
+        A frozen layer (``trainable = False``) keeps its parameters through ``fit``
+        and ``train_step``: the model hands them to no optimizer, its backward
+        computes only the input gradient (nothing at all in a model's first
+        layer), and ``count_params``/``summary`` count them as non-trainable. As in
+        PyTorch (``requires_grad=False``), it does not change the layer's mode: a
+        frozen BatchNorm still normalises by the batch and updates its running
+        statistics in training mode. Saved with the model.
+        """
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{self._op}: trainable must be a bool, got {value!r}.")
+        self._trainable = value
 
     # -- configuration --------------------------------------------------------------
 
@@ -210,7 +231,8 @@ class Layer:
         self._cache = None
 
     def count_params(self) -> tuple[int, int]:
-        """``(trainable, non_trainable)`` element counts (params, buffers).
+        """``(trainable, non_trainable)`` element counts: (params, buffers), or
+        (0, params + buffers) for a frozen layer (see :attr:`trainable`).
 
         Shape: no arrays.
         """
@@ -219,8 +241,11 @@ class Layer:
                 f"{self._op}: the layer is not built, so it has no parameters yet; "
                 f"call build(input_shape) first."
             )
-        trainable = sum(p.size for p in self.params.values())
-        return int(trainable), int(sum(b.size for b in self.buffers.values()))
+        params = int(sum(p.size for p in self.params.values()))
+        buffers = int(sum(b.size for b in self.buffers.values()))
+        if not self._trainable:
+            return 0, params + buffers
+        return params, buffers
 
     def window(self) -> Window | None:
         """The sliding-window geometry ("window" layers only; others: None)."""
@@ -299,6 +324,9 @@ class Layer:
                 f"({self._dy_dtype}), got {dy.dtype}."
             )
         dy = _c_contiguous_input(self._op, "dy", dy)
+        if not self._trainable and self.params:
+            # Frozen: the parameter gradients would go unused.
+            return self._backward_input(dy) if input_grad else None
         if not input_grad:
             self._backward_params(dy)
             return None
@@ -314,6 +342,12 @@ class Layer:
         """Fill ``self.grads`` only; layers whose input gradient costs real work
         override this to skip it."""
         self._backward(dy)
+
+    def _backward_input(self, dy: np.ndarray) -> np.ndarray:
+        """The input gradient of a frozen layer; layers whose parameter gradients
+        cost real work override this to skip them (``self.grads`` may be left
+        as they were)."""
+        return self._backward(dy)
 
     def _params_as_built(self) -> bool:
         """True while every parameter still has the shape, dtype and C order that

@@ -164,3 +164,9 @@ class Conv2D(Layer):
 
     def _backward_params(self, dy):
         self._backward(dy, input_grad=False)
+
+    def _backward_input(self, dy):
+        if self._geo is not None and self._params_as_built():
+            return conv2d_backward_trusted(dy, self._cache, self.params["weight"],
+                                           self._geo, param_grads=False)[0]
+        return self._backward(dy)

@@ -87,3 +87,9 @@ class Dense(Layer):
         if self.use_bias:
             self._set_grad("bias", dbias)
         return dx
+
+    def _backward_input(self, dy):
+        if self._params_as_built():
+            return linear_backward_trusted(dy, self._cache, self.params["weight"],
+                                           param_grads=False)[0]
+        return self._backward(dy)
