@@ -35,7 +35,7 @@ def test_gemm_4_matches_numpy(dtype, n_rows, blocks, vectors, tail, rng):
     dst, coef, src = _operands(rng, dtype, 6, n_rows, count)
     expected = dst.astype(np.float64)
     expected[1:5] += coef[2:6].astype(np.float64) @ src.astype(np.float64)
-    _gemm._gemm_4(dst, 1, coef, 2, src, n_rows, count)
+    _gemm._gemm_4(dst, 1, coef, 2, src, n_rows, 0, count)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol * max(n_rows, 1))
     # Rows outside the four are left alone.
@@ -50,13 +50,10 @@ def test_block_vector_and_column_tail_sum_in_the_same_order(dtype, rng):
     width, lanes = _widths(dtype)
     dst, coef, src = _operands(rng, dtype, 4, 33, width)
     by_block, by_vectors, by_columns = dst.copy(), dst.copy(), dst.copy()
-    _gemm._gemm_4(by_block, 0, coef, 0, src, 33, width)
+    _gemm._gemm_4(by_block, 0, coef, 0, src, 33, 0, width)
     for j0 in range(0, width, lanes):
         # Columns j0 .. j0 + lanes - 1 alone: a vector and no tail.
-        part = np.ascontiguousarray(by_vectors[:, j0 : j0 + lanes])
-        _gemm._gemm_4(part, 0, coef, 0, np.ascontiguousarray(src[:, j0 : j0 + lanes]),
-                      33, lanes)
-        by_vectors[:, j0 : j0 + lanes] = part
+        _gemm._gemm_4(by_vectors, 0, coef, 0, src, 33, j0, j0 + lanes)
     _gemm._gemm_4_columns(by_columns, 0, coef, 0, src, 33, 0, width)
     assert by_block.tobytes() == by_columns.tobytes()
     assert by_vectors.tobytes() == by_columns.tobytes()
@@ -66,7 +63,7 @@ def test_gemm_1_matches_numpy(rng):
     dst, coef, src = _operands(rng, np.float64, 2, 9, 21)
     expected = dst.copy()
     expected[1] += coef[4] @ src
-    _gemm._gemm_1(dst, 1, coef, 4, src, 9, 21)
+    _gemm._gemm_1(dst, 1, coef, 4, src, 9, 0, 21)
     np.testing.assert_allclose(dst, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -133,7 +130,7 @@ for dtype in (np.float32, np.float64):
     src = rng.standard_normal((19, count)).astype(dtype)
     expected = dst.astype(np.float64) + coef.astype(np.float64) @ src
     by_columns = dst.copy()
-    _gemm._gemm_4(dst, 0, coef, 0, src, 19, count)
+    _gemm._gemm_4(dst, 0, coef, 0, src, 19, 0, count)
     _gemm._gemm_4_columns(by_columns, 0, coef, 0, src, 19, 0, count)
     np.testing.assert_allclose(dst, expected, rtol=1e-5, atol=1e-4)
     assert dst.tobytes() == by_columns.tobytes()
@@ -155,3 +152,20 @@ def test_ymm_micro_kernel_on_a_cpu_without_avx512(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_rows_on_a_column_span_leaves_the_other_columns(dtype, rng):
+    # The dense kernels split a product's columns over tasks: each task's span is
+    # computed as the whole product would compute it, and nothing outside changes.
+    width, lanes = _widths(dtype)
+    count = 2 * width + lanes + 7
+    dst, coef, src = _operands(rng, dtype, 7, 11, count)
+    whole = dst.copy()
+    _gemm._gemm_rows(whole, 0, 7, coef, 1, src, 11, 0, count)
+    pieces = dst.copy()
+    start, stop = lanes + 3, 2 * width + 5
+    _gemm._gemm_rows(pieces, 0, 7, coef, 1, src, 11, start, stop)
+    assert pieces[:, :start].tobytes() == dst[:, :start].tobytes()
+    assert pieces[:, stop:].tobytes() == dst[:, stop:].tobytes()
+    assert pieces[:, start:stop].tobytes() == whole[:, start:stop].tobytes()

@@ -229,22 +229,22 @@ def _accumulate_vector_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
 
 
 @cpu_helper
-def _gemm_4(dst, d0, coef, c0, src, n_rows, count):
-    """``dst[d0 + i, :count] += coef[c0 + i, :n_rows] @ src[:n_rows, :count]`` for
-    ``i < 4``: :func:`_accumulate_block` over whole blocks of columns, one
+def _gemm_4(dst, d0, coef, c0, src, n_rows, start, stop):
+    """``dst[d0 + i, start:stop] += coef[c0 + i, :n_rows] @ src[:n_rows, start:stop]``
+    for ``i < 4``: :func:`_accumulate_block` over whole blocks of columns, one
     :func:`_accumulate_vector` where a vector's width is left, then
     :func:`_gemm_4_columns` over the rest."""
     width = BLOCK_BYTES // dst.itemsize
     lanes = VECTOR_BYTES // dst.itemsize
-    j0 = 0
-    while j0 + width <= count:
+    j0 = start
+    while j0 + width <= stop:
         _accumulate_block(dst, d0, coef, c0, src, n_rows, j0)
         j0 += width
-    if j0 + lanes <= count:
+    if j0 + lanes <= stop:
         _accumulate_vector(dst, d0, coef, c0, src, n_rows, j0)
         j0 += lanes
-    if j0 < count:
-        _gemm_4_columns(dst, d0, coef, c0, src, n_rows, j0, count)
+    if j0 < stop:
+        _gemm_4_columns(dst, d0, coef, c0, src, n_rows, j0, stop)
 
 
 @cpu_helper
@@ -269,26 +269,26 @@ def _gemm_4_columns(dst, d0, coef, c0, src, n_rows, start, stop):
 
 
 @cpu_helper
-def _gemm_1(dst, d0, coef, c0, src, n_rows, count):
+def _gemm_1(dst, d0, coef, c0, src, n_rows, start, stop):
     """:func:`_gemm_4` for one output row (the last ``C_out % 4``)."""
-    o0 = dst[d0, :count]
+    o0 = dst[d0, start:stop]
     w0 = coef[c0]
     for k in range(n_rows):
         a0 = w0[k]
-        r0 = src[k, :count]
-        for j in range(count):
+        r0 = src[k, start:stop]
+        for j in range(stop - start):
             o0[j] += a0 * r0[j]
 
 
 @cpu_helper
-def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, count):
-    """``dst[d, :count] += coef[c0 + d - d0, :n_rows] @ src[:n_rows, :count]`` for
-    every output row ``d`` in ``[d0, d1)``: four at a time (:func:`_gemm_4`), then
-    one at a time (:func:`_gemm_1`)."""
+def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, start, stop):
+    """``dst[d, start:stop] += coef[c0 + d - d0, :n_rows] @ src[:n_rows, start:stop]``
+    for every output row ``d`` in ``[d0, d1)``: four at a time (:func:`_gemm_4`),
+    then one at a time (:func:`_gemm_1`)."""
     d = d0
     while d + 4 <= d1:
-        _gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, count)
+        _gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 4
     while d < d1:
-        _gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, count)
+        _gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 1

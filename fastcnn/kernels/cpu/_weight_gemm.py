@@ -96,6 +96,7 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
     dyv = dy.reshape(n_batch, c_out, positions)
     slots = max(min(n_batch, WEIGHT_SLOTS), 1)
     partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
+    zero = np.int64(0)
     for slot in prange(slots):
         s = np.int64(slot)
         rows = np.empty((tile, k_size), dtype=dwt.dtype)
@@ -115,7 +116,8 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
                         dst = grad[c]
                         for j in range(width):
                             dst[j] = src[j]
-                    _gemm_rows(part, c0, c0 + cout_g, grad, 0, rows, width, k_size)
+                    _gemm_rows(part, c0, c0 + cout_g, grad, 0, rows, width, zero,
+                               k_size)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
         _sum_slots(partial, co, dwm[co])

@@ -255,6 +255,7 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
     # arrays would pay page faults on every call. A worker takes a fixed run of
     # bands; each band's result does not depend on which worker computes it.
     workers = min(workers, tasks)
+    zero = np.int64(0)
     for worker in prange(workers):
         # Zeroed so the columns past a band's tiles hold numbers, not garbage.
         v = np.zeros((36, c_in, width), dtype=y.dtype)
@@ -280,7 +281,7 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
                         row = me[i]
                         for j in range(count):
                             row[j] = 0
-                    _gemm_rows(me, 0, c_count, u[e], c0, v[e], c_in, count)
+                    _gemm_rows(me, 0, c_count, u[e], c0, v[e], c_in, zero, count)
                 for co in range(c_count):
                     _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
 
@@ -371,6 +372,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     bands = (total_rows + band_rows - 1) // band_rows
     width = band_rows * (ntw + 1)
     partial = np.zeros((slots, 36, c_out, c_in), dtype=dwt.dtype)
+    zero = np.int64(0)
     for slot in prange(slots):
         s = np.int64(slot)
         v = np.zeros((36, c_in, width), dtype=dwt.dtype)
@@ -396,7 +398,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
                     for f in range(cols):
                         vt[f, ci] = row[f]
                 me = partial[s, e]
-                _gemm_rows(me, 0, c_out, z[e], 0, vt, cols, c_in)
+                _gemm_rows(me, 0, c_out, z[e], 0, vt, cols, zero, c_in)
     for co in prange(c_out):
         m = np.empty((6, 6))
         t = np.empty((3, 6))

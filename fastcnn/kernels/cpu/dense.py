@@ -13,76 +13,97 @@ axis whose output slices are disjoint, and every sum is taken in a fixed serial 
 inside one iteration, so results are bitwise the same for any thread count.
 """
 
+import numpy as np
 from numba import prange
 
-from .._jit import cpu_kernel
+from .._jit import cpu_helper, cpu_kernel
+from ._gemm import _gemm_rows
 
-#: Outputs per forward task: small enough that one image (N = 1) still spreads over
-#: several threads when OUT is large, big enough to amortise the loop over IN.
-OUT_BLOCK = 128
+#: Output columns per task: a multiple of the micro-kernel's blocks, wide enough to
+#: amortise a pass over the source rows, narrow enough that a batch of one still
+#: spreads a wide layer over the threads.
+COLUMN_BLOCK = 128
+
+
+@cpu_helper
+def _tasks(rows, cols):
+    """``(row groups, column blocks)`` of a product with ``rows x cols`` outputs:
+    groups of four rows (the micro-kernel's) by :data:`COLUMN_BLOCK` columns. The
+    split depends on the shapes alone, never on the thread count."""
+    return (rows + 3) // 4, (cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+
+
+@cpu_helper
+def _span(task, blocks, rows, cols):
+    """Rows ``[r0, r1)`` and columns ``[j0, j1)`` of task number ``task``."""
+    t = np.int64(task)
+    r0 = (t // blocks) * 4
+    j0 = (t % blocks) * COLUMN_BLOCK
+    return r0, min(r0 + 4, rows), j0, min(j0 + COLUMN_BLOCK, cols)
 
 
 @cpu_kernel
 def linear_forward(x, wt, b, y):
     """``y[n, o] = b[o] + sum_k x[n, k] * wt[k, o]``, summed over ``k`` in order.
 
-    Shape: x (N, IN), wt (IN, OUT), b (OUT,), y (N, OUT). Parallel over
-    ``N * ceil(OUT / OUT_BLOCK)`` (one block of one output row each).
+    Shape: x (N, IN), wt (IN, OUT), b (OUT,), y (N, OUT), all C-contiguous.
+    Parallel over four rows of ``y`` by :data:`COLUMN_BLOCK` columns, each
+    through the register-blocked micro-kernel (``_gemm.py``).
     """
     n_batch, c_out = y.shape
     c_in = x.shape[1]
-    n_blocks = (c_out + OUT_BLOCK - 1) // OUT_BLOCK
-    for task in prange(n_batch * n_blocks):
-        n = task // n_blocks
-        o0 = (task % n_blocks) * OUT_BLOCK
-        o1 = min(o0 + OUT_BLOCK, c_out)
-        dst = y[n, o0:o1]
-        bias = b[o0:o1]
-        for j in range(o1 - o0):
-            dst[j] = bias[j]
-        xrow = x[n]
-        for k in range(c_in):
-            xv = xrow[k]
-            src = wt[k, o0:o1]
-            for j in range(o1 - o0):
-                dst[j] += xv * src[j]
+    groups, blocks = _tasks(n_batch, c_out)
+    for task in prange(groups * blocks):
+        n0, n1, j0, j1 = _span(task, blocks, n_batch, c_out)
+        bias = b[j0:j1]
+        for n in range(n0, n1):
+            dst = y[n, j0:j1]
+            for j in range(j1 - j0):
+                dst[j] = bias[j]
+        _gemm_rows(y, n0, n1, x, n0, wt, c_in, j0, j1)
 
 
 @cpu_kernel
 def linear_backward_input(dy, w, dx):
     """``dx[n, k] = sum_o dy[n, o] * w[o, k]``, summed over ``o`` in order.
 
-    Shape: dy (N, OUT), w (OUT, IN), dx (N, IN). Parallel over ``N``.
+    Shape: dy (N, OUT), w (OUT, IN), dx (N, IN), all C-contiguous. Parallel as
+    :func:`linear_forward`, over the blocks of ``dx``.
     """
     n_batch, c_out = dy.shape
     c_in = dx.shape[1]
-    for n in prange(n_batch):
-        dst = dx[n]
-        dst[:] = 0
-        grow = dy[n]
-        for o in range(c_out):
-            gv = grow[o]
-            src = w[o]
-            for k in range(c_in):
-                dst[k] += gv * src[k]
+    groups, blocks = _tasks(n_batch, c_in)
+    for task in prange(groups * blocks):
+        n0, n1, j0, j1 = _span(task, blocks, n_batch, c_in)
+        for n in range(n0, n1):
+            dst = dx[n, j0:j1]
+            for j in range(j1 - j0):
+                dst[j] = 0
+        _gemm_rows(dx, n0, n1, dy, n0, w, c_out, j0, j1)
 
 
 @cpu_kernel
 def linear_backward_weight(dy, x, dw):
     """``dw[o, k] = sum_n dy[n, o] * x[n, k]``, summed over ``n`` in order.
 
-    Shape: dy (N, OUT), x (N, IN), dw (OUT, IN). Parallel over ``OUT``.
+    Shape: dy (N, OUT), x (N, IN), dw (OUT, IN), all C-contiguous. Parallel as
+    :func:`linear_forward`, over the blocks of ``dw``; each task copies its four
+    columns of ``dy`` into rows (the product's coefficients).
     """
     n_batch, c_out = dy.shape
     c_in = x.shape[1]
-    for o in prange(c_out):
-        dst = dw[o]
-        dst[:] = 0
-        for n in range(n_batch):
-            gv = dy[n, o]
-            src = x[n]
-            for k in range(c_in):
-                dst[k] += gv * src[k]
+    groups, blocks = _tasks(c_out, c_in)
+    for task in prange(groups * blocks):
+        o0, o1, j0, j1 = _span(task, blocks, c_out, c_in)
+        coef = np.empty((4, n_batch), dtype=dw.dtype)
+        for o in range(o0, o1):
+            row = coef[o - o0]
+            for n in range(n_batch):
+                row[n] = dy[n, o]
+            dst = dw[o, j0:j1]
+            for j in range(j1 - j0):
+                dst[j] = 0
+        _gemm_rows(dw, o0, o1, coef, np.int64(0), x, n_batch, j0, j1)
 
 
 @cpu_kernel
