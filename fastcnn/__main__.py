@@ -154,7 +154,9 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     if not args.quiet:
         # Compile first, with progress, rather than stall inside the first batch.
-        warmup(model, verbose=root)
+        # One process per rank in a distributed run: no compile workers.
+        warmup(model, batch_size=args.batch_size, verbose=root,
+               workers=1 if args.distributed else None)
     # Optimizer steps per epoch: each takes batch_size rows from every rank.
     steps = -(-train[0].shape[0] // (args.batch_size * world))
     history = model.fit(train[0], train[1], epochs=epochs, batch_size=args.batch_size,

@@ -1,39 +1,63 @@
-"""Compile a model's kernels ahead of time, with progress.
+"""Compile a model's kernels ahead of time, with progress, on every core.
 
 Numba compiles each kernel on its first call (and caches it on disk). A fresh
 machine therefore pays tens of seconds on the first training step; ``warmup`` moves
-that cost to a moment of the user's choosing and shows which layer is compiling.
+that cost to a moment of the user's choosing, shows which layer is compiling, and
+spreads the compiling over worker processes: Numba compiles one function at a time
+in a process (under a global lock), but separate processes compile in parallel and
+share the results through the on-disk cache.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
+#: Rough compile cost of a layer type, in units of about a second on a cold cache:
+#: what the split over worker processes balances. A convolution compiles three
+#: or four large kernels; a ReLU two tiny ones.
+_COMPILE_COST = {"Conv2D": 8.0, "Dense": 4.0, "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
+                 "MaxPool2D": 2.0, "AvgPool2D": 2.0, "GlobalAvgPool2D": 2.0,
+                 "Dropout": 1.0, "Flatten": 0.0}
+_LOSS_COST = 2.0
+
 
 def warmup(model, batch_size: int = 2, loss: str | None = None,
-           verbose: bool = True) -> float:
+           verbose: bool = True, workers: int | None = None) -> float:
     """Compile every kernel ``model`` needs for training and inference.
 
-    Runs forward (training and evaluation mode) and backward through each layer of
-    a *copy* of the model, then the loss, on zeros of the model's input shape and
-    dtype. The model itself, its optimizer state and NumPy's global RNG are left
-    untouched.
+    Runs, on zeros of the model's input shape and dtype, what a training step
+    runs (forward, backward, an optimizer step on copies of the parameters, the
+    loss) and the evaluation-mode forward, on a *copy* of the model. The model
+    itself, its optimizer state and NumPy's global RNG are left untouched.
+
+    With a writable kernel cache, the layers are shared out between this process
+    and ``workers - 1`` worker processes that compile at the same time (Numba
+    compiles one function at a time per process); this process then loads what
+    they compiled from the cache.
 
     Parameters
     ----------
     model : fastcnn.Sequential
         A built model (``input_shape`` given or inferred).
     batch_size : int
-        Rows of the dummy batch; kernels compile per dtype and layout, not per
-        size, so a small batch suffices.
+        Rows of the dummy batch. Kernels compile per dtype and layout, but which
+        kernel a convolution runs can depend on the batch size: give the one you
+        will train with.
     loss : str, optional
         A loss name to compile too; default the compiled model's loss, or
         ``"cross_entropy"`` for an uncompiled model with a 1-D output.
     verbose : bool
         Print one progress line per layer to stderr.
+    workers : int, optional
+        Processes that compile, this one included; default the number of CPUs
+        this process may use. 1 compiles in this process only.
 
     Returns
     -------
@@ -42,7 +66,7 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
 
     Shape: dummy x (batch_size, *model.input_shape).
     """
-    from . import losses
+    from . import losses, optimizers
     from .model import Sequential
 
     if not isinstance(model, Sequential):
@@ -55,6 +79,10 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
             or batch_size < 1:
         raise ValueError(f"warmup: batch_size must be a positive int, got "
                          f"{batch_size!r}.")
+    if workers is not None and (not isinstance(workers, int)
+                                or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"warmup: workers must be a positive int or None, got "
+                         f"{workers!r}.")
     start = time.perf_counter()
     state = np.random.get_state()
     try:
@@ -66,12 +94,25 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     finally:
         np.random.set_state(state)
     count = len(twin.layers)
+    chosen = loss if loss is not None else (model.loss or (
+        "cross_entropy" if len(twin.output_shape) == 1 else None))
+    loss_fn = losses.get(chosen) if chosen is not None else None
+    optimizer = (optimizers.from_config(_entry(model.optimizer))
+                 if model.optimizer is not None else None)
 
     def report(step: str, index: int, layer) -> None:
         if verbose:
             elapsed = time.perf_counter() - start
             print(f"\rwarmup: {step} {index + 1}/{count} {layer.name:<20s} "
                   f"{elapsed:6.1f} s", end="", file=sys.stderr, flush=True)
+
+    processes = _default_workers() if workers is None else workers
+    if processes > 1 and getattr(model, "device", "cpu") == "cpu" and _cache_shared():
+        job = _job(twin, batch_size, optimizer, loss_fn)
+        if verbose:
+            print(f"\rwarmup: compiling in {processes} processes", end="",
+                  file=sys.stderr, flush=True)
+        _compile_in_parallel(job, processes, verbose)
 
     x = np.zeros((batch_size, *twin.input_shape), dtype=twin.dtype)
     out = x
@@ -82,11 +123,11 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     dy = np.ones_like(out)
     for i in range(count - 1, -1, -1):
         report("backward", i, twin.layers[i])
-        dy = twin.layers[i].backward(dy)
-    chosen = loss if loss is not None else (model.loss or (
-        "cross_entropy" if len(twin.output_shape) == 1 else None))
-    if chosen is not None:
-        loss_fn = losses.get(chosen)
+        # The first layer as training runs it: no gradient of the images.
+        dy = twin.layers[i].backward(dy, input_grad=i > 0)
+    if optimizer is not None:
+        optimizer.step(twin._named_grads())
+    if loss_fn is not None:
         target = loss_fn.prepare_target(np.zeros(batch_size, dtype=np.int64)
                                         if isinstance(loss_fn, losses.CrossEntropy)
                                         else np.zeros_like(out), out)
@@ -97,3 +138,108 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
         print(f"\rwarmup: compiled {count} layers in {seconds:.1f} s" + " " * 30,
               file=sys.stderr, flush=True)
     return seconds
+
+
+def _entry(obj) -> dict:
+    """``{"class_name": ..., "config": ...}`` of an optimizer or a loss."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def _default_workers() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cache_shared() -> bool:
+    """Whether the CPU kernels have an on-disk cache, through which worker
+    processes can hand over what they compile (not with ``FASTCNN_CACHE=0`` or a
+    read-only install)."""
+    from .kernels.cpu import conv
+
+    return type(conv.conv2d_backward_bias._cache).__name__ != "NullCache"
+
+
+def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
+    """The whole warm-up as one job of :mod:`fastcnn._warmup_worker`, every layer
+    once (layers of the same configuration and input shape run the same
+    kernels)."""
+    config = twin.get_config()["layers"]
+    specs, seen = [], set()
+    for i, layer in enumerate(twin.layers):
+        entry = config[i]
+        spec = {"entry": entry, "input_shape": list(layer.input_shape),
+                "input_grad": i > 0}
+        key = json.dumps([entry["class_name"],
+                          {k: v for k, v in entry["config"].items() if k != "name"},
+                          spec["input_shape"], spec["input_grad"]], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            specs.append(spec)
+    return {"dtype": twin.dtype.name, "batch_size": batch_size, "layers": specs,
+            "optimizer": _entry(optimizer) if optimizer is not None else None,
+            "loss": _entry(loss_fn) if loss_fn is not None else None,
+            "output_shape": list(twin.output_shape)}
+
+
+def _split(job: dict, parts: int) -> list[dict]:
+    """``job`` shared out into at most ``parts`` jobs of about equal compile cost
+    (largest first, each to the least loaded part)."""
+    items = [(_COMPILE_COST.get(spec["entry"]["class_name"], 1.0), "layer", spec)
+             for spec in job["layers"]]
+    if job["loss"] is not None:
+        items.append((_LOSS_COST, "loss", None))
+    items.sort(key=lambda item: -item[0])
+    loads = [0.0] * parts
+    shares = [{**job, "layers": [], "loss": None} for _ in range(parts)]
+    for cost, kind, spec in items:
+        k = loads.index(min(loads))
+        loads[k] += cost
+        if kind == "layer":
+            shares[k]["layers"].append(spec)
+        else:
+            shares[k]["loss"] = job["loss"]
+    return [share for share in shares if share["layers"] or share["loss"]]
+
+
+def _compile_in_parallel(job: dict, processes: int, verbose: bool) -> None:
+    """Run the shares of ``job``: all but the first in worker processes, the first
+    here, at the same time; then wait for the workers. A worker that fails costs
+    only time: whatever it did not compile, the caller compiles itself."""
+    from ._warmup_worker import run_job
+
+    shares = _split(job, processes)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(
+               [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    started = []
+    for share in shares[1:]:
+        # stderr to a file, not a pipe: a chatty worker must not block on a full
+        # pipe while this process compiles its own share.
+        log = tempfile.TemporaryFile(mode="w+")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fastcnn._warmup_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                env=env, text=True)
+            proc.stdin.write(json.dumps(share))
+            proc.stdin.close()
+            started.append((proc, log))
+        except OSError as error:
+            log.close()
+            if verbose:
+                print(f"\nwarmup: could not start a compile worker ({error}); "
+                      f"compiling here instead", file=sys.stderr)
+    if shares:
+        run_job(shares[0])
+    for proc, log in started:
+        failed = proc.wait() != 0
+        log.seek(0)
+        lines = log.read().strip().splitlines()
+        log.close()
+        if failed and verbose:
+            print(f"\nwarmup: a compile worker failed, so its kernels compile here "
+                  f"instead: {lines[-1] if lines else ''}", file=sys.stderr)

@@ -38,3 +38,67 @@ def test_warmup_rejects_bad_arguments():
         fastcnn.warmup(unbuilt)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         fastcnn.warmup(models.lenet5(), batch_size=0)
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        fastcnn.warmup(models.lenet5(), workers=0)
+
+
+def _warmup_module():
+    import sys
+
+    return sys.modules["fastcnn.warmup"]
+
+
+def test_the_job_names_each_distinct_layer_once_and_the_split_loses_nothing():
+    wm = _warmup_module()
+    model = models.lenet5()
+    model.compile("sgd", "cross_entropy")
+    job = wm._job(model, 4, model.optimizer, fastcnn.losses.get(model.loss))
+    # LeNet-5's ReLUs before the dense layers differ in input shape: kept apart.
+    assert len(job["layers"]) == len(model.layers)
+    assert job["layers"][0]["input_grad"] is False
+    assert all(spec["input_grad"] for spec in job["layers"][1:])
+    twice = fastcnn.Sequential([fastcnn.layers.ReLU(), fastcnn.layers.ReLU()],
+                               input_shape=(3,))
+    assert len(wm._job(twice, 2, None, None)["layers"]) == 2  # first: no dx
+    same = fastcnn.Sequential([fastcnn.layers.Dense(3), fastcnn.layers.ReLU(),
+                               fastcnn.layers.ReLU(), fastcnn.layers.ReLU()],
+                              input_shape=(3,))
+    assert len(wm._job(same, 2, None, None)["layers"]) == 2
+    for parts in (1, 2, 3, 20):
+        shares = wm._split(job, parts)
+        assert 1 <= len(shares) <= parts
+        names = sorted(spec["entry"]["config"]["name"]
+                       for share in shares for spec in share["layers"])
+        assert names == sorted(spec["entry"]["config"]["name"]
+                               for spec in job["layers"])
+        assert sum(share["loss"] is not None for share in shares) == 1
+
+
+def test_a_compile_worker_runs_a_job(tmp_path):
+    # The worker process on its own: it builds each layer from its entry and runs
+    # it, an optimizer step and the loss, and exits cleanly.
+    import json
+    import subprocess
+    import sys
+
+    wm = _warmup_module()
+    model = models.simple_cnn(input_shape=(1, 8, 8), num_classes=3, width=2,
+                              dtype="float64")
+    model.compile("adam", "cross_entropy")
+    job = wm._job(model, 3, model.optimizer, fastcnn.losses.get(model.loss))
+    done = subprocess.run([sys.executable, "-m", "fastcnn._warmup_worker"],
+                          input=json.dumps(job), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_warmup_in_one_process_starts_no_worker(monkeypatch, capsys):
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no worker process may start with workers=1")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    model = models.lenet5()
+    fastcnn.warmup(model, batch_size=2, workers=1)
+    assert "compiling in" not in capsys.readouterr().err

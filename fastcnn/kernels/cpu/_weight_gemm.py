@@ -120,4 +120,4 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
                                k_size)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
-        _sum_slots(partial, co, dwm[co])
+        _sum_slots(partial, np.int64(co), dwm[co])

@@ -143,7 +143,7 @@ def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
     """
     two, four, five = v.dtype.type(2), v.dtype.type(4), v.dtype.type(5)
     wb = 4 * (ntw + 1)
-    _gather_tile_rows(x, ci, r0, rows, nth, wb, 6, pad_t, pad_l, buf)
+    _gather_tile_rows(x, ci, r0, rows, nth, wb, np.int64(6), pad_t, pad_l, buf)
     # B^T d down every column.
     b0, b1, b2, b3, b4, b5 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
     t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
@@ -281,7 +281,7 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
                         row = me[i]
                         for j in range(count):
                             row[j] = 0
-                    _gemm_rows(me, 0, c_count, u[e], c0, v[e], c_in, zero, count)
+                    _gemm_rows(me, zero, c_count, u[e], c0, v[e], c_in, zero, count)
                 for co in range(c_count):
                     _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
 
@@ -310,7 +310,8 @@ def _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z):
     ``dy`` is zero, so the spare tile of each row adds nothing). Scratch as there."""
     two, four, eight = z.dtype.type(2), z.dtype.type(4), z.dtype.type(8)
     wb = 4 * (ntw + 1)
-    _gather_tile_rows(dy, co, r0, rows, nth, wb, 4, 0, 0, buf)
+    _gather_tile_rows(dy, co, r0, rows, nth, wb, np.int64(4), np.int64(0),
+                      np.int64(0), buf)
     # A d down every column (A is 6x4: the transpose of the output transform).
     b0, b1, b2, b3 = buf[0], buf[1], buf[2], buf[3]
     t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
@@ -398,7 +399,7 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
                     for f in range(cols):
                         vt[f, ci] = row[f]
                 me = partial[s, e]
-                _gemm_rows(me, 0, c_out, z[e], 0, vt, cols, zero, c_in)
+                _gemm_rows(me, zero, c_out, z[e], zero, vt, cols, zero, c_in)
     for co in prange(c_out):
         m = np.empty((6, 6))
         t = np.empty((3, 6))

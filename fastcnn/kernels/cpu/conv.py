@@ -223,7 +223,7 @@ def _accumulate_1(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     """:func:`_accumulate_4` for one output row (the last ``M % 4``)."""
     o0 = dst[d0, dst_start : dst_start + count]
     w0 = coef[c0]
-    k = 0
+    k = np.int64(0)  # not a literal 0: _row would compile a second time for it
     while k + 4 <= n_rows:
         q = k0 + k
         a0, a1, a2, a3 = w0[q], w0[q + 1], w0[q + 2], w0[q + 3]
@@ -657,7 +657,7 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
                               zero, patch, c_count * taps, c0 * taps, cols)
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
-        _sum_slots(partial, co, dwm[co])
+        _sum_slots(partial, np.int64(co), dwm[co])
 
 
 @cpu_reduction

@@ -36,9 +36,8 @@ def _tasks(rows, cols):
 @cpu_helper
 def _span(task, blocks, rows, cols):
     """Rows ``[r0, r1)`` and columns ``[j0, j1)`` of task number ``task``."""
-    t = np.int64(task)
-    r0 = (t // blocks) * 4
-    j0 = (t % blocks) * COLUMN_BLOCK
+    r0 = (task // blocks) * 4
+    j0 = (task % blocks) * COLUMN_BLOCK
     return r0, min(r0 + 4, rows), j0, min(j0 + COLUMN_BLOCK, cols)
 
 
@@ -54,7 +53,7 @@ def linear_forward(x, wt, b, y):
     c_in = x.shape[1]
     groups, blocks = _tasks(n_batch, c_out)
     for task in prange(groups * blocks):
-        n0, n1, j0, j1 = _span(task, blocks, n_batch, c_out)
+        n0, n1, j0, j1 = _span(np.int64(task), blocks, n_batch, c_out)
         bias = b[j0:j1]
         for n in range(n0, n1):
             dst = y[n, j0:j1]
@@ -74,7 +73,7 @@ def linear_backward_input(dy, w, dx):
     c_in = dx.shape[1]
     groups, blocks = _tasks(n_batch, c_in)
     for task in prange(groups * blocks):
-        n0, n1, j0, j1 = _span(task, blocks, n_batch, c_in)
+        n0, n1, j0, j1 = _span(np.int64(task), blocks, n_batch, c_in)
         for n in range(n0, n1):
             dst = dx[n, j0:j1]
             for j in range(j1 - j0):
@@ -94,7 +93,7 @@ def linear_backward_weight(dy, x, dw):
     c_in = x.shape[1]
     groups, blocks = _tasks(c_out, c_in)
     for task in prange(groups * blocks):
-        o0, o1, j0, j1 = _span(task, blocks, c_out, c_in)
+        o0, o1, j0, j1 = _span(np.int64(task), blocks, c_out, c_in)
         coef = np.empty((4, n_batch), dtype=dw.dtype)
         for o in range(o0, o1):
             row = coef[o - o0]
