@@ -115,22 +115,27 @@ def test_tiled_and_chunked_paths_match_naive(case, rng):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("dilation,groups", [(1, 1), (2, 2)])
 def test_both_stride_1_forward_kernels_match_naive(dtype, dilation, groups, rng):
-    # conv2d_forward picks one of two kernels for stride 1 by shape; each must be
-    # right on any shape (several tiles of the shifted kernel's q range here).
+    # conv2d_forward picks one of three kernels for stride 1 by shape; each must be
+    # right on any shape (several tiles of the shifted kernel's q range here), and
+    # all give the same bits (they sum in the same order).
     from fastcnn.kernels.cpu import conv as kernels
 
     x, wt, b = _random_case(rng, 3, 8, 30, 27, 6, (3, 2), groups, dtype=dtype)
     geo, expected = _reference(x, wt, b, 1, (2, 1), dilation, groups)
     xp = np.pad(x, ((0, 0), (0, 0), geo.pad_h, geo.pad_w))
     tol = 1e-12 if dtype == np.float64 else 1e-5
-    for name in ("_conv2d_forward_shifted", "_conv2d_forward_im2col"):
+    results = []
+    for name in ("_conv2d_forward_shifted", "_conv2d_forward_rows",
+                 "_conv2d_forward_im2col"):
         y = np.full(expected.shape, np.nan, dtype=dtype)
         kernel = getattr(kernels, name)
-        if name == "_conv2d_forward_shifted":
-            kernel(xp, wt, b, y, dilation, dilation, groups)
-        else:
+        if name == "_conv2d_forward_im2col":
             kernel(xp, wt, b, y, 1, 1, dilation, dilation, groups)
+        else:
+            kernel(xp, wt, b, y, dilation, dilation, groups)
         assert_close(y, expected, tol, tol, name)
+        results.append(y.tobytes())
+    assert results[0] == results[1] == results[2]
 
 
 @pytest.mark.parametrize("case", CASES)
