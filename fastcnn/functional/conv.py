@@ -21,30 +21,35 @@ class ConvGeometry(NamedTuple):
     out_hw: tuple[int, int]
 
 
-def same_padding(kernel_hw, dilation) -> tuple[tuple[int, int], tuple[int, int]]:
-    """PyTorch's ``padding="same"`` as (before, after) pairs for height and width:
-    ``dilation * (k - 1)`` in total on each axis, the odd pixel after
-    (bottom/right)."""
+def same_padding(kernel_hw, dilation, stride=(1, 1),
+                 in_hw=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``padding="same"`` as (before, after) pairs for height and width: the
+    output has ``ceil(in / stride)`` positions, and the padding that takes is
+    split with the odd pixel after (bottom/right), TensorFlow's rule. With stride
+    1 that is PyTorch's: ``dilation * (k - 1)`` in total whatever the input size
+    (``in_hw`` may then be None); a larger stride needs the input's (H, W)."""
     pads = []
-    for k, d in zip(kernel_hw, dilation, strict=True):
-        total = d * (k - 1)
+    for axis, (k, d, s) in enumerate(zip(kernel_hw, dilation, stride, strict=True)):
+        if s == 1:
+            total = d * (k - 1)
+        else:
+            n = in_hw[axis]
+            out = -(-n // s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
         pads.append((total // 2, total - total // 2))
     return pads[0], pads[1]
 
 
-def _padding(op: str, padding, kernel_hw, dilation, stride):
+def _padding(op: str, padding, kernel_hw, dilation, stride, in_hw):
     """Resolve ``padding`` (int, pair, ``"valid"`` or ``"same"``) to two
-    (before, after) pairs."""
+    (before, after) pairs for an input of height and width ``in_hw``."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0), (0, 0)
         if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(
-                    f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
-                    f"stride={stride}."
-                )
-            return same_padding(kernel_hw, dilation)
+            # Stride 1: PyTorch's rule. PyTorch refuses a larger stride; Keras and
+            # TensorFlow pad for ceil(in / stride) outputs, and so does fastcnn.
+            return same_padding(kernel_hw, dilation, stride, in_hw)
         raise ValueError(
             f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', got "
             f"{padding!r}."
@@ -80,7 +85,7 @@ def conv_geometry(op: str, x_shape, w_shape, stride, padding, dilation,
             f"{op}: weight has a zero-sized kernel (shape {tuple(w_shape)}); the "
             f"kernel height and width must be positive."
         )
-    pad_h, pad_w = _padding(op, padding, (kh, kw), dilation, stride)
+    pad_h, pad_w = _padding(op, padding, (kh, kw), dilation, stride, x_shape[2:])
     out = []
     for size, k, d, s, p, axis in (
         (x_shape[2], kh, dilation[0], stride[0], pad_h, "height"),

@@ -49,7 +49,7 @@ def next_rf(layer: Layer, input_shape, rf: RFState, image) -> RFState:
         return rf
     kind = layer.connectivity
     if kind == "window" and rf.jump is not None:
-        win = layer.window()
+        win = layer.window(input_shape)
         size = tuple(r + d * (k - 1) * j for r, k, d, j in
                      zip(rf.size, win.kernel, win.dilation, rf.jump, strict=True))
         jump = tuple(j * s for j, s in zip(rf.jump, win.stride, strict=True))
@@ -95,7 +95,7 @@ def _input_positions(layer: Layer, in_shape, out_shape, need):
         return ("all",)
     _, rows, cols = need
     if layer.connectivity == "window":
-        win = layer.window()
+        win = layer.window(in_shape)
         out = []
         for idx, k, s, p, d, n in zip((rows, cols), win.kernel, win.stride,
                                       win.padding, win.dilation, (h, w), strict=True):

@@ -247,8 +247,10 @@ class Layer:
             return 0, params + buffers
         return params, buffers
 
-    def window(self) -> Window | None:
-        """The sliding-window geometry ("window" layers only; others: None)."""
+    def window(self, input_shape=None) -> Window | None:
+        """The sliding-window geometry ("window" layers only; others: None) for
+        inputs of per-sample shape ``input_shape`` (default: the built one; only
+        a strided ``padding="same"`` convolution depends on it)."""
         return None
 
     # -- forward and backward -------------------------------------------------------

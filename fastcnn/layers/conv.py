@@ -28,8 +28,9 @@ class Conv2D(Layer):
     kernel_size : int or (int, int)
     stride, dilation : int or (int, int)
     padding : int, (int, int), "valid" or "same"
-        "same" (stride 1 only) pads ``dilation * (k - 1)`` in total, the odd pixel at
-        the bottom/right, as PyTorch does.
+        "same" gives ``ceil(in / stride)`` outputs, padding the odd pixel at the
+        bottom/right (with stride 1 that is PyTorch's ``dilation * (k - 1)`` in
+        total; PyTorch refuses a larger stride, Keras pads as here).
     groups : int
         Must divide ``out_channels`` and the input channels.
     bias : bool
@@ -63,11 +64,6 @@ class Conv2D(Layer):
                 raise ValueError(
                     f"{op}: padding must be an int, a pair of ints, 'valid' or 'same', "
                     f"got {padding!r}."
-                )
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(
-                    f"{op}: padding='same' needs stride 1 (as in PyTorch), got "
-                    f"stride={stride!r}."
                 )
             self.padding: str | tuple[int, int] = padding
         else:
@@ -112,11 +108,17 @@ class Conv2D(Layer):
         input_shape = self._check_shape(input_shape, ndim=3)
         return (self.out_channels, *self._geometry(input_shape).out_hw)
 
-    def window(self) -> Window:
+    def window(self, input_shape=None) -> Window:
         if self.padding == "valid":
             before = (0, 0)
         elif self.padding == "same":
-            pad_h, pad_w = same_padding(self.kernel_size, self.dilation)
+            shape = input_shape if input_shape is not None else self.input_shape
+            if self.stride != (1, 1) and shape is None:
+                raise ValueError(
+                    f"{self._op}: padding='same' with stride {self.stride} depends on "
+                    f"the input size; build the layer or pass input_shape.")
+            pad_h, pad_w = same_padding(self.kernel_size, self.dilation, self.stride,
+                                        None if shape is None else tuple(shape)[-2:])
             before = (pad_h[0], pad_w[0])
         else:
             before = self.padding

@@ -57,7 +57,7 @@ class _Pool2D(Layer):
         # height or width, which the pooling ops refuse at call time).
         self._geo = self._geometry(input_shape) if min(input_shape) > 0 else None
 
-    def window(self) -> Window:
+    def window(self, input_shape=None) -> Window:
         return Window(self.kernel_size, self.stride, self.padding, self.dilation)
 
 

@@ -337,10 +337,49 @@ def test_rejects_badly_typed_hyper_parameters(name, value):
         F.conv2d(x, wt, **{name: value})
 
 
-def test_rejects_same_padding_with_stride():
-    x, wt = _ok()
-    with pytest.raises(ValueError, match=r"padding='same' needs stride 1"):
-        F.conv2d(x, wt, stride=2, padding="same")
+@pytest.mark.parametrize("size,kernel,stride,dilation", [
+    (7, 3, 2, 1), (8, 3, 2, 1), (9, 4, 3, 1), (6, 1, 2, 1), (10, 3, 2, 2),
+    (5, 5, 4, 1), (2, 3, 3, 1)])
+def test_same_padding_with_a_stride_follows_tensorflow(size, kernel, stride, dilation,
+                                                        rng):
+    # ceil(in / stride) outputs; the padding that needs, odd pixel at the bottom /
+    # right: the same as that explicit padding, forward and backward.
+    x = rng.standard_normal((2, 3, size, size + 1))
+    wt = rng.standard_normal((4, 3, kernel, kernel))
+    b = rng.standard_normal(4)
+    got = F.conv2d(x, wt, b, stride=stride, padding="same", dilation=dilation)
+    assert got.shape[2:] == (-(-size // stride), -(-(size + 1) // stride))
+    pads = []
+    for n in (size, size + 1):
+        out = -(-n // stride)
+        total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - n, 0)
+        pads.append((total // 2, total - total // 2))
+    xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
+    expected = F.conv2d(xp, wt, b, stride=stride, dilation=dilation)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(got.shape)
+    dx, dw, db = F.conv2d_backward(dy, x, wt, stride=stride, padding="same",
+                                   dilation=dilation)
+    dxp, dw_ref, db_ref = F.conv2d_backward(dy, xp, wt, stride=stride,
+                                            dilation=dilation)
+    h0, w0 = pads[0][0], pads[1][0]
+    np.testing.assert_allclose(dx, dxp[:, :, h0 : h0 + size, w0 : w0 + size + 1],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_strided_same_conv2d_layer_matches_keras_shapes():
+    from fastcnn import layers
+
+    layer = layers.Conv2D(5, 3, stride=2, padding="same")
+    layer.build((3, 15, 16), np.float64, np.random.default_rng(0))
+    assert layer.output_shape == (5, 8, 8)
+    assert layer.window().padding == (1, 0)  # totals 2 and 1: odd pixel after
+    unbuilt = layers.Conv2D(5, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="depends on the input size"):
+        unbuilt.window()
+    assert unbuilt.window((3, 15, 16)).padding == (1, 0)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16, np.complex128])
