@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 
+from . import layers as layers_mod
 from . import metrics as metrics_mod
 from ._version import __version__
 from .random import layer_generators
@@ -108,6 +109,13 @@ def write_model(model, path: str | os.PathLike) -> None:
             "save_model: the model is not built, so it has no weights to save; give "
             "Sequential(input_shape=...) or call build(input_shape) first."
         )
+    for layer in model.layers:
+        if layers_mod.LAYERS.get(type(layer).__name__) is not type(layer):
+            raise ValueError(
+                f"save_model: layer {layer.name!r} is a {type(layer).__name__}, a "
+                f"custom layer type load_model would not know; decorate its class "
+                f"with @fastcnn.layers.register (or save the weights alone with "
+                f"fastcnn.io.save_weights).")
     path = os.fspath(path)
     config = {
         "format": FORMAT,

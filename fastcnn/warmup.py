@@ -166,10 +166,14 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
     """The whole warm-up as one job of :mod:`fastcnn._warmup_worker`, every layer
     once (layers of the same configuration and input shape run the same
     kernels)."""
+    from .layers import BUILTIN_LAYERS
+
     config = twin.get_config()["layers"]
     specs, seen = [], set()
     for i, layer in enumerate(twin.layers):
         entry = config[i]
+        if entry["class_name"] not in BUILTIN_LAYERS:
+            continue  # a custom layer: a worker process does not know its class
         spec = {"entry": entry, "input_shape": list(layer.input_shape),
                 "input_grad": i > 0}
         key = json.dumps([entry["class_name"],

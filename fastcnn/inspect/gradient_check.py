@@ -86,6 +86,8 @@ def _float64_copy(layer: Layer) -> Layer:
     clone.buffers = {k: np.array(b, dtype=np.float64)
                      for k, b in layer.buffers.items()}
     clone.grads = {k: np.zeros_like(p) for k, p in clone.params.items()}
+    # Every parameter's gradient is checked, a frozen layer's too.
+    clone.trainable = True
     if layer.built:
         clone.dtype = np.dtype(np.float64)
     clone._cache = None

@@ -38,6 +38,42 @@ LAYERS: dict[str, type[Layer]] = {
 }
 
 
+#: The layer types fastcnn itself defines: :func:`register` never replaces these.
+BUILTIN_LAYERS = frozenset(LAYERS)
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Make a custom :class:`Layer` subclass known by its class name, so that
+    ``load_model`` and ``Sequential.from_config`` rebuild it (they look layer types
+    up here only, never import them by name). Usable as a decorator::
+
+        @fastcnn.layers.register
+        class Scale(fastcnn.layers.Layer):
+            ...
+
+    Registering a class again under the same name (a notebook cell run twice)
+    replaces the old one; a built-in layer's name cannot be taken.
+
+    Raises
+    ------
+    TypeError
+        ``cls`` is not a subclass of :class:`Layer`.
+    ValueError
+        Its name is that of a built-in layer.
+
+    Shape: no arrays.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls is Layer:
+        raise TypeError(f"fastcnn.layers.register: expects a subclass of "
+                        f"fastcnn.layers.Layer, got {cls!r:.200}.")
+    name = cls.__name__
+    if name in BUILTIN_LAYERS and LAYERS[name] is not cls:
+        raise ValueError(f"fastcnn.layers.register: {name!r} is a built-in layer "
+                         f"type; give the custom layer another class name.")
+    LAYERS[name] = cls
+    return cls
+
+
 def get(name: str) -> type[Layer]:
     """The layer class registered as ``name`` (a class name such as "Conv2D").
 
@@ -82,4 +118,5 @@ def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> 
     return layer
 
 
-__all__ = ["LAYERS", "Layer", "Window", "from_config", "get", *LAYERS]
+__all__ = ["BUILTIN_LAYERS", "LAYERS", "Layer", "Window", "from_config", "get",
+           "register", *LAYERS]
