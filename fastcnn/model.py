@@ -313,14 +313,52 @@ class Sequential(Trainer):
             print_fn(table)
         return table
 
-    def count_params(self) -> tuple[int, int]:
-        """``(trainable, non_trainable)`` element counts over all layers.
+    def count_params(self, split: bool = False) -> int | tuple[int, int]:
+        """Elements in all parameters and buffers, as Keras counts them; with
+        ``split=True`` the pair ``(trainable, non_trainable)`` (frozen layers'
+        parameters and BatchNorm's running statistics are non-trainable).
 
         Shape: no arrays.
         """
         self._require_built("count_params")
         counts = [layer.count_params() for layer in self.layers]
-        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+        trainable, non_trainable = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        return (trainable, non_trainable) if split else trainable + non_trainable
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter and buffer, layer by layer in ``state_dict``
+        order (Keras's ``get_weights``; PyTorch layouts).
+
+        Shape: arrays in PyTorch's layouts.
+        """
+        return list(self.state_dict().values())
+
+    def set_weights(self, weights) -> None:
+        """Copy a :meth:`get_weights` list back in, in the same order; each array
+        must have its slot's shape (cast to the model's dtype, as
+        ``load_state_dict`` does).
+
+        Shape: arrays in PyTorch's layouts.
+        """
+        self._require_built("set_weights")
+        keys = list(self._state_refs())
+        if isinstance(weights, np.ndarray | str | bytes) or not hasattr(
+                weights, "__len__"):
+            raise TypeError(f"set_weights: weights must be a list of arrays, got "
+                            f"{type(weights).__name__}.")
+        if len(weights) != len(keys):
+            raise ValueError(f"set_weights: the model has {len(keys)} weight arrays, "
+                             f"got {len(weights)}.")
+        self.load_state_dict(dict(zip(keys, weights, strict=True)), strict=True)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``model(x)``: the output for the batch ``x`` in evaluation mode, as
+        :meth:`predict` computes it (in one batch).
+
+        Shape: x (N, *input_shape) -> (N, *output_shape).
+        """
+        return self.predict(x, batch_size=max(len(x), 1) if hasattr(x, "__len__")
+                            else 1)
 
     def _state_refs(self) -> dict[str, np.ndarray]:
         refs = {}

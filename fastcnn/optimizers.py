@@ -19,6 +19,7 @@ parameter, on the device, and :meth:`Optimizer.get_state` returns host copies.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 
@@ -67,14 +68,23 @@ class Optimizer:
         when below 1).
     clipvalue : float, optional
         Clip every gradient element to ``[-clipvalue, clipvalue]``.
+    learning_rate : float, optional
+        Keras's name for ``lr`` (give one or the other).
     """
 
     #: Hyper-parameters a schedule may change during training (saved with the state).
     dynamic = ("lr",)
 
     def __init__(self, lr: float, clipnorm: float | None = None,
-                 clipvalue: float | None = None):
+                 clipvalue: float | None = None, learning_rate: float | None = None):
         op = type(self).__name__
+        if learning_rate is not None:
+            default = inspect.signature(type(self).__init__).parameters["lr"].default
+            if lr != default:
+                raise ValueError(f"{op}: give lr or learning_rate (its Keras name), "
+                                 f"not both; got lr={lr!r}, "
+                                 f"learning_rate={learning_rate!r}.")
+            lr = learning_rate
         self.lr = v.real_number(op, "lr", lr, low=0.0)
         self.initial_lr = self.lr
         self.clipnorm = (None if clipnorm is None else
@@ -374,8 +384,8 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False, clipnorm: float | None = None,
-                 clipvalue: float | None = None):
-        super().__init__(lr, clipnorm, clipvalue)
+                 clipvalue: float | None = None, learning_rate: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue, learning_rate)
         self.momentum = v.real_number("SGD", "momentum", momentum, low=0.0)
         self.dampening = v.real_number("SGD", "dampening", dampening)
         self.weight_decay = v.real_number("SGD", "weight_decay", weight_decay,
@@ -438,8 +448,9 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False,
-                 clipnorm: float | None = None, clipvalue: float | None = None):
-        super().__init__(lr, clipnorm, clipvalue)
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 learning_rate: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue, learning_rate)
         op = type(self).__name__
         self.betas = _betas(op, betas)
         self.eps = v.real_number(op, "eps", eps, low=0.0)
@@ -484,8 +495,10 @@ class AdamW(Adam):
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False,
-                 clipnorm: float | None = None, clipvalue: float | None = None):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad, clipnorm, clipvalue)
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 learning_rate: float | None = None):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, clipnorm, clipvalue,
+                         learning_rate)
 
 
 class RMSprop(Optimizer):
@@ -504,8 +517,8 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False, clipnorm: float | None = None,
-                 clipvalue: float | None = None):
-        super().__init__(lr, clipnorm, clipvalue)
+                 clipvalue: float | None = None, learning_rate: float | None = None):
+        super().__init__(lr, clipnorm, clipvalue, learning_rate)
         self.alpha = v.real_number("RMSprop", "alpha", alpha, low=0.0)
         self.eps = v.real_number("RMSprop", "eps", eps, low=0.0)
         self.weight_decay = v.real_number("RMSprop", "weight_decay", weight_decay,

@@ -82,6 +82,8 @@ def _float64_copy(layer: Layer) -> Layer:
     for key, value in vars(layer).items():
         if isinstance(value, np.random.Generator):
             setattr(clone, key, copy.deepcopy(value))
+        elif isinstance(value, Layer):  # an inner layer (a Dense's activation)
+            setattr(clone, key, _float64_copy(value))
     clone.params = {k: np.array(p, dtype=np.float64) for k, p in layer.params.items()}
     clone.buffers = {k: np.array(b, dtype=np.float64)
                      for k, b in layer.buffers.items()}

@@ -159,3 +159,34 @@ class Softmax(Layer):
 
     def _backward(self, dy):
         return softmax_backward_trusted(dy, self._cache, self._axis)
+
+
+#: The ``activation=`` names of Conv2D and Dense (Keras's), and the layer that
+#: applies each after the layer's own output.
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+def activation_layer(op: str, activation) -> Layer | None:
+    """The layer that applies ``activation`` (a name of :data:`ACTIVATIONS`,
+    "linear" or None: nothing), named "activation" (an explicit name leaves the
+    automatic names of the user's layers as they were).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or "softmax": fastcnn's cross-entropy takes logits, so a
+        softmax output would be normalised twice.
+    """
+    if activation is None or activation == "linear":
+        return None
+    if activation == "softmax":
+        raise ValueError(
+            f"{op}: activation='softmax' is not offered: the 'cross_entropy' loss "
+            f"takes logits and applies log-softmax itself (a softmax output would "
+            f"be normalised twice); leave the activation out, and use "
+            f"fastcnn.functional.softmax on predict's output for probabilities.")
+    cls = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    if cls is None:
+        raise ValueError(f"{op}: activation must be one of {sorted(ACTIVATIONS)}, "
+                         f"'linear' or None, got {activation!r:.100}.")
+    return cls(name="activation")

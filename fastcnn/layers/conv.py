@@ -14,7 +14,9 @@ from ..functional.conv import (
     same_padding,
 )
 from ._init import initial_bias, initial_weight
+from .activation import activation_layer
 from .base import Layer, Window, canonical_pair
+from .dense import _one_of
 
 
 class Conv2D(Layer):
@@ -24,7 +26,7 @@ class Conv2D(Layer):
     Parameters
     ----------
     out_channels : int
-        Number of filters.
+        Number of filters; also accepted as ``filters`` (Keras's name).
     kernel_size : int or (int, int)
     stride, dilation : int or (int, int)
     padding : int, (int, int), "valid" or "same"
@@ -39,6 +41,9 @@ class Conv2D(Layer):
         PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias; with any
         other the bias starts at zero, as in Keras.
     name : str, optional
+    activation : str, optional
+        "relu", "sigmoid" or "tanh" applied to the output (Keras's argument);
+        None or "linear": none.
 
     ``params``: "weight" ``(out_channels, C/groups, KH, KW)`` and "bias"
     ``(out_channels,)``.
@@ -49,11 +54,17 @@ class Conv2D(Layer):
 
     connectivity = "window"
 
-    def __init__(self, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True,
-                 kernel_initializer: str = "torch", name: str | None = None) -> None:
+    def __init__(self, out_channels: int | None = None, kernel_size=None, stride=1,
+                 padding=0, dilation=1, groups: int = 1, bias: bool = True,
+                 kernel_initializer: str = "torch", name: str | None = None, *,
+                 filters: int | None = None, activation: str | None = None) -> None:
         super().__init__(name=name)
         op = self._op
+        out_channels = _one_of(op, "out_channels", out_channels, "filters", filters)
+        if kernel_size is None:
+            raise TypeError(f"{op}: missing kernel_size.")
+        self.activation = None if activation == "linear" else activation
+        self._act = activation_layer(op, activation)
         # 0 is allowed, as in torch.nn.Conv2d: an empty output.
         self.out_channels = v.non_negative_int(op, "out_channels", out_channels)
         self.kernel_size = v.pair(op, "kernel_size", kernel_size, minimum=1)
@@ -93,6 +104,7 @@ class Conv2D(Layer):
             "groups": self.groups,
             "bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer,
+            **({} if self.activation is None else {"activation": self.activation}),
         }
 
     def _weight_shape(self, in_channels: int) -> tuple[int, int, int, int]:
@@ -144,11 +156,18 @@ class Conv2D(Layer):
         self._cache = x
         weight, bias = self.params["weight"], self.params.get("bias")
         if self._geo is not None and self._params_as_built():
-            return conv2d_trusted(x, weight, bias, self._geo)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+            y = conv2d_trusted(x, weight, bias, self._geo)
+        else:
+            y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation,
+                         self.groups)
+        return y if self._act is None else self._act.forward(y, training)
 
     def _backward(self, dy, input_grad=True):
+        if self._act is not None:
+            dy = self._act.backward(dy)
+        return self._backward_conv(dy, input_grad)
+
+    def _backward_conv(self, dy, input_grad=True):
         weight = self.params["weight"]
         if self._geo is not None and self._params_as_built():
             dx, dweight, dbias = conv2d_backward_trusted(
@@ -168,7 +187,9 @@ class Conv2D(Layer):
         self._backward(dy, input_grad=False)
 
     def _backward_input(self, dy):
+        if self._act is not None:
+            dy = self._act.backward(dy)
         if self._geo is not None and self._params_as_built():
             return conv2d_backward_trusted(dy, self._cache, self.params["weight"],
                                            self._geo, param_grads=False)[0]
-        return self._backward(dy)
+        return self._backward_conv(dy)

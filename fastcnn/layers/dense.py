@@ -9,6 +9,7 @@ from .. import initializers
 from ..functional import _validate as v
 from ..functional.linear import linear_backward_trusted, linear_trusted
 from ._init import initial_bias, initial_weight
+from .activation import activation_layer
 from .base import Layer
 
 
@@ -18,12 +19,16 @@ class Dense(Layer):
     Parameters
     ----------
     out_features : int
+        Also accepted as ``units`` (Keras's name).
     bias : bool
     kernel_initializer : str
         A name from :data:`fastcnn.initializers.INITIALIZERS`. "torch" (default) gives
         PyTorch's U(-1/sqrt(in), 1/sqrt(in)) for weight and bias; with any other the
         bias starts at zero, as in Keras.
     name : str, optional
+    activation : str, optional
+        "relu", "sigmoid" or "tanh" applied to the output (Keras's argument);
+        None or "linear": none.
 
     ``params``: "weight" ``(out_features, F)`` and "bias" ``(out_features,)``.
 
@@ -32,19 +37,26 @@ class Dense(Layer):
 
     connectivity = "global"
 
-    def __init__(self, out_features: int, bias: bool = True,
-                 kernel_initializer: str = "torch", name: str | None = None) -> None:
+    def __init__(self, out_features: int | None = None, bias: bool = True,
+                 kernel_initializer: str = "torch", name: str | None = None, *,
+                 units: int | None = None, activation: str | None = None) -> None:
         super().__init__(name=name)
+        out_features = _one_of(self._op, "out_features", out_features, "units", units)
         # 0 is allowed, as in torch.nn.Linear: an empty output.
         self.out_features = v.non_negative_int(self._op, "out_features",
                                                out_features)
+        self.activation = None if activation == "linear" else activation
+        self._act = activation_layer(self._op, activation)
         self.use_bias = v.boolean(self._op, "bias", bias)
         initializers.get(kernel_initializer)
         self.kernel_initializer = kernel_initializer
 
     def _config(self) -> dict[str, Any]:
-        return {"out_features": self.out_features, "bias": self.use_bias,
-                "kernel_initializer": self.kernel_initializer}
+        config = {"out_features": self.out_features, "bias": self.use_bias,
+                  "kernel_initializer": self.kernel_initializer}
+        if self.activation is not None:
+            config["activation"] = self.activation
+        return config
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = self._check_shape(input_shape)
@@ -74,10 +86,17 @@ class Dense(Layer):
         self._cache = x
         weight, bias = self.params["weight"], self.params.get("bias")
         if self._params_as_built():
-            return linear_trusted(x, weight, bias)
-        return F.linear(x, weight, bias)
+            y = linear_trusted(x, weight, bias)
+        else:
+            y = F.linear(x, weight, bias)
+        return y if self._act is None else self._act.forward(y, training)
 
     def _backward(self, dy):
+        if self._act is not None:
+            dy = self._act.backward(dy)
+        return self._backward_affine(dy)
+
+    def _backward_affine(self, dy):
         weight = self.params["weight"]
         if self._params_as_built():
             dx, dweight, dbias = linear_backward_trusted(dy, self._cache, weight)
@@ -89,7 +108,19 @@ class Dense(Layer):
         return dx
 
     def _backward_input(self, dy):
+        if self._act is not None:
+            dy = self._act.backward(dy)
         if self._params_as_built():
             return linear_backward_trusted(dy, self._cache, self.params["weight"],
                                            param_grads=False)[0]
-        return self._backward(dy)
+        return self._backward_affine(dy)
+
+
+def _one_of(op: str, name: str, value, alias: str, alias_value):
+    """``value``, or ``alias_value`` given under Keras's name ``alias``; exactly
+    one of the two must be given."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"{op}: give {name} or {alias} (its Keras name), not both.")
+    if value is None and alias_value is None:
+        raise TypeError(f"{op}: missing {name} (or {alias}, its Keras name).")
+    return value if value is not None else alias_value

@@ -90,14 +90,15 @@ def test_frozen_layer_backward_skips_parameter_gradients(rng):
 
 def test_frozen_parameters_count_as_non_trainable():
     model = _net()
-    trainable, non_trainable = model.count_params()
+    trainable, non_trainable = model.count_params(split=True)
     conv = 4 * 2 * 9 + 4
     model.layers[0].trainable = False
-    assert model.count_params() == (trainable - conv, non_trainable + conv)
+    assert model.count_params(split=True) == (trainable - conv, non_trainable + conv)
+    assert model.count_params() == trainable + non_trainable
     table = model.summary(print_fn=None)
     assert "conv2d" in table
     model.layers[0].trainable = True
-    assert model.count_params() == (trainable, non_trainable)
+    assert model.count_params(split=True) == (trainable, non_trainable)
 
 
 def test_trainable_survives_save_and_load(tmp_path, rng):

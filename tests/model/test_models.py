@@ -12,7 +12,8 @@ def test_lenet5_on_mnist_shapes_has_the_classic_parameter_count():
     model = models.lenet5()
     assert model.output_shape == (10,)
     # conv 156 + conv 2,416 + dense 48,120 + 10,164 + 850
-    assert model.count_params() == (61706, 0)
+    assert model.count_params(split=True) == (61706, 0)
+    assert model.count_params() == 61706
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 16, 12), (2, 4, 4)])
