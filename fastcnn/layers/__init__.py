@@ -15,7 +15,7 @@ from .dense import Dense
 from .dropout import Dropout
 from .norm import BatchNorm1D, BatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .reshape import Flatten
+from .reshape import Flatten, Reshape
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -26,6 +26,7 @@ LAYERS: dict[str, type[Layer]] = {
         GlobalAvgPool2D,
         Dense,
         Flatten,
+        Reshape,
         ReLU,
         LeakyReLU,
         Sigmoid,

@@ -1,10 +1,12 @@
-"""Flatten: one feature axis per sample (``torch.nn.Flatten()``, C order)."""
+"""Flatten (one feature axis per sample, ``torch.nn.Flatten()``) and Reshape (any
+per-sample shape), both in C order."""
 
 from __future__ import annotations
 
 import math
 
 from .. import backend
+from .._checks import is_int
 from ..functional import _validate as v
 from .base import Layer
 
@@ -42,6 +44,68 @@ class Flatten(Layer):
         width = math.prod(x.shape[1:])
         dev = backend.device_of(x)
         return dev.copy(dev.contiguous(x).reshape(x.shape[0], width))
+
+    def _backward(self, dy):
+        dev = backend.device_of(dy)
+        return dev.copy(dev.contiguous(dy).reshape(self._cache))
+
+
+class Reshape(Layer):
+    """Give each sample the shape ``target_shape``, in C order (Keras's
+    ``Reshape``; ``x.reshape(N, *target_shape)`` in PyTorch).
+
+    Parameters
+    ----------
+    target_shape : tuple of int
+        The per-sample shape (no batch axis); one entry may be -1, inferred from
+        the others.
+    name : str, optional
+
+    Shape: (N, *input_shape) -> (N, *target_shape), same number of elements.
+    """
+
+    # Elements keep their C order but change position: for receptive-field maths
+    # every output may read any input.
+    connectivity = "global"
+
+    def __init__(self, target_shape, name: str | None = None) -> None:
+        super().__init__(name=name)
+        op = self._op
+        if not isinstance(target_shape, list | tuple) or not target_shape or any(
+                not is_int(d) or (d < 1 and d != -1) for d in target_shape):
+            raise ValueError(f"{op}: target_shape must be a non-empty tuple of "
+                             f"positive ints (one may be -1), got "
+                             f"{target_shape!r:.200}.")
+        if sum(d == -1 for d in target_shape) > 1:
+            raise ValueError(f"{op}: target_shape may hold -1 once, got "
+                             f"{tuple(target_shape)}.")
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def _config(self):
+        return {"target_shape": list(self.target_shape)}
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        size = math.prod(self._check_shape(input_shape))
+        known = math.prod(d for d in self.target_shape if d != -1)
+        shape = self.target_shape
+        if -1 in shape:
+            if size % known:
+                raise ValueError(
+                    f"{self._op}: cannot reshape input_shape {tuple(input_shape)} "
+                    f"({size} elements) to {shape}.")
+            shape = tuple(size // known if d == -1 else d for d in shape)
+        elif known != size:
+            raise ValueError(
+                f"{self._op}: cannot reshape input_shape {tuple(input_shape)} "
+                f"({size} elements) to {shape} ({known} elements).")
+        return shape
+
+    def _forward(self, x, training):
+        self._cache = x.shape
+        shape = self.compute_output_shape(x.shape[1:])
+        dev = backend.device_of(x)
+        # A copy, as Flatten makes: no later in-place update reaches the caller.
+        return dev.copy(dev.contiguous(x).reshape(x.shape[0], *shape))
 
     def _backward(self, dy):
         dev = backend.device_of(dy)

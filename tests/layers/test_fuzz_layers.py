@@ -51,7 +51,7 @@ def layer_case(draw, name):
         groups = draw(st.sampled_from([g for g in (1, 2) if image[0] % g == 0]))
         padding = draw(st.one_of(st.integers(0, 2), st.just("same"), st.just("valid")))
         kw = {"out_channels": groups * draw(small), "kernel_size": draw(pairs),
-              "stride": 1 if padding == "same" else draw(pairs), "padding": padding,
+              "stride": draw(pairs), "padding": padding,
               "dilation": draw(st.integers(1, 2)), "groups": groups,
               "bias": draw(st.booleans())}
         return cls, kw, image, lambda lay, x, t: F.conv2d(
@@ -81,6 +81,11 @@ def layer_case(draw, name):
     shape = draw(st.sampled_from([image, flat]))
     if name == "Flatten":
         return cls, {}, shape, lambda lay, x, t: x.reshape(x.shape[0], -1)
+    if name == "Reshape":
+        target = draw(st.sampled_from([(-1,), (1, -1), (-1, 1),
+                                       tuple(reversed(shape))]))
+        return (cls, {"target_shape": target}, shape,
+                lambda lay, x, t: x.reshape(x.shape[0], *target))
     if name == "LeakyReLU":
         kw = {"negative_slope": draw(st.floats(-2, 2))}
         return cls, kw, shape, lambda lay, x, t: F.leaky_relu(x, kw["negative_slope"])

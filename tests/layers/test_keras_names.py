@@ -104,3 +104,19 @@ def test_model_call_count_params_and_weights(rng):
         other.set_weights(weights[0])
     with pytest.raises(ValueError):
         other.set_weights([np.zeros(1)] * len(weights))
+
+
+def test_reshape_is_numpys_c_order_reshape_and_refuses_a_bad_size(rng):
+    layer = L.Reshape((3, -1))
+    x = rng.standard_normal((2, 4, 3))
+    y = layer.forward(x, training=True)
+    np.testing.assert_array_equal(y, x.reshape(2, 3, 4))
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(layer.backward(dy), dy.reshape(x.shape))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        L.Reshape((5, -1)).compute_output_shape((4, 3))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        L.Reshape((5, 2)).compute_output_shape((4, 3))
+    model = fastcnn.Sequential([L.Dense(12), L.Reshape((3, 4)), L.Flatten(),
+                                L.Dense(2)], input_shape=(5,))
+    assert model.output_shape == (2,)

@@ -38,6 +38,8 @@ CASES = [
      (1, 6, 5), (1, 4, 6), 0, 0, True),
     (L.GlobalAvgPool2D, {}, (3, 4, 5), (3,), 0, 0, True),
     (L.Dense, {"out_features": 4}, (5,), (4,), 24, 0, True),
+    (L.Reshape, {"target_shape": (4, -1)}, (2, 3, 4), (4, 6), 0, 0, True),
+    (L.Reshape, {"target_shape": [2, 1, 12]}, (24,), (2, 1, 12), 0, 0, True),
     (L.Dense, {"out_features": 3, "bias": False, "kernel_initializer": "he_uniform"},
      (6,), (3,), 18, 0, True),
     (L.Flatten, {}, (2, 3, 4), (24,), 0, 0, True),
@@ -109,6 +111,8 @@ def _torch_module(torch, layer):
         return nn.Softmax(layer.dim)
     if isinstance(layer, L.Dropout):
         return nn.Dropout(layer.p)
+    if isinstance(layer, L.Reshape):  # torch has no Reshape module: this is one
+        return nn.Sequential(nn.Flatten(), nn.Unflatten(1, layer.output_shape))
     raise AssertionError(type(layer))
 
 
@@ -363,6 +367,11 @@ def test_count_params_needs_build():
     (lambda: L.Conv2D(2, 3, padding=-1), ValueError, "padding must be >= 0"),
     (lambda: L.Conv2D(2, 3, padding="full"), ValueError, "padding must be"),
     (lambda: L.Conv2D(2, 3, dilation=0), ValueError, "dilation must be positive"),
+    (lambda: L.Reshape(()), ValueError, "non-empty tuple of positive ints"),
+    (lambda: L.Reshape((2, 0)), ValueError, "non-empty tuple of positive ints"),
+    (lambda: L.Reshape((2, 1.5)), ValueError, "non-empty tuple of positive ints"),
+    (lambda: L.Reshape(6), ValueError, "non-empty tuple of positive ints"),
+    (lambda: L.Reshape((-1, -1)), ValueError, "may hold -1 once"),
     (lambda: L.Conv2D(3, 3, groups=2), ValueError, "groups=2 does not divide"),
     (lambda: L.Conv2D(2, 3, bias=1), TypeError, "bias must be a bool"),
     (lambda: L.Conv2D(2, 3, name=5), TypeError, "name must be a non-empty str"),

@@ -284,6 +284,7 @@ GRADCHECK_CASES = {
     "GlobalAvgPool2D": ([L.GlobalAvgPool2D()], (2, 3, 4, 4)),
     "Dense": ([L.Dense(3)], (2, 5)),
     "Flatten": ([L.Flatten()], (2, 2, 3, 3)),
+    "Reshape": ([L.Reshape((3, -1))], (2, 2, 3, 3)),
     "ReLU": ([L.ReLU()], (2, 6)),
     "LeakyReLU": ([L.LeakyReLU(0.1)], (2, 6)),
     "Sigmoid": ([L.Sigmoid()], (2, 6)),
