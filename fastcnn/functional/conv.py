@@ -143,7 +143,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     stride, dilation : int or (int, int)
         Step between windows and between kernel taps.
     padding : int, (int, int), "valid" or "same"
-        Zeros added on each side; "same" keeps the size (stride 1 only).
+        Zeros added on each side; "same" gives ceil(size / stride) outputs (with
+        stride 1 PyTorch's rule; with a larger stride, which PyTorch refuses,
+        TensorFlow's: the odd pixel of padding at the bottom/right).
     groups : int
         Input and output channels are split into this many independent groups
         (``groups == C_in`` is a depthwise convolution).
