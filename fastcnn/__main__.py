@@ -8,6 +8,7 @@ one line that says what to do and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -206,8 +207,15 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fastcnn",
+def _prog() -> str:
+    """How the user started the CLI, for its usage lines: the ``fastcnn`` console
+    script or ``python -m fastcnn``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "fastcnn" if name in ("fastcnn", "fastcnn.exe") else "python -m fastcnn"
+
+
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or _prog(),
                                 description="Train, evaluate and inspect CNNs.")
     sub = p.add_subparsers(dest="command", metavar="{train,evaluate,summary}")
 

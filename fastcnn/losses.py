@@ -90,6 +90,16 @@ class CrossEntropy(Loss):
             )
         self.label_smoothing = float(label_smoothing)
 
+    def prepare_target(self, target, output):
+        target = np.asarray(target)
+        if target.ndim == 2 and target.shape == output.shape:
+            raise ValueError(
+                f"cross_entropy: y has shape {target.shape}, one row per sample like "
+                f"the model's output: one-hot or probability targets. fastcnn's "
+                f"cross_entropy takes class indices, shape ({target.shape[0]},): did "
+                f"you mean y.argmax(1)?")
+        return target
+
     def forward(self, output, target, class_weight=None):
         return float(F.cross_entropy(output, target, weight=class_weight,
                                      label_smoothing=self.label_smoothing))

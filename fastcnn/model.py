@@ -239,6 +239,15 @@ class Sequential(Trainer):
             raise TypeError(f"{op}: x must be a numpy.ndarray, got {type(x).__name__}.")
         if x.dtype.kind not in "iuf":
             raise TypeError(f"{op}: x must have a numeric dtype, got {x.dtype}.")
+        if x.dtype.kind in "iu" and x.size and (x.max() > 1 or x.min() < 0):
+            # Integer 0/1 masks are fine; raw 0-255 pixels would train, badly
+            # (loss ~5 on MNIST), and silently.
+            raise ValueError(
+                f"{op}: x has the integer dtype {x.dtype} with values up to "
+                f"{x.max()}: raw pixels? The model takes them as they are; scale "
+                f"first, e.g. x.astype('float32') / 255 "
+                f"(fastcnn.datasets.normalize also standardises). Integer inputs "
+                f"are accepted only as 0/1 masks.")
         if x.ndim < 2:
             raise ValueError(
                 f"{op}: x must have a batch axis and at least one more, got shape "

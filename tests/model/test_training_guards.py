@@ -314,3 +314,28 @@ def test_distributed_fit_stops_on_every_rank_at_the_global_loss():
     with pytest.raises(ValueError, match="x holds NaN or infinity, first in "
                                          "sample 2"):
         small_model().fit(x, y, verbose=0, distributed=OneRank())
+
+
+def test_one_hot_labels_get_the_argmax_hint():
+    model = fastcnn.models.lenet5()
+    model.compile("sgd", "cross_entropy")
+    x = np.zeros((4, 1, 28, 28), np.float32)
+    with pytest.raises(ValueError, match=r"did you mean y\.argmax\(1\)"):
+        model.fit(x, np.eye(10)[[1, 2, 3, 4]], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"did you mean y\.argmax\(1\)"):
+        model.evaluate(x, np.eye(10, dtype=np.float32)[[1, 2, 3, 4]])
+
+
+def test_raw_integer_pixels_are_refused_but_0_1_masks_pass():
+    model = fastcnn.models.lenet5()
+    model.compile("sgd", "cross_entropy")
+    pixels = np.full((4, 1, 28, 28), 200, np.uint8)
+    labels = np.array([1, 2, 3, 4])
+    for call in (lambda: model.fit(pixels, labels, epochs=1, verbose=0),
+                 lambda: model.predict(pixels),
+                 lambda: model.train_step(pixels, labels),
+                 lambda: model.evaluate(pixels, labels)):
+        with pytest.raises(ValueError, match=r"astype\('float32'\) / 255"):
+            call()
+    masks = (np.arange(4 * 28 * 28).reshape(4, 1, 28, 28) % 2).astype(np.uint8)
+    assert model.predict(masks).shape == (4, 10)

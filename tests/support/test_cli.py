@@ -79,3 +79,31 @@ def test_cuda_without_a_gpu_is_a_clean_error():
         pytest.skip("a CUDA GPU is present")
     result = run_cli("train", "--device", "cuda", "--epochs", "1", env=env)
     assert_clean_error(result, "no CUDA GPU is available")
+
+
+@pytest.mark.parametrize("argv0,usage", [("/venv/bin/fastcnn", "usage: fastcnn "),
+                                         ("/x/fastcnn/__main__.py",
+                                          "usage: python -m fastcnn ")])
+def test_usage_names_the_command_the_user_typed(monkeypatch, capsys, argv0, usage):
+    import sys
+
+    from fastcnn.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith(usage)
+
+
+def test_the_package_ships_its_licence_and_type_marker():
+    from pathlib import Path
+
+    import fastcnn
+
+    root = Path(fastcnn.__file__).resolve().parent
+    assert (root / "py.typed").is_file()
+    licence = (root.parent / "LICENSE").read_text()
+    assert licence.startswith("MIT License")
+    pyproject = (root.parent / "pyproject.toml").read_text()
+    assert 'fastcnn = ["py.typed"]' in pyproject
+    assert 'license-files = ["LICENSE"]' in pyproject
