@@ -393,3 +393,13 @@ def _c_contiguous_input(op: str, name: str, array):
     if _is_c_contiguous(array):
         return array
     return v.float_array(op, name, array)
+
+
+def keras_alias(op: str, name: str, value, alias: str, alias_value):
+    """``value``, or ``alias_value`` given under Keras's name ``alias``; exactly
+    one of the two must be given."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"{op}: give {name} or {alias} (its Keras name), not both.")
+    if value is None and alias_value is None:
+        raise TypeError(f"{op}: missing {name} (or {alias}, its Keras name).")
+    return value if value is not None else alias_value

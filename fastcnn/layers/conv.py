@@ -15,8 +15,7 @@ from ..functional.conv import (
 )
 from ._init import initial_bias, initial_weight
 from .activation import activation_layer
-from .base import Layer, Window, canonical_pair
-from .dense import _one_of
+from .base import Layer, Window, canonical_pair, keras_alias
 
 
 class Conv2D(Layer):
@@ -60,7 +59,7 @@ class Conv2D(Layer):
                  filters: int | None = None, activation: str | None = None) -> None:
         super().__init__(name=name)
         op = self._op
-        out_channels = _one_of(op, "out_channels", out_channels, "filters", filters)
+        out_channels = keras_alias(op, "out_channels", out_channels, "filters", filters)
         if kernel_size is None:
             raise TypeError(f"{op}: missing kernel_size.")
         self.activation = None if activation == "linear" else activation

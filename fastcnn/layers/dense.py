@@ -10,7 +10,7 @@ from ..functional import _validate as v
 from ..functional.linear import linear_backward_trusted, linear_trusted
 from ._init import initial_bias, initial_weight
 from .activation import activation_layer
-from .base import Layer
+from .base import Layer, keras_alias
 
 
 class Dense(Layer):
@@ -41,7 +41,8 @@ class Dense(Layer):
                  kernel_initializer: str = "torch", name: str | None = None, *,
                  units: int | None = None, activation: str | None = None) -> None:
         super().__init__(name=name)
-        out_features = _one_of(self._op, "out_features", out_features, "units", units)
+        out_features = keras_alias(self._op, "out_features", out_features, "units",
+                                   units)
         # 0 is allowed, as in torch.nn.Linear: an empty output.
         self.out_features = v.non_negative_int(self._op, "out_features",
                                                out_features)
@@ -115,12 +116,3 @@ class Dense(Layer):
                                            param_grads=False)[0]
         return self._backward_affine(dy)
 
-
-def _one_of(op: str, name: str, value, alias: str, alias_value):
-    """``value``, or ``alias_value`` given under Keras's name ``alias``; exactly
-    one of the two must be given."""
-    if value is not None and alias_value is not None:
-        raise TypeError(f"{op}: give {name} or {alias} (its Keras name), not both.")
-    if value is None and alias_value is None:
-        raise TypeError(f"{op}: missing {name} (or {alias}, its Keras name).")
-    return value if value is not None else alias_value

@@ -151,6 +151,41 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
     return context.get_dummy_value()
 
 
+def _plain_signature(dst, d0, coef, c0, src, n_rows, j0):
+    """The signature of :func:`_accumulate_block` and :func:`_accumulate_vector`,
+    or None (does not type) unless dst, coef and src are one C-contiguous float
+    matrix type."""
+    if not (_is_float_matrix(dst) and coef == dst and src == dst):
+        return None
+    return types.void(dst, d0, coef, c0, src, n_rows, j0)
+
+
+def _rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                    src_col):
+    """The signature of the ``_rows`` forms, or None unless dst, coef and src are
+    C-contiguous float matrices of one dtype and row_of, off_of 1-D int64."""
+    ints = types.Array(types.int64, 1, "C")
+    if not (_is_float_matrix(dst) and coef.dtype == dst.dtype == src.dtype
+            and _is_float_matrix(coef) and _is_float_matrix(src)
+            and row_of == ints and off_of == ints):
+        return None
+    return types.void(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
+                      src_col)
+
+
+def _typed(sig, indirect: bool, vectors: int):
+    """What an intrinsic returns: ``(sig, codegen)``, or None where it does not
+    type."""
+    if sig is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _block_codegen(context, builder, signature, args, indirect=indirect,
+                              vectors=vectors)
+
+    return sig, codegen
+
+
 @intrinsic
 def _accumulate_block(typingctx, dst, d0, coef, c0, src, n_rows, j0):
     """``dst[d0 + i, j0 : j0 + W] += coef[c0 + i, :n_rows] @ src[:n_rows, j0 : j0 + W]``
@@ -159,14 +194,8 @@ def _accumulate_block(typingctx, dst, d0, coef, c0, src, n_rows, j0):
     dst, coef and src: 2-D C-contiguous arrays of one float dtype (anything else
     does not type). No bounds are checked: the caller keeps every index inside.
     """
-    if not (_is_float_matrix(dst) and coef == dst and src == dst):
-        return None
-    sig = types.void(dst, d0, coef, c0, src, n_rows, j0)
-
-    def codegen(context, builder, signature, args):
-        return _block_codegen(context, builder, signature, args, indirect=False)
-
-    return sig, codegen
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False,
+                  BLOCK_VECTORS)
 
 
 @intrinsic
@@ -178,18 +207,8 @@ def _accumulate_block_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
     ``k < n_rows`` (the rows of a patch, or the shifted windows of an input plane
     that a stride-1 convolution reads; see ``conv.py``). row_of, off_of: 1-D int64.
     """
-    ints = types.Array(types.int64, 1, "C")
-    if not (_is_float_matrix(dst) and coef.dtype == dst.dtype == src.dtype
-            and _is_float_matrix(coef) and _is_float_matrix(src)
-            and row_of == ints and off_of == ints):
-        return None
-    sig = types.void(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
-                     src_col)
-
-    def codegen(context, builder, signature, args):
-        return _block_codegen(context, builder, signature, args, indirect=True)
-
-    return sig, codegen
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, BLOCK_VECTORS)
 
 
 @intrinsic
@@ -197,15 +216,7 @@ def _accumulate_vector(typingctx, dst, d0, coef, c0, src, n_rows, j0):
     """:func:`_accumulate_block` one vector wide (``VECTOR_BYTES // itemsize``
     columns, four accumulators): for a remainder of columns narrower than a
     block."""
-    if not (_is_float_matrix(dst) and coef == dst and src == dst):
-        return None
-    sig = types.void(dst, d0, coef, c0, src, n_rows, j0)
-
-    def codegen(context, builder, signature, args):
-        return _block_codegen(context, builder, signature, args, indirect=False,
-                              vectors=1)
-
-    return sig, codegen
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False, 1)
 
 
 @intrinsic
@@ -213,19 +224,8 @@ def _accumulate_vector_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
                             row_of, off_of, n_rows, src_col):
     """:func:`_accumulate_block_rows` one vector wide (see
     :func:`_accumulate_vector`)."""
-    ints = types.Array(types.int64, 1, "C")
-    if not (_is_float_matrix(dst) and coef.dtype == dst.dtype == src.dtype
-            and _is_float_matrix(coef) and _is_float_matrix(src)
-            and row_of == ints and off_of == ints):
-        return None
-    sig = types.void(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
-                     src_col)
-
-    def codegen(context, builder, signature, args):
-        return _block_codegen(context, builder, signature, args, indirect=True,
-                              vectors=1)
-
-    return sig, codegen
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, 1)
 
 
 @cpu_helper

@@ -268,6 +268,24 @@ def _plain_rows(n_rows):
 
 
 @cpu_helper
+def _tap_rows(chunk, kh_size, kw_size, channel_rows, kh_rows, kh_offset, dw):
+    """``(row_of, off_of)`` of the stride-1 kernels: row ``k`` of a chunk (channel
+    ``c = k // taps``, tap ``(kh, kw)``) reads source row ``c * channel_rows + kh *
+    kh_rows`` from offset ``kh * kh_offset + kw * dw``: a plane's windows in the
+    shifted kernel (1, 0, ``dh * Wp``), band rows in the rows kernel (``KH``, 1,
+    0)."""
+    taps = kh_size * kw_size
+    row_of = np.empty(chunk * taps, dtype=np.int64)
+    off_of = np.empty(chunk * taps, dtype=np.int64)
+    for k in range(chunk * taps):
+        tap = k % taps
+        kh = tap // kw_size
+        row_of[k] = (k // taps) * channel_rows + kh * kh_rows
+        off_of[k] = kh * kh_offset + (tap % kw_size) * dw
+    return row_of, off_of
+
+
+@cpu_helper
 def _fill_rows(dst, values, v0, count):
     """``dst[r, :count] = values[v0 + r]`` for every row ``r`` of ``dst`` (a tile's
     outputs started from their biases)."""
@@ -369,12 +387,8 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
     xflat = xp.reshape(xp.shape[0], xp.shape[1], xp.shape[2] * wp)
     zero = np.int64(0)
     # Row k of a chunk: channel k // taps of the chunk, shifted by its tap's offset.
-    row_of = np.empty(chunk * taps, dtype=np.int64)
-    off_of = np.empty(chunk * taps, dtype=np.int64)
-    for k in range(chunk * taps):
-        tap = k % taps
-        row_of[k] = k // taps
-        off_of[k] = (tap // kw_size) * dh * wp + (tap % kw_size) * dw
+    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, np.int64(1), np.int64(0),
+                               dh * wp, dw)
     for task in prange(n_batch * tiles):
         n = task // tiles
         q0 = (task % tiles) * tile
@@ -451,12 +465,8 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups):
     wm = w.reshape(c_out, k_size)
     zero = np.int64(0)
     # Row k of a chunk: band row (channel, kh) of tap k, shifted by kw * dw.
-    row_of = np.empty(chunk * taps, dtype=np.int64)
-    off_of = np.empty(chunk * taps, dtype=np.int64)
-    for k in range(chunk * taps):
-        tap = k % taps
-        row_of[k] = (k // taps) * kh_size + tap // kw_size
-        off_of[k] = (tap % kw_size) * dw
+    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
+                               np.int64(0), dw)
     tasks = (n_batch + images - 1) // images
     for task in prange(tasks):
         n0 = np.int64(task) * images
