@@ -5,7 +5,8 @@ result, as in PyTorch) and returns a new array of the same shape and dtype.
 ``sigmoid_backward``, ``tanh_backward``, ``softmax_backward`` and
 ``log_softmax_backward`` take the forward OUTPUT ``y``, as PyTorch's internal
 backward functions do: it is what a layer keeps, and the gradient is cheaper from
-it.
+it. The other backwards (relu, leaky_relu, gelu, silu, elu, softplus, hardswish,
+hardsigmoid, relu6, mish) take the forward INPUT ``x``.
 """
 
 from __future__ import annotations
@@ -244,3 +245,223 @@ def log_softmax_backward(dy: np.ndarray, y: np.ndarray, dim: int = 1) -> np.ndar
     op = "log_softmax_backward"
     dy, y = _pair_of(op, dy, y, "y")
     return _along_dim("log_softmax_backward", (dy, y), _dim(op, dim, y.ndim))
+
+
+# ------------------------------------------------------------------------------------
+# Smooth and piecewise-linear activations. Every backward takes the forward INPUT x,
+# as relu_backward does.
+
+#: gelu's ``approximate`` values and the kernel family each selects.
+_GELU_KERNELS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+def gelu_kernel(op: str, approximate) -> str:
+    """The kernel family (``"gelu"`` or ``"gelu_tanh"``) for gelu's
+    ``approximate`` argument; raises on anything but "none" or "tanh"."""
+    if not isinstance(approximate, str):
+        raise TypeError(f"{op}: approximate must be 'none' or 'tanh', got "
+                        f"{approximate!r:.100}.")
+    if approximate not in _GELU_KERNELS:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got "
+                         f"{approximate!r:.100}.")
+    return _GELU_KERNELS[approximate]
+
+
+def softplus_args(op: str, beta, threshold) -> tuple[float, float]:
+    """Checked softplus hyper-parameters: finite, ``beta`` non-zero."""
+    beta = v.real_number(op, "beta", beta)
+    if beta == 0:
+        raise ValueError(f"{op}: beta must be a non-zero finite number, got "
+                         f"{beta!r}.")
+    return beta, v.real_number(op, "threshold", threshold)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """Gaussian error linear unit ``x * Phi(x)``, ``Phi`` the standard normal CDF.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input, float32 or float64.
+    approximate : {"none", "tanh"}
+        "none": the exact ``0.5 * x * erfc(-x / sqrt(2))``; "tanh": PyTorch's
+        ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))``.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    op = "gelu"
+    x = v.float_array_1d_or_more(op, "x", x)
+    return elementwise_trusted(gelu_kernel(op, approximate) + "_forward", x)
+
+
+def gelu_backward(dy: np.ndarray, x: np.ndarray,
+                  approximate: str = "none") -> np.ndarray:
+    """Gradient of :func:`gelu`: ``dy * (Phi(x) + x * phi(x))`` (exact), or the
+    derivative of the tanh form.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    op = "gelu_backward"
+    dy, x = _pair_of(op, dy, x, "x")
+    return elementwise_trusted(gelu_kernel(op, approximate) + "_backward", dy, x)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """Sigmoid linear unit (Swish) ``x * sigmoid(x)``, computed without overflow.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.float_array_1d_or_more("silu", "x", x)
+    return elementwise_trusted("silu_forward", x)
+
+
+def silu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`silu`: ``dy * s * (1 + x * (1 - s))``, ``s = sigmoid(x)``.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("silu_backward", dy, x, "x")
+    return elementwise_trusted("silu_backward", dy, x)
+
+
+def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Exponential linear unit: ``x`` where ``x > 0``, else
+    ``alpha * (exp(x) - 1)`` (evaluated with expm1).
+
+    Parameters
+    ----------
+    x : ndarray
+        Input, float32 or float64.
+    alpha : float
+        Scale of the negative part (any finite number, as in PyTorch; cast to x's
+        dtype).
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    op = "elu"
+    x = v.float_array_1d_or_more(op, "x", x)
+    alpha = x.dtype.type(v.real_number(op, "alpha", alpha))
+    return elementwise_trusted("elu_forward", x, scalars=(alpha,))
+
+
+def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Gradient of :func:`elu`: ``dy`` where ``x > 0``, else
+    ``dy * alpha * exp(x)``.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    op = "elu_backward"
+    dy, x = _pair_of(op, dy, x, "x")
+    alpha = x.dtype.type(v.real_number(op, "alpha", alpha))
+    return elementwise_trusted("elu_backward", dy, x, scalars=(alpha,))
+
+
+def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    """Softplus ``log(1 + exp(beta * x)) / beta``, and ``x`` itself where
+    ``x * beta > threshold`` (PyTorch's definition); never overflows.
+
+    Parameters
+    ----------
+    x : ndarray
+        Input, float32 or float64.
+    beta : float
+        Sharpness (finite, non-zero; cast to x's dtype).
+    threshold : float
+        Above this value of ``x * beta`` the result is ``x`` (finite; cast to x's
+        dtype).
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    op = "softplus"
+    x = v.float_array_1d_or_more(op, "x", x)
+    beta, threshold = softplus_args(op, beta, threshold)
+    return elementwise_trusted("softplus_forward", x, scalars=(
+        x.dtype.type(beta), x.dtype.type(threshold)))
+
+
+def softplus_backward(dy: np.ndarray, x: np.ndarray, beta: float = 1.0,
+                      threshold: float = 20.0) -> np.ndarray:
+    """Gradient of :func:`softplus`: ``dy`` where ``x * beta > threshold``, else
+    ``dy * sigmoid(beta * x)``.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    op = "softplus_backward"
+    dy, x = _pair_of(op, dy, x, "x")
+    beta, threshold = softplus_args(op, beta, threshold)
+    return elementwise_trusted("softplus_backward", dy, x, scalars=(
+        x.dtype.type(beta), x.dtype.type(threshold)))
+
+
+def hardswish(x: np.ndarray) -> np.ndarray:
+    """Hard swish ``x * relu6(x + 3) / 6`` (MobileNetV3).
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.float_array_1d_or_more("hardswish", "x", x)
+    return elementwise_trusted("hardswish_forward", x)
+
+
+def hardswish_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`hardswish`: 0 where ``x <= -3``, ``dy * (x / 3 + 0.5)``
+    where ``-3 < x < 3``, else ``dy`` (PyTorch's choice at the kinks).
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("hardswish_backward", dy, x, "x")
+    return elementwise_trusted("hardswish_backward", dy, x)
+
+
+def hardsigmoid(x: np.ndarray) -> np.ndarray:
+    """Hard sigmoid ``relu6(x + 3) / 6``.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.float_array_1d_or_more("hardsigmoid", "x", x)
+    return elementwise_trusted("hardsigmoid_forward", x)
+
+
+def hardsigmoid_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`hardsigmoid`: ``dy / 6`` where ``-3 < x < 3``, else 0.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("hardsigmoid_backward", dy, x, "x")
+    return elementwise_trusted("hardsigmoid_backward", dy, x)
+
+
+def relu6(x: np.ndarray) -> np.ndarray:
+    """``min(max(x, 0), 6)``; NaN propagates.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.float_array_1d_or_more("relu6", "x", x)
+    return elementwise_trusted("relu6_forward", x)
+
+
+def relu6_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`relu6`: ``dy`` where ``0 < x < 6``, else 0.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("relu6_backward", dy, x, "x")
+    return elementwise_trusted("relu6_backward", dy, x)
+
+
+def mish(x: np.ndarray) -> np.ndarray:
+    """Mish ``x * tanh(softplus(x))``, computed without overflow.
+
+    Shape: x (*) -> (*), the same shape.
+    """
+    x = v.float_array_1d_or_more("mish", "x", x)
+    return elementwise_trusted("mish_forward", x)
+
+
+def mish_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`mish`: ``dy * (t + x * sigmoid(x) * (1 - t**2))``,
+    ``t = tanh(softplus(x))``.
+
+    Shape: dy (*), x (*) -> dx (*).
+    """
+    dy, x = _pair_of("mish_backward", dy, x, "x")
+    return elementwise_trusted("mish_backward", dy, x)

@@ -8,7 +8,21 @@ layer type (never an import by path).
 from __future__ import annotations
 
 from .. import _registry
-from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activation import (
+    ELU,
+    GELU,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .base import Layer, Window
 from .conv import Conv2D
 from .dense import Dense
@@ -32,6 +46,14 @@ LAYERS: dict[str, type[Layer]] = {
         Sigmoid,
         Tanh,
         Softmax,
+        GELU,
+        SiLU,
+        ELU,
+        Softplus,
+        Hardswish,
+        Hardsigmoid,
+        ReLU6,
+        Mish,
         Dropout,
         BatchNorm2D,
         BatchNorm1D,

@@ -1,7 +1,9 @@
-"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh and Softmax (no parameters).
+"""Activation layers (no parameters): ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, and
+the activations of modern CNNs: GELU, SiLU, ELU, Softplus, Hardswish, Hardsigmoid,
+ReLU6 and Mish.
 
-ReLU and LeakyReLU keep their input for backward; Sigmoid, Tanh and Softmax keep
-their output, whose derivative is cheaper (the functional backwards take ``y``).
+Sigmoid, Tanh and Softmax keep their output, whose derivative is cheaper (the
+functional backwards take ``y``); every other activation keeps its input.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from .._checks import is_int
 from ..functional import _validate as v
 from ..functional.activation import (
     elementwise_trusted,
+    gelu_kernel,
     softmax_backward_trusted,
     softmax_trusted,
+    softplus_args,
 )
 from .base import Layer
 
@@ -161,9 +165,182 @@ class Softmax(Layer):
         return softmax_backward_trusted(dy, self._cache, self._axis)
 
 
-#: The ``activation=`` names of Conv2D and Dense (Keras's), and the layer that
-#: applies each after the layer's own output.
-ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+class _InputActivation(Layer):
+    """An elementwise activation that keeps its input ``x`` for backward and runs
+    the kernels ``<kernel>_forward(x, *scalars, y)`` and
+    ``<kernel>_backward(dy, x, *scalars, dx)``."""
+
+    _kernel = ""
+
+    def _scalars(self, dtype) -> tuple:
+        """The kernels' scalar hyper-parameters, cast to ``dtype``."""
+        return ()
+
+    def _forward(self, x, training):
+        self._cache = x
+        return elementwise_trusted(self._kernel + "_forward", x,
+                                   scalars=self._scalars(x.dtype))
+
+    def _backward(self, dy):
+        return elementwise_trusted(self._kernel + "_backward", dy, self._cache,
+                                   scalars=self._scalars(dy.dtype))
+
+
+class GELU(_InputActivation):
+    """``x * Phi(x)`` elementwise, ``Phi`` the standard normal CDF
+    (``torch.nn.GELU``).
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}
+        "none": exact (erf); "tanh": PyTorch's tanh approximation.
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    def __init__(self, approximate: str = "none", name: str | None = None) -> None:
+        super().__init__(name=name)
+        self._kernel = gelu_kernel(self._op, approximate)
+        self.approximate = approximate
+
+    def _config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class SiLU(_InputActivation):
+    """``x * sigmoid(x)`` elementwise (Swish; ``torch.nn.SiLU``).
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "silu"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+
+class ELU(_InputActivation):
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere (``torch.nn.ELU``).
+
+    Parameters
+    ----------
+    alpha : float
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "elu"
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.alpha = v.real_number(self._op, "alpha", alpha)
+
+    def _config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+    def _scalars(self, dtype) -> tuple:
+        return (dtype.type(self.alpha),)
+
+
+class Softplus(_InputActivation):
+    """``log(1 + exp(beta * x)) / beta`` elementwise, ``x`` where
+    ``x * beta > threshold`` (``torch.nn.Softplus``).
+
+    Parameters
+    ----------
+    beta : float
+        Non-zero.
+    threshold : float
+    name : str, optional
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "softplus"
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0,
+                 name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.beta, self.threshold = softplus_args(self._op, beta, threshold)
+
+    def _config(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold}
+
+    def _scalars(self, dtype) -> tuple:
+        return (dtype.type(self.beta), dtype.type(self.threshold))
+
+
+class Hardswish(_InputActivation):
+    """``x * relu6(x + 3) / 6`` elementwise (``torch.nn.Hardswish``).
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "hardswish"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+
+class Hardsigmoid(_InputActivation):
+    """``relu6(x + 3) / 6`` elementwise (``torch.nn.Hardsigmoid``).
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "hardsigmoid"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+
+class ReLU6(_InputActivation):
+    """``min(max(x, 0), 6)`` elementwise (``torch.nn.ReLU6``).
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "relu6"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+
+class Mish(_InputActivation):
+    """``x * tanh(softplus(x))`` elementwise (``torch.nn.Mish``).
+
+    Shape: (N, *) -> (N, *).
+    """
+
+    _kernel = "mish"
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+
+#: The ``activation=`` names of Conv2D and Dense (Keras's, plus PyTorch's spelling
+#: where it differs), and the layer that applies each after the layer's own output.
+#: Each takes its default arguments (Keras's defaults too: exact gelu, elu's
+#: alpha=1).
+ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "gelu": GELU,
+    "silu": SiLU,
+    "swish": SiLU,
+    "elu": ELU,
+    "softplus": Softplus,
+    "hard_swish": Hardswish,
+    "hardswish": Hardswish,
+    "hard_silu": Hardswish,
+    "hard_sigmoid": Hardsigmoid,
+    "hardsigmoid": Hardsigmoid,
+    "relu6": ReLU6,
+    "mish": Mish,
+}
 
 
 def activation_layer(op: str, activation) -> Layer | None:

@@ -41,8 +41,11 @@ class Conv2D(Layer):
         other the bias starts at zero, as in Keras.
     name : str, optional
     activation : str, optional
-        "relu", "sigmoid" or "tanh" applied to the output (Keras's argument);
-        None or "linear": none.
+        Applied to the output (Keras's argument): "relu", "sigmoid", "tanh",
+        "gelu", "silu" (or "swish"), "elu", "softplus", "hard_swish" (or
+        "hardswish"), "hard_sigmoid" (or "hardsigmoid"), "relu6" or "mish", each
+        with its defaults (see ``fastcnn.layers.activation.ACTIVATIONS``); None or
+        "linear": none.
 
     ``params``: "weight" ``(out_channels, C/groups, KH, KW)`` and "bias"
     ``(out_channels,)``.

@@ -211,3 +211,293 @@ def log_softmax_backward(dy, y, dx):
         dst = dx[r]
         for j in range(n_cols):
             dst[j] = g[j] - math.exp(out[j]) * total
+
+
+# ------------------------------------------------------------------------------------
+# Smooth and piecewise-linear activations of modern CNNs. Every backward takes the
+# forward INPUT ``x``. Constants are cast through the output's dtype; comparisons are
+# PyTorch's own, so NaN lands in the branch PyTorch sends it to: a NaN input gives a
+# NaN output everywhere; in the backwards of elu, hardswish and relu6 a NaN input
+# passes ``dy`` on, in hardsigmoid's it gives 0 (PyTorch's float64 relu6 backward
+# gives 0 there too, its float32 one ``dy``: relu6 follows relu here).
+
+#: 1/sqrt(2), 1/sqrt(2*pi) and sqrt(2/pi), for gelu.
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_SQRT_2_OVER_PI = 0.7978845608028654
+#: The cubic coefficient of gelu's tanh approximation.
+_GELU_KAPPA = 0.044715
+
+
+@cpu_helper
+def _softplus(v):
+    # log(1 + exp(v)) without overflow: exp of a non-positive argument only. NaN
+    # takes the second branch and propagates.
+    if v > 0:
+        return v + math.log1p(math.exp(-v))
+    return math.log1p(math.exp(v))
+
+
+@cpu_kernel
+def gelu_forward(x, y):
+    """``y = x * Phi(x)``, ``Phi`` the standard normal CDF, as
+    ``0.5 * x * erfc(-x / sqrt(2))`` (erfc keeps the negative tail's precision).
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    half = y.dtype.type(0.5)
+    c = y.dtype.type(_SQRT1_2)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = half * v * math.erfc(-v * c)
+
+
+@cpu_kernel
+def gelu_backward(dy, x, dx):
+    """``dx = dy * (Phi(x) + x * phi(x))``, ``phi`` the standard normal density.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    half = dx.dtype.type(0.5)
+    c = dx.dtype.type(_SQRT1_2)
+    k = dx.dtype.type(_INV_SQRT_2PI)
+    for i in prange(x.size):
+        v = x[i]
+        cdf = half * math.erfc(-v * c)
+        pdf = k * math.exp(-half * v * v)
+        dx[i] = dy[i] * (cdf + v * pdf)
+
+
+@cpu_kernel
+def gelu_tanh_forward(x, y):
+    """``y = 0.5 * x * (1 + tanh(u))``, ``u = sqrt(2/pi) * (x + 0.044715 * x**3)``,
+    evaluated as ``x * sigmoid(2 * u)`` (the same function, no cancellation in the
+    negative tail).
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    one = y.dtype.type(1)
+    two_beta = y.dtype.type(2 * _SQRT_2_OVER_PI)
+    kappa = y.dtype.type(_GELU_KAPPA)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v * _sigmoid(two_beta * (v + kappa * v * v * v), one)
+
+
+@cpu_kernel
+def gelu_tanh_backward(dy, x, dx):
+    """``dx = dy * (s + 2 * x * s * (1 - s) * u')`` with ``s = sigmoid(2 * u)``
+    (= ``(1 + tanh(u)) / 2``) and ``u' = sqrt(2/pi) * (1 + 3 * 0.044715 * x**2)``.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    one = dx.dtype.type(1)
+    two = dx.dtype.type(2)
+    beta = dx.dtype.type(_SQRT_2_OVER_PI)
+    kappa = dx.dtype.type(_GELU_KAPPA)
+    kappa3 = dx.dtype.type(3 * _GELU_KAPPA)
+    for i in prange(x.size):
+        v = x[i]
+        v2 = v * v
+        s = _sigmoid(two * beta * (v + kappa * v2 * v), one)
+        du = beta * (one + kappa3 * v2)
+        dx[i] = dy[i] * (s + two * v * s * (one - s) * du)
+
+
+@cpu_kernel
+def silu_forward(x, y):
+    """``y = x * sigmoid(x)`` (sigmoid without overflow).
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    one = y.dtype.type(1)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v * _sigmoid(v, one)
+
+
+@cpu_kernel
+def silu_backward(dy, x, dx):
+    """``dx = dy * s * (1 + x * (1 - s))``, ``s = sigmoid(x)``.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    one = dx.dtype.type(1)
+    for i in prange(x.size):
+        v = x[i]
+        s = _sigmoid(v, one)
+        dx[i] = dy[i] * s * (one + v * (one - s))
+
+
+@cpu_kernel
+def elu_forward(x, alpha, y):
+    """``y = x if x > 0 else alpha * expm1(x)``.
+
+    Shape: x (S,), y (S,); alpha a scalar of x's dtype. Parallel over ``S``.
+    """
+    zero = y.dtype.type(0)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = alpha * math.expm1(v) if v <= zero else v
+
+
+@cpu_kernel
+def elu_backward(dy, x, alpha, dx):
+    """``dx = dy if x > 0 else dy * alpha * exp(x)``.
+
+    Shape: dy (S,), x (S,), dx (S,); alpha a scalar of x's dtype. Parallel over
+    ``S``.
+    """
+    zero = dx.dtype.type(0)
+    for i in prange(x.size):
+        v = x[i]
+        g = dy[i]
+        dx[i] = g * alpha * math.exp(v) if v <= zero else g
+
+
+@cpu_kernel
+def softplus_forward(x, beta, threshold, y):
+    """``y = x if x * beta > threshold else log(1 + exp(beta * x)) / beta``
+    (PyTorch's softplus, its log evaluated without overflow).
+
+    Shape: x (S,), y (S,); beta, threshold scalars of x's dtype. Parallel over
+    ``S``.
+    """
+    for i in prange(x.size):
+        v = x[i]
+        z = v * beta
+        y[i] = v if z > threshold else _softplus(z) / beta
+
+
+@cpu_kernel
+def softplus_backward(dy, x, beta, threshold, dx):
+    """``dx = dy if x * beta > threshold else dy * sigmoid(beta * x)``.
+
+    Shape: dy (S,), x (S,), dx (S,); beta, threshold scalars of x's dtype.
+    Parallel over ``S``.
+    """
+    one = dx.dtype.type(1)
+    for i in prange(x.size):
+        z = x[i] * beta
+        g = dy[i]
+        dx[i] = g if z > threshold else g * _sigmoid(z, one)
+
+
+@cpu_helper
+def _relu6(v, zero, six):
+    # min(max(v, 0), 6) with NaN propagating (PyTorch's clamp).
+    if v < zero:
+        return zero
+    if v > six:
+        return six
+    return v
+
+
+@cpu_kernel
+def hardswish_forward(x, y):
+    """``y = x * min(max(x + 3, 0), 6) / 6``.
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    zero = y.dtype.type(0)
+    three = y.dtype.type(3)
+    six = y.dtype.type(6)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v * _relu6(v + three, zero, six) / six
+
+
+@cpu_kernel
+def hardswish_backward(dy, x, dx):
+    """``dx = 0 if x <= -3, dy * (x / 3 + 0.5) if x < 3, else dy``.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    zero = dx.dtype.type(0)
+    half = dx.dtype.type(0.5)
+    three = dx.dtype.type(3)
+    for i in prange(x.size):
+        v = x[i]
+        g = dy[i]
+        if v <= -three:
+            dx[i] = zero
+        elif v < three:
+            dx[i] = g * (v / three + half)
+        else:
+            dx[i] = g
+
+
+@cpu_kernel
+def hardsigmoid_forward(x, y):
+    """``y = min(max(x + 3, 0), 6) / 6``.
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    zero = y.dtype.type(0)
+    three = y.dtype.type(3)
+    six = y.dtype.type(6)
+    for i in prange(x.size):
+        y[i] = _relu6(x[i] + three, zero, six) / six
+
+
+@cpu_kernel
+def hardsigmoid_backward(dy, x, dx):
+    """``dx = dy / 6 where -3 < x < 3, else 0``.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    zero = dx.dtype.type(0)
+    three = dx.dtype.type(3)
+    six = dx.dtype.type(6)
+    for i in prange(x.size):
+        v = x[i]
+        dx[i] = dy[i] / six if v > -three and v < three else zero
+
+
+@cpu_kernel
+def relu6_forward(x, y):
+    """``y = min(max(x, 0), 6)`` (NaN propagates).
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    zero = y.dtype.type(0)
+    six = y.dtype.type(6)
+    for i in prange(x.size):
+        y[i] = _relu6(x[i], zero, six)
+
+
+@cpu_kernel
+def relu6_backward(dy, x, dx):
+    """``dx = 0 where x <= 0 or x >= 6, else dy`` (PyTorch's hardtanh_backward).
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    zero = dx.dtype.type(0)
+    six = dx.dtype.type(6)
+    for i in prange(x.size):
+        v = x[i]
+        dx[i] = zero if v <= zero or v >= six else dy[i]
+
+
+@cpu_kernel
+def mish_forward(x, y):
+    """``y = x * tanh(softplus(x))`` (softplus without overflow).
+
+    Shape: x (S,), y (S,). Parallel over ``S``.
+    """
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v * math.tanh(_softplus(v))
+
+
+@cpu_kernel
+def mish_backward(dy, x, dx):
+    """``dx = dy * (t + x * sigmoid(x) * (1 - t * t))``, ``t = tanh(softplus(x))``.
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    one = dx.dtype.type(1)
+    for i in prange(x.size):
+        v = x[i]
+        t = math.tanh(_softplus(v))
+        dx[i] = dy[i] * (t + v * _sigmoid(v, one) * (one - t * t))
