@@ -23,7 +23,8 @@ def _format(values: dict) -> str:
 class _PlainBar:
     """A minimal stand-in for tqdm: ``update``, ``set_postfix`` and ``close``."""
 
-    def __init__(self, total: int, desc: str, file=None, min_interval: float = 0.5):
+    def __init__(self, total: int | None, desc: str, file=None,
+                 min_interval: float = 0.5):
         self.total = total
         self.desc = desc
         self.n = 0
@@ -35,7 +36,8 @@ class _PlainBar:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.perf_counter()
-        if now - self._last >= self.min_interval or self.n >= self.total:
+        if now - self._last >= self.min_interval or (
+                self.total is not None and self.n >= self.total):
             self._last = now
             self._draw(end="")
 
@@ -43,8 +45,11 @@ class _PlainBar:
         self.postfix = dict(values)
 
     def _draw(self, end: str) -> None:
-        width = len(str(self.total))
-        line = f"\r{self.desc} {self.n:>{width}}/{self.total}"
+        if self.total is None:  # a stream of unknown length
+            line = f"\r{self.desc} {self.n}"
+        else:
+            width = len(str(self.total))
+            line = f"\r{self.desc} {self.n:>{width}}/{self.total}"
         if self.postfix:
             line += " " + _format(self.postfix)
         print(line, end=end, file=self.file, flush=True)
@@ -58,8 +63,8 @@ class ProgressBar:
 
     Parameters
     ----------
-    total : int
-        Number of batches in the epoch.
+    total : int or None
+        Number of batches in the epoch (None: unknown, a stream's).
     desc : str
         Label shown before the bar, e.g. ``"Epoch 3/10"``.
     file : file-like, optional
@@ -68,7 +73,7 @@ class ProgressBar:
     Shape: no arrays.
     """
 
-    def __init__(self, total: int, desc: str, file=None):
+    def __init__(self, total: int | None, desc: str, file=None):
         try:
             from tqdm import tqdm
         except ImportError:

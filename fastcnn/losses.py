@@ -4,6 +4,14 @@ backward.
 A loss is evaluated on one batch: ``loss(output, target) -> float`` is the cost J of
 the batch (the mean of the per-sample losses L), and ``loss.backward(output, target)``
 is dJ/d(output), the gradient that backpropagation starts from.
+
+Per-sample weights ``s`` (``fit(sample_weight=...)``, or the third element of a
+streamed batch) make J the weighted mean ``sum_i s_i L_i / sum_i s_i``, Keras's
+``"mean_with_sample_weight"`` reduction (Keras's default divides by the batch size
+instead); with class weights ``w`` as well, cross-entropy divides by
+``sum_i s_i w[y_i]``, which is PyTorch's weighted mean when every ``s_i`` is 1.
+A batch whose weights are all 0 gives NaN (0 / 0), as PyTorch does for class
+weights.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from . import _registry
+from . import _registry, backend
 from . import functional as F
 
 
@@ -22,15 +30,23 @@ class Loss:
     name = "loss"
     #: Whether ``fit(class_weight=...)`` applies to this loss.
     supports_class_weight = False
+    #: Whether ``forward``/``backward`` take ``sample_weight`` (per-sample weights,
+    #: shape (N,), of the output's dtype): ``fit(sample_weight=...)`` needs it.
+    supports_sample_weight = False
 
     def __call__(self, output: np.ndarray, target: np.ndarray,
-                 class_weight: np.ndarray | None = None) -> float:
-        return self.forward(output, target, class_weight)
+                 class_weight: np.ndarray | None = None,
+                 sample_weight: np.ndarray | None = None) -> float:
+        if sample_weight is None:
+            return self.forward(output, target, class_weight)
+        return self.forward(output, target, class_weight, sample_weight)
 
-    def forward(self, output, target, class_weight=None) -> float:
+    def forward(self, output, target, class_weight=None,
+                sample_weight=None) -> float:
         raise NotImplementedError
 
-    def backward(self, output, target, class_weight=None) -> np.ndarray:
+    def backward(self, output, target, class_weight=None,
+                 sample_weight=None) -> np.ndarray:
         raise NotImplementedError
 
     def prepare_target(self, target: np.ndarray, output: np.ndarray) -> np.ndarray:
@@ -43,6 +59,32 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _weighted_mean(per_sample: np.ndarray, sample_weight: np.ndarray,
+                   denominator: float) -> float:
+    """``sum_i s_i L_i / denominator``, on the host in float64 (NaN for 0 / 0)."""
+    losses = backend.to_host(per_sample).reshape(per_sample.shape[0], -1)
+    total = float(np.dot(sample_weight.astype(np.float64),
+                         losses.mean(axis=1, dtype=np.float64)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(total) / np.float64(denominator))
+
+
+def _scale_rows(grad, factor: np.ndarray):
+    """``grad`` with row i multiplied by ``factor[i]`` (in grad's dtype), on the
+    device where grad is (a device array makes a round trip through the host)."""
+    factor = factor.astype(grad.dtype).reshape((-1,) + (1,) * (grad.ndim - 1))
+    if backend.is_device_array(grad):
+        dev = backend.device_of(grad)
+        return dev.move_in(backend.to_host(grad) * factor)
+    grad *= factor
+    return grad
+
+
+def _quotient(numerator: np.ndarray, denominator: float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return numerator.astype(np.float64) / np.float64(denominator)
 
 
 def _float_target(name: str, target: np.ndarray, output: np.ndarray) -> np.ndarray:
@@ -74,6 +116,7 @@ class CrossEntropy(Loss):
 
     name = "cross_entropy"
     supports_class_weight = True
+    supports_sample_weight = True
 
     def __init__(self, label_smoothing: float = 0.0):
         if not isinstance(label_smoothing, numbers.Real) or isinstance(
@@ -100,13 +143,33 @@ class CrossEntropy(Loss):
                 f"you mean y.argmax(1)?")
         return target
 
-    def forward(self, output, target, class_weight=None):
-        return float(F.cross_entropy(output, target, weight=class_weight,
-                                     label_smoothing=self.label_smoothing))
+    def _denominator(self, target, class_weight, sample_weight) -> float:
+        if class_weight is None:
+            return float(np.sum(sample_weight, dtype=np.float64))
+        picked = backend.to_host(class_weight)[np.asarray(target)]
+        return float(np.dot(sample_weight.astype(np.float64),
+                            picked.astype(np.float64)))
 
-    def backward(self, output, target, class_weight=None):
-        return F.cross_entropy_backward(output, target, weight=class_weight,
+    def forward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return float(F.cross_entropy(output, target, weight=class_weight,
+                                         label_smoothing=self.label_smoothing))
+        # Per-sample losses (already times w[y_i]), weighted on the host.
+        losses = F.cross_entropy(output, target, weight=class_weight,
+                                 reduction="none",
+                                 label_smoothing=self.label_smoothing)
+        return _weighted_mean(losses, sample_weight,
+                              self._denominator(target, class_weight, sample_weight))
+
+    def backward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return F.cross_entropy_backward(output, target, weight=class_weight,
+                                            label_smoothing=self.label_smoothing)
+        grad = F.cross_entropy_backward(output, target, weight=class_weight,
+                                        reduction="sum",
                                         label_smoothing=self.label_smoothing)
+        denominator = self._denominator(target, class_weight, sample_weight)
+        return _scale_rows(grad, _quotient(sample_weight, denominator))
 
     def get_config(self):
         return {"label_smoothing": self.label_smoothing}
@@ -115,16 +178,29 @@ class CrossEntropy(Loss):
 class MSE(Loss):
     """Mean squared error, ``J = mean((output - target)**2)`` over every element.
 
+    With per-sample weights ``s``, ``J = sum_i s_i L_i / sum_i s_i`` where ``L_i``
+    is the mean over sample i's elements.
+
     Shape: output and target of one shape -> float.
     """
 
     name = "mse"
+    supports_sample_weight = True
 
-    def forward(self, output, target, class_weight=None):
-        return float(F.mse_loss(output, target))
+    def forward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return float(F.mse_loss(output, target))
+        losses = F.mse_loss(output, target, reduction="none")
+        return _weighted_mean(losses, sample_weight,
+                              np.sum(sample_weight, dtype=np.float64))
 
-    def backward(self, output, target, class_weight=None):
-        return F.mse_loss_backward(output, target)
+    def backward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return F.mse_loss_backward(output, target)
+        grad = F.mse_loss_backward(output, target, reduction="sum")
+        per_sample = output.size // max(output.shape[0], 1)
+        denominator = np.sum(sample_weight, dtype=np.float64) * per_sample
+        return _scale_rows(grad, _quotient(sample_weight, denominator))
 
     def prepare_target(self, target, output):
         return _float_target("MSE", target, output)
@@ -138,10 +214,14 @@ class BCEWithLogits(Loss):
     pos_weight : sequence of float, optional
         Weight of the positive examples per output (PyTorch's ``pos_weight``).
 
+    With per-sample weights ``s``, ``J = sum_i s_i L_i / sum_i s_i`` where ``L_i``
+    is the mean over sample i's outputs.
+
     Shape: output (N, K) logits, target (N, K) in [0, 1] -> float.
     """
 
     name = "bce_with_logits"
+    supports_sample_weight = True
 
     def __init__(self, pos_weight=None):
         if pos_weight is not None:
@@ -159,13 +239,31 @@ class BCEWithLogits(Loss):
             return None
         return np.asarray(self.pos_weight, dtype=output.dtype)
 
-    def forward(self, output, target, class_weight=None):
-        return float(F.binary_cross_entropy_with_logits(
-            output, target, pos_weight=self._pos_weight(output)))
+    @staticmethod
+    def _element_weight(output, sample_weight):
+        """``s_i / (sum s * K)`` per sample, shaped to broadcast over output: the
+        weighted mean is then the kernel's weighted sum."""
+        per_sample = output.size // max(output.shape[0], 1)
+        factor = _quotient(sample_weight,
+                           np.sum(sample_weight, dtype=np.float64) * per_sample)
+        return factor.astype(output.dtype).reshape(
+            (-1,) + (1,) * (output.ndim - 1))
 
-    def backward(self, output, target, class_weight=None):
+    def forward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return float(F.binary_cross_entropy_with_logits(
+                output, target, pos_weight=self._pos_weight(output)))
+        return float(F.binary_cross_entropy_with_logits(
+            output, target, weight=self._element_weight(output, sample_weight),
+            reduction="sum", pos_weight=self._pos_weight(output)))
+
+    def backward(self, output, target, class_weight=None, sample_weight=None):
+        if sample_weight is None:
+            return F.binary_cross_entropy_with_logits_backward(
+                output, target, pos_weight=self._pos_weight(output))
         return F.binary_cross_entropy_with_logits_backward(
-            output, target, pos_weight=self._pos_weight(output))
+            output, target, weight=self._element_weight(output, sample_weight),
+            reduction="sum", pos_weight=self._pos_weight(output))
 
     def prepare_target(self, target, output):
         return _float_target("BCEWithLogits", target, output)

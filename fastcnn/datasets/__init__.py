@@ -1,5 +1,6 @@
 """Datasets: MNIST and Fashion-MNIST from their IDX files, scikit-learn's 8x8 digits,
-normalisation, seeded augmentation and mini-batches.
+normalisation, seeded augmentation, mini-batches and :class:`Loader` (batches
+streamed from arrays or memmaps into ``fit``, prefetched on a thread).
 
 Everything here is NumPy and the standard library (no Numba, and no network unless a
 loader is asked to download). The download mirrors are
@@ -11,11 +12,17 @@ from .batching import batches, stratified_split
 from .digits import load_digits
 from .download import DownloadError, download_file, sha256_of
 from .idx import read_idx, read_idx_images, read_idx_labels
+from .loader import Loader
 from .mnist import load_fashion_mnist, load_mnist
+from .pipeline import Compose, RandomCrop, RandomFlip
 from .transforms import channel_stats, normalize, random_crop, random_flip
 
 __all__ = [
+    "Compose",
     "DownloadError",
+    "Loader",
+    "RandomCrop",
+    "RandomFlip",
     "batches",
     "channel_stats",
     "download_file",

@@ -5,7 +5,9 @@ stack (as Keras 3 keeps its Trainer apart from its layers).
 - :mod:`.strategy`: how steps run (:class:`SingleProcess`; MPI's
   :class:`fastcnn.distributed.DataParallel` has the same interface);
 - :mod:`.step`: one step in one process; :mod:`.data`: fit's data checks, the
-  validation split and class weights; :mod:`.non_finite`: the error for a NaN loss.
+  validation split, class and sample weights; :mod:`.streams`: streams of batches
+  (generators, lists, :class:`fastcnn.datasets.Loader`) and their epochs;
+  :mod:`.non_finite`: the error for a NaN loss.
 """
 
 from .loop import evaluate, fit

@@ -1,5 +1,5 @@
 """What ``fit`` does to its data before the first step: the finite check, the
-validation split and the class weights."""
+validation split, the class weights and the sample weights."""
 
 from __future__ import annotations
 
@@ -81,31 +81,79 @@ def split_rows(n: int, fraction: float, seed: int, labels):
 
 
 def validation_set(model, x, y, validation_data, validation_split, seed,
-                   stratify, check_finite):
-    """``(train_rows, (x_val, y_val) or None)`` from fit's arguments."""
+                   stratify, check_finite, sample_weight=None):
+    """``(train_rows, (x_val, y_val, sample_weight_val or None) or None)`` from
+    fit's arguments; a stream as ``validation_data`` is left to the caller."""
+    check_stratify(y, stratify)
+    if validation_data is not None:
+        return np.arange(x.shape[0]), validation_arrays(model, validation_data,
+                                                        check_finite)
+    if validation_split > 0:
+        train_rows, val_rows = split_rows(x.shape[0], float(validation_split), seed,
+                                          y if stratify else None)
+        val_weight = None if sample_weight is None else sample_weight[val_rows]
+        return train_rows, (x[val_rows], y[val_rows], val_weight)
+    return np.arange(x.shape[0]), None
+
+
+def check_stratify(y, stratify: bool) -> None:
     if stratify and (y.ndim != 1 or y.dtype.kind not in "iub"):
         raise ValueError(
             f"fit: stratify=True needs 1-D integer labels y, got dtype {y.dtype} "
             f"and shape {y.shape}."
         )
-    if validation_data is not None:
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise TypeError(
-                "fit: validation_data must be a pair (x_val, y_val), got "
-                f"{type(validation_data).__name__}."
-            )
-        val_dtype = getattr(validation_data[0], "dtype", None)
-        x_val = cast_input(model, "fit", validation_data[0], check_finite)
-        y_val = model._as_target("fit", validation_data[1], x_val.shape[0])
-        if check_finite:
-            check_finite_data("validation_data x", x_val, val_dtype)
-            check_finite_data("validation_data y", y_val)
-        return np.arange(x.shape[0]), (x_val, y_val)
-    if validation_split > 0:
-        train_rows, val_rows = split_rows(x.shape[0], float(validation_split), seed,
-                                          y if stratify else None)
-        return train_rows, (x[val_rows], y[val_rows])
-    return np.arange(x.shape[0]), None
+
+
+def validation_arrays(model, validation_data, check_finite):
+    """fit's ``validation_data`` given as arrays, checked:
+    ``(x_val, y_val, sample_weight_val or None)``."""
+    if not isinstance(validation_data, tuple | list) or len(validation_data) not in (
+            2, 3):
+        got = (f"a {type(validation_data).__name__} of {len(validation_data)} "
+               f"elements" if isinstance(validation_data, tuple | list)
+               else type(validation_data).__name__)
+        raise TypeError(
+            "fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+            f"sample_weight_val) of arrays, or a stream of batches, got {got}."
+        )
+    val_dtype = getattr(validation_data[0], "dtype", None)
+    x_val = cast_input(model, "fit: validation_data", validation_data[0],
+                       check_finite)
+    y_val = model._as_target("fit: validation_data", validation_data[1],
+                             x_val.shape[0])
+    w_val = None
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        w_val = sample_weights(model, "fit: validation_data", "sample_weight",
+                               validation_data[2], x_val.shape[0])
+    if check_finite:
+        check_finite_data("validation_data x", x_val, val_dtype)
+        check_finite_data("validation_data y", y_val)
+    return x_val, y_val, w_val
+
+
+def sample_weights(model, op: str, name: str, value, n: int) -> np.ndarray:
+    """Per-sample weights checked (numeric, shape (n,), finite, >= 0) and cast to
+    the model's dtype."""
+    if not getattr(model.loss, "supports_sample_weight", False):
+        raise ValueError(
+            f"{op}: {name} needs a loss that takes per-sample weights (CrossEntropy, "
+            f"MSE, BCEWithLogits), not {type(model.loss).__name__}."
+        )
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{op}: {name} must be a numpy.ndarray of shape ({n},), got "
+            f"{type(value).__name__}."
+        )
+    if value.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: {name} must be numeric, got dtype {value.dtype}.")
+    if value.shape != (n,):
+        raise ValueError(
+            f"{op}: {name} must have one weight per sample, shape ({n},), got "
+            f"shape {value.shape}."
+        )
+    if not np.all(np.isfinite(value)) or np.any(value < 0):
+        raise ValueError(f"{op}: {name} must be finite and >= 0.")
+    return value.astype(model.dtype, copy=False)
 
 
 def class_weights(model, class_weight):

@@ -24,9 +24,11 @@ def _weights_note(model, applied: bool) -> str:
 
 
 def raise_non_finite(model, loss, epoch, epochs, step, n_steps, x, applied: bool,
-                     class_weight=None):
+                     class_weight=None, sample_weight: bool = False):
     """Raise the FloatingPointError for a non-finite ``loss``, with the likely
-    causes and what happened to the weights (checked once, here)."""
+    causes and what happened to the weights (checked once, here). ``n_steps`` is
+    None where a stream's epoch length is unknown; ``x`` is the data (or, for a
+    stream, the batch)."""
     weights = _weights_note(model, applied)
     opt = model.optimizer
     low, high = float(np.min(x)), float(np.max(x))
@@ -39,9 +41,12 @@ def raise_non_finite(model, loss, epoch, epochs, step, n_steps, x, applied: bool
     ]
     if class_weight is not None:
         causes.append("a class_weight of 0 for every sample of a batch")
+    if sample_weight:
+        causes.append("a sample_weight of 0 for every sample of a batch")
+    of_steps = "" if n_steps is None else f"/{n_steps}"
     raise FloatingPointError(
         f"fit: the loss is {loss} at epoch {epoch + 1}/{epochs}, step "
-        f"{step + 1}/{n_steps}; training stopped (check_finite=True). {weights} "
+        f"{step + 1}{of_steps}; training stopped (check_finite=True). {weights} "
         f"Likely causes: {'; '.join(causes)}. Pass check_finite=False to train "
         f"on regardless."
     )

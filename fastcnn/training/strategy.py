@@ -9,8 +9,9 @@ The loop (:mod:`fastcnn.training.loop`) never asks which it has. A strategy has
   batch_size)``: the steps of an epoch of ``n`` rows, this process's share of an
   epoch's order, and the rows all processes together train on at a step;
 - ``train_batch(x, y, class_weight) -> logs``: one step, the loss and metrics over
-  all processes' rows; ``loss_checked_after_step``: whether a non-finite loss is
-  seen only once the update is applied;
+  all processes' rows (:class:`SingleProcess` also takes ``sample_weight=``);
+  ``loss_checked_after_step``: whether a non-finite loss is seen only once the
+  update is applied;
 - ``agree(flag)``: True everywhere if ``flag`` is true anywhere (stop_training);
 - ``average_buffers()``: make every process hold the same BatchNorm statistics;
 - ``evaluate(x, y, batch_size) -> logs``: validation over all processes.
@@ -60,9 +61,10 @@ class SingleProcess:
     def step_rows(self, step: int, n: int, batch_size: int) -> int:
         return max(0, min(batch_size, n - step * batch_size))
 
-    def train_batch(self, x, y, class_weight=None) -> dict[str, float]:
+    def train_batch(self, x, y, class_weight=None,
+                    sample_weight=None) -> dict[str, float]:
         loss, out, target = train_batch(self.model, x, y, class_weight,
-                                        self.check_finite)
+                                        self.check_finite, sample_weight)
         if out is None:  # a non-finite loss; the step was not applied
             return {"loss": loss}
         return batch_logs(self.model, loss, out, target)

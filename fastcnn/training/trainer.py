@@ -21,7 +21,7 @@ from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from ..callbacks import Callback, History
 from . import loop
-from .data import class_weights
+from .data import class_weights, sample_weights
 from .step import train_batch
 
 
@@ -122,14 +122,17 @@ class Trainer:
                     f"compile: metric names must be unique and not 'loss', got {names}."
                 )
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, class_weight=None) -> float:
+    def train_step(self, x: np.ndarray, y: np.ndarray, class_weight=None,
+                   sample_weight: np.ndarray | None = None) -> float:
         """One iteration of gradient descent on one batch: forward (training mode),
         loss J, backward, optimizer step. Returns J (before the step).
 
         ``train_step`` returns whatever J is, NaN included (``fit`` stops on it);
         like ``fit`` it refuses to run while another call trains the model.
+        ``class_weight`` and ``sample_weight`` weigh J as in :meth:`fit`.
 
-        Shape: x (N, *input_shape), y (N,) labels or (N, *output_shape) -> float.
+        Shape: x (N, *input_shape), y (N,) labels or (N, *output_shape),
+        sample_weight (N,) -> float.
         """
         with self._training("train_step"):
             self._require_compiled("train_step")
@@ -138,20 +141,36 @@ class Trainer:
             if not self.built:
                 self.build(x.shape[1:])
             weights = class_weights(self, class_weight)
-            return train_batch(self, x, y, weights)[0]
+            if sample_weight is not None:
+                sample_weight = sample_weights(self, "train_step", "sample_weight",
+                                               sample_weight, x.shape[0])
+            return train_batch(self, x, y, weights, sample_weight=sample_weight)[0]
 
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
-            validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            class_weight=None, initial_epoch: int = 0,
-            callbacks: Iterable[Callback] | None = None, verbose: int = 1,
-            seed: int | None = None, stratify: bool = False,
-            distributed=False, check_finite: bool = True) -> History:
+    def fit(self, x, y: np.ndarray | None = None, epochs: int = 1,
+            batch_size: int = 32, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, class_weight=None,
+            initial_epoch: int = 0, callbacks: Iterable[Callback] | None = None,
+            verbose: int = 1, seed: int | None = None, stratify: bool = False,
+            distributed=False, check_finite: bool = True,
+            sample_weight: np.ndarray | None = None,
+            steps_per_epoch: int | None = None,
+            validation_steps: int | None = None) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
         ----------
-        x, y : ndarray
-            Inputs and targets (integer labels for cross-entropy).
+        x : ndarray or iterable of batches
+            Inputs; or a stream of batches ``(x, y)`` or ``(x, y, sample_weight)``:
+            any iterable or generator, such as :class:`fastcnn.datasets.Loader`
+            (then y is None, and ``batch_size``, ``shuffle`` and ``seed`` do not
+            apply to it). A re-iterable (a Loader, a list) is iterated anew every
+            epoch (a Loader is told the epoch through its ``set_epoch``); a
+            generator is consumed across epochs. As in Keras, when the stream
+            runs out before ``steps_per_epoch`` batches, or gives none at the
+            start of an epoch, fit warns and stops after that epoch.
+            ``distributed``, ``validation_split`` and ``stratify`` need arrays.
+        y : ndarray, optional
+            Targets (integer labels for cross-entropy); None for a stream.
         epochs : int
             Index of the last epoch (as in Keras): trains epochs
             ``initial_epoch .. epochs - 1``.
@@ -161,8 +180,10 @@ class Trainer:
             takes the *last* rows of x unshuffled, the held-out rows are drawn at
             random (seeded by ``seed``), and with ``stratify=True`` the split keeps
             each class's proportion; sorted data therefore gives a fair split.
-        validation_data : (x_val, y_val), optional
-            Used instead of ``validation_split``.
+        validation_data : (x_val, y_val[, sample_weight_val]) or stream, optional
+            Used instead of ``validation_split``: arrays, or a stream of batches
+            evaluated once per epoch (``validation_steps`` batches of it, or until
+            it is exhausted: pass a re-iterable or an endless generator).
         shuffle : bool
             Reshuffle the training rows every epoch. Epoch e's order is a pure
             function of ``(seed, e)``, so a run resumed at ``initial_epoch`` sees
@@ -201,7 +222,20 @@ class Trainer:
             is not applied, so the model keeps the weights that gave the loss
             (finite unless an earlier step already overflowed; the error says
             which). With ``distributed`` the loss checked is the one over all
-            ranks, after the step. False trains on regardless.
+            ranks, after the step. False trains on regardless. A stream's
+            batches are checked one by one as they arrive.
+        sample_weight : ndarray, optional
+            A weight >= 0 per sample of x, shape (N,) (a stream gives them as each
+            batch's third element). J is the weighted mean ``sum s_i L_i /
+            sum s_i`` (with class weights, ``sum s_i w[y_i] L_i / sum s_i
+            w[y_i]``): Keras's ``"mean_with_sample_weight"`` reduction, where
+            Keras's default divides by the batch size. The metrics are not
+            weighted; a ``validation_split`` takes its rows' weights along.
+            With ``distributed`` each rank weighs its share of the rows.
+        steps_per_epoch : int, optional
+            Batches per epoch of a stream (None: until it is exhausted).
+        validation_steps : int, optional
+            Batches of a ``validation_data`` stream per evaluation (None: all).
 
         Returns
         -------
@@ -216,19 +250,28 @@ class Trainer:
         RuntimeError
             The model is already training in another call (thread).
 
-        Shape: x (N, *input_shape), y (N,) or (N, *output_shape).
+        Shape: x (N, *input_shape), y (N,) or (N, *output_shape), sample_weight
+        (N,); a stream's batches (B, *input_shape), (B, ...), (B,).
         """
         with self._training("fit"):
             return loop.fit(self, x, y, epochs, batch_size, validation_split,
                             validation_data, shuffle, class_weight, initial_epoch,
                             callbacks, verbose, seed, stratify, distributed,
-                            check_finite)
+                            check_finite, sample_weight, steps_per_epoch,
+                            validation_steps)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32,
-                 verbose: int = 0) -> dict[str, float]:
+    def evaluate(self, x, y: np.ndarray | None = None, batch_size: int = 32,
+                 verbose: int = 0, sample_weight: np.ndarray | None = None,
+                 steps: int | None = None) -> dict[str, float]:
         """Loss and metrics over a data set, in evaluation mode (no Dropout, BatchNorm
         running statistics). Batch values are averaged weighted by batch size.
 
-        Shape: x (N, *input_shape), y (N,) or (N, *output_shape) -> dict.
+        ``x`` may be a stream of ``(x, y)`` or ``(x, y, sample_weight)`` batches
+        (y None; ``steps`` batches of it, or until it is exhausted), as in
+        :meth:`fit`. ``sample_weight`` weighs each batch's loss as in fit (not the
+        metrics).
+
+        Shape: x (N, *input_shape), y (N,) or (N, *output_shape), sample_weight
+        (N,) -> dict.
         """
-        return loop.evaluate(self, x, y, batch_size, verbose)
+        return loop.evaluate(self, x, y, batch_size, verbose, sample_weight, steps)
