@@ -1,18 +1,27 @@
-"""The command line: ``python -m fastcnn {train,evaluate,summary}``.
+"""The command line: ``python -m fastcnn {train,evaluate,predict,summary}``.
 
 ``python -m fastcnn train`` with no arguments trains a small batch-normalised CNN on
 the 8x8 digits that ship with scikit-learn, offline. Errors in options or data print
-one line that says what to do and exit with status 2; no traceback.
+one line that says what to do and exit with status 2; no traceback. Every option is
+checked (:mod:`fastcnn._cli_checks`) before a dataset is read or a step is trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+import numpy as np
+
+from . import _cli_checks as checks
+from ._cli_checks import DATASET_SHAPES, NUM_CLASSES, CLIError
+
+__all__ = ["CLIError", "main", "parser"]
+
+DATASETS = tuple(DATASET_SHAPES)
 #: Epochs when --epochs is not given: enough for the accuracy the README promises.
 DEFAULT_EPOCHS = {"digits": 15, "mnist": 6, "fashion-mnist": 10}
 #: Models when --model is not given: LeNet-5 overfits the 1,438 digits images (about
@@ -20,11 +29,9 @@ DEFAULT_EPOCHS = {"digits": 15, "mnist": 6, "fashion-mnist": 10}
 DEFAULT_MODEL = {"digits": "simple_cnn", "mnist": "lenet5", "fashion-mnist": "lenet5"}
 #: Learning rates when --lr is not given (SGD also gets momentum 0.9).
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
-NUM_CLASSES = 10
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+#: How the dataset loaders say that a folder holds the other dataset (MNIST and
+#: Fashion-MNIST share file names); the CLI then stops there instead of downloading.
+_OTHER_DATASET = re.compile(r"holds [\w-]+ instead")
 
 
 def _load(dataset: str, data_dir: str | None, download: bool):
@@ -35,7 +42,14 @@ def _load(dataset: str, data_dir: str | None, download: bool):
             return datasets.load_digits()
         loader = {"mnist": datasets.load_mnist,
                   "fashion-mnist": datasets.load_fashion_mnist}[dataset]
-        return loader(path=data_dir, download=download)
+        try:
+            # Look without downloading first: a folder holding the other dataset
+            # gets the loader's own message rather than a silent download.
+            return loader(path=data_dir, download=False)
+        except (FileNotFoundError, ValueError) as error:
+            if not download or _OTHER_DATASET.search(str(error)):
+                raise
+        return loader(path=data_dir, download=True)
     except ImportError as error:
         raise CLIError(f"{error}") from None
     except (FileNotFoundError, OSError, ValueError) as error:
@@ -130,16 +144,27 @@ def _silent(*args, **kwargs) -> None:
     """print() for ranks other than 0 of a distributed run."""
 
 
+def _check_train_options(args) -> None:
+    """Everything about ``train``'s options that can fail, before any data or
+    training: the files it will write at the end, and what writing them needs."""
+    if args.distributed and args.device != "cpu":
+        raise CLIError("--distributed trains on the CPU only for now; drop --device")
+    if args.save:
+        checks.writable_file("--save", args.save)
+    if args.plot:
+        checks.plot_target(args.plot)
+
+
 def cmd_train(args) -> int:
     from . import optimizers, plot, seed, warmup
 
+    _check_train_options(args)
     _set_device(args.device)
-    if args.distributed and args.device != "cpu":
-        raise CLIError("--distributed trains on the CPU only for now; drop --device")
     world, root = _mpi_world(args.distributed)
     say = print if root else _silent
     seed(args.seed)
     train, test = _normalised(*_load(args.dataset, args.data_dir, not args.offline))
+    n_train, n_val = checks.split_sizes(train[0].shape[0], args.validation_split)
     model_name = args.model or DEFAULT_MODEL[args.dataset]
     model = _build_model(model_name, train[0].shape[1:], NUM_CLASSES)
     opt_cls = {name.lower(): cls for name, cls in optimizers.OPTIMIZERS.items()}
@@ -149,7 +174,8 @@ def cmd_train(args) -> int:
                   loss="cross_entropy", metrics=["accuracy"])
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     ranks = f" on each of {world} ranks" if args.distributed else ""
-    say(f"training {model_name} on {args.dataset}: {train[0].shape[0]} images, "
+    held = f" ({n_val} held out for validation)" if n_val else ""
+    say(f"training {model_name} on {args.dataset}: {n_train} images{held}, "
         f"{epochs} epochs, batch {args.batch_size}{ranks}, {args.optimizer} lr={lr} "
         f"({args.schedule})")
     start = time.perf_counter()
@@ -159,8 +185,9 @@ def cmd_train(args) -> int:
         warmup(model, batch_size=args.batch_size, verbose=root,
                workers=1 if args.distributed else None)
     # Optimizer steps per epoch: each takes batch_size rows from every rank.
-    steps = -(-train[0].shape[0] // (args.batch_size * world))
+    steps = -(-n_train // (args.batch_size * world))
     history = model.fit(train[0], train[1], epochs=epochs, batch_size=args.batch_size,
+                        validation_split=args.validation_split,
                         verbose=0 if args.quiet else 1, seed=args.seed,
                         callbacks=_schedule_callbacks(args.schedule, lr, epochs, steps),
                         distributed=args.distributed)
@@ -174,30 +201,92 @@ def cmd_train(args) -> int:
     if args.plot:
         plot.learning_curves(history, args.plot)
         print(f"wrote learning curves to {args.plot}")
+    if n_val:
+        logs = history.history
+        print(f"validation accuracy: {logs['val_accuracy'][-1]:.4f}  validation "
+              f"loss: {logs['val_loss'][-1]:.4f}")
     print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}  "
           f"wall time: {wall:.1f} s")
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _load_model_file(path: str):
     from .saving import load_model
 
-    _set_device(args.device)
     try:
-        model = load_model(args.load)
+        return load_model(path)
     except (OSError, ValueError) as error:
-        raise CLIError(f"could not load the model from {args.load}: {error}") from None
+        raise CLIError(f"could not load the model from --load {path}: {error}"
+                       ) from None
+
+
+def cmd_evaluate(args) -> int:
+    _set_device(args.device)
+    model = _load_model_file(args.load)
+    # Before the dataset is read (or downloaded): shape and class count must fit.
+    checks.model_matches_dataset(model, args.load, args.dataset)
     train, test = _normalised(*_load(args.dataset, args.data_dir, not args.offline))
     if test[0].shape[1:] != model.input_shape:
         raise CLIError(
             f"the model expects inputs of shape {model.input_shape} but {args.dataset} "
             f"has {test[0].shape[1:]}; evaluate it on the dataset it was trained on"
         )
+    # What train reports, whatever the file was compiled with (or if it was not):
+    # the optimizer is not used here.
+    model.compile(loss="cross_entropy", metrics=["accuracy"])
     start = time.perf_counter()
     result = model.evaluate(test[0], test[1], batch_size=256)
     wall = time.perf_counter() - start
     print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}  "
           f"wall time: {wall:.1f} s")
+    warning = checks.chance_warning(result["accuracy"], args.dataset)
+    if warning:
+        print(warning, file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Class probabilities (softmax of the logits; ``--logits``: the logits) of
+    every image in a ``.npy`` file, written to another ``.npy`` file."""
+    checks.writable_file("--output", args.output)
+    _set_device(args.device)
+    model = _load_model_file(args.load)
+    softmaxed = checks.ends_in_softmax(model)
+    if args.logits and softmaxed:
+        raise CLIError(f"--logits: the model in {args.load} ends in a Softmax layer, "
+                       f"so it outputs probabilities; leave --logits out")
+    if args.dataset:
+        checks.model_matches_dataset(model, args.load, args.dataset,
+                                     check_classes=False)
+    x = checks.load_npy("--input", args.input)
+    x = checks.as_batch("--input", args.input, x, model.input_shape)
+    if args.dataset:
+        from .datasets import channel_stats, normalize
+
+        if x.dtype.kind != "f":
+            raise CLIError(f"--input {args.input}: holds {x.dtype} values; with "
+                           f"--dataset give floats in [0, 1] as the dataset loaders "
+                           f"return them (e.g. x.astype('float32') / 255)")
+        train, _ = _load(args.dataset, args.data_dir, not args.offline)
+        mean, std = channel_stats(train[0])
+        x = normalize(x.astype(model.dtype, copy=False), mean, std)
+    try:
+        out = model.predict(x, batch_size=args.batch_size)
+    except (TypeError, ValueError) as error:
+        raise CLIError(f"--input {args.input}: {error}") from None
+    if not args.logits and not softmaxed:
+        from .functional import softmax
+
+        out = softmax(out, dim=-1)
+    what = "logits" if args.logits else "class probabilities"
+    try:
+        with open(args.output, "wb") as handle:
+            np.save(handle, out, allow_pickle=False)
+    except OSError as error:
+        raise CLIError(f"--output {args.output}: cannot write it "
+                       f"({error.strerror or error})") from None
+    print(f"wrote the {what} of {out.shape[0]} images, shape {out.shape}, to "
+          f"{args.output}")
     return 0
 
 
@@ -216,13 +305,15 @@ def _prog() -> str:
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog or _prog(),
-                                description="Train, evaluate and inspect CNNs.")
-    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,summary}")
+                                description="Train, evaluate, use and inspect CNNs.")
+    sub = p.add_subparsers(dest="command",
+                           metavar="{train,evaluate,predict,summary}")
 
-    def data_options(q):
-        q.add_argument("--dataset", choices=DATASETS, default="digits",
-                       help="digits needs scikit-learn; mnist and fashion-mnist are "
-                       "read from --data-dir, FASTCNN_DATA or the download cache")
+    def data_options(q, dataset="digits", dataset_help=None):
+        q.add_argument("--dataset", choices=DATASETS, default=dataset,
+                       help=dataset_help or "digits needs scikit-learn; mnist and "
+                       "fashion-mnist are read from --data-dir, FASTCNN_DATA or the "
+                       "download cache")
         q.add_argument("--data-dir", default=None, help="folder with the IDX files")
         q.add_argument("--offline", action="store_true",
                        help="never download; fail if the files are not found")
@@ -248,8 +339,13 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=("onecycle", "cosine", "constant"),
                    default="onecycle",
                    help="learning-rate policy over the run (--lr is its peak)")
+    t.add_argument("--validation-split", metavar="FRACTION", type=checks.fraction,
+                   default=0.0,
+                   help="hold out this fraction of the training images (drawn at "
+                   "random, seeded) and report accuracy and loss on them every epoch")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--save", metavar="PATH", default=None)
+    t.add_argument("--save", metavar="PATH", default=None,
+                   help="write the trained model there (its folder must exist)")
     t.add_argument("--plot", metavar="PNG", default=None,
                    help="write learning curves (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -262,6 +358,21 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     data_options(e)
     e.add_argument("--load", metavar="PATH", required=True)
     e.set_defaults(run=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="write a saved model's class probabilities "
+                       "for the images in a .npy file")
+    r.add_argument("--load", metavar="PATH", required=True, help="a saved model")
+    r.add_argument("--input", metavar="NPY", required=True,
+                   help="images: an array (N, *input_shape), or one image")
+    r.add_argument("--output", metavar="NPY", required=True,
+                   help="where to write the (N, classes) array")
+    r.add_argument("--logits", action="store_true",
+                   help="write the logits instead of probabilities (their softmax)")
+    r.add_argument("--batch-size", type=_positive(int), default=256)
+    data_options(r, dataset=None, dataset_help="standardise the input with this "
+                 "dataset's training-set mean and std, as train does (for raw "
+                 "images in [0, 1]); without it the input is used as it is")
+    r.set_defaults(run=cmd_predict)
 
     s = sub.add_parser("summary", help="print a model's layer table")
     s.add_argument("--model", choices=("lenet5", "simple_cnn"), default="lenet5")
