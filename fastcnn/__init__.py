@@ -30,6 +30,7 @@ from . import (
 from ._buffers import release_buffers
 from ._version import __version__
 from .backend import get_device, set_device
+from .graph import Input, Model
 from .inspect import gradcheck, receptive_field
 from .model import Sequential
 from .random import get_num_threads, seed, set_num_threads
@@ -48,6 +49,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "__version__",
+    "Input",
+    "Model",
     "Sequential",
     "callbacks",
     "datasets",

@@ -1,12 +1,15 @@
-"""A small model zoo: LeNet-5 and a VGG-style CNN, for any input shape and class count.
+"""A small model zoo: LeNet-5, a VGG-style CNN and CIFAR-style ResNets, for any
+input shape and class count.
 
-Both return an unbuilt-but-shaped :class:`fastcnn.Sequential` (built for
-``input_shape``); compile and fit it as usual.
+Each returns a model built for ``input_shape`` (:class:`fastcnn.Sequential`, or a
+graph :class:`fastcnn.Model` for the ResNet); compile and fit it as usual.
 """
 
 from __future__ import annotations
 
+from .graph import Input, Model
 from .layers import (
+    Add,
     BatchNorm2D,
     Conv2D,
     Dense,
@@ -92,7 +95,75 @@ def simple_cnn(input_shape=(3, 32, 32), num_classes: int = 10, width: int = 32,
     return Sequential(layers, input_shape=(c, h, w), dtype=dtype)
 
 
-MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn}
+def _basic_block(x, channels: int, stride: int, name: str):
+    """conv3x3(stride) - BN - ReLU - conv3x3 - BN, plus the shortcut, then ReLU.
+    The shortcut is the input itself, or a 1x1 convolution with the block's
+    stride and a batch norm where the shape changes (He et al.'s option B)."""
+    h = Conv2D(channels, 3, stride=stride, padding=1, bias=False,
+               name=f"{name}_conv1")(x)
+    h = BatchNorm2D(name=f"{name}_bn1")(h)
+    h = ReLU(name=f"{name}_relu1")(h)
+    h = Conv2D(channels, 3, padding=1, bias=False, name=f"{name}_conv2")(h)
+    h = BatchNorm2D(name=f"{name}_bn2")(h)
+    shortcut = x
+    if stride != 1 or x.shape[0] != channels:
+        shortcut = Conv2D(channels, 1, stride=stride, bias=False,
+                          name=f"{name}_proj")(x)
+        shortcut = BatchNorm2D(name=f"{name}_proj_bn")(shortcut)
+    return ReLU(name=f"{name}_relu2")(Add(name=f"{name}_add")([h, shortcut]))
+
+
+def resnet(depth: int = 20, input_shape=(3, 32, 32), num_classes: int = 10,
+           width: int = 16, dtype="float32") -> Model:
+    """A CIFAR-style residual network (He et al., 2016, section 4.2).
+
+    conv 3x3 (``width`` channels) - BN - ReLU, then three stages of
+    ``(depth - 2) / 6`` basic blocks with ``width``, ``2 * width`` and
+    ``4 * width`` channels (the second and third stages start with stride 2),
+    global average pooling and a dense classifier: ResNet-20 (0.27 M parameters
+    at width 16), -32, -44, -56, -110. A block whose shape changes has a
+    projection shortcut (1x1 convolution with stride, then batch norm); the others
+    add their input unchanged. Layers are named ``stage<s>_block<b>_...``, so the
+    state dict reads like the network.
+
+    Parameters
+    ----------
+    depth : int
+        6n + 2 for n >= 1 (8, 14, 20, 32, 44, 56, 110).
+    input_shape : (channels, height, width)
+        At least 4x4 (two stride-2 stages and global pooling).
+    num_classes : int
+    width : int
+        Channels of the first stage.
+    dtype : "float32" or "float64"
+
+    Shape: input (N, *input_shape) -> logits (N, num_classes).
+    """
+    c, h, w = _input_shape("resnet", input_shape)
+    num_classes = _num_classes("resnet", num_classes)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 \
+            or (depth - 2) % 6:
+        raise ValueError(f"resnet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, "
+                         f"44, 56, 110), got {depth!r}.")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"resnet: width must be a positive int, got {width!r}.")
+    if min(h, w) < 4:
+        raise ValueError(f"resnet: the input must be at least 4x4, got {h}x{w}.")
+    blocks = (depth - 2) // 6
+    x = Input((c, h, w), name="image")
+    y = Conv2D(width, 3, padding=1, bias=False, name="stem_conv")(x)
+    y = ReLU(name="stem_relu")(BatchNorm2D(name="stem_bn")(y))
+    for stage in range(3):
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = _basic_block(y, width * 2**stage, stride,
+                             f"stage{stage + 1}_block{block + 1}")
+    y = GlobalAvgPool2D(name="pool")(y)
+    y = Dense(num_classes, name="fc")(y)
+    return Model(x, y, name=f"resnet{depth}", dtype=dtype)
+
+
+MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "resnet": resnet}
 
 
 def get(name: str):

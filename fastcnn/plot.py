@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .layers.graph import forward_graph
+
 #: History keys that schedulers add (hyper-parameters, not metrics): not plotted.
 SCHEDULE_KEYS = ("lr", "momentum", "beta1")
 
@@ -112,8 +114,9 @@ def filters(weight: np.ndarray, path=None, max_filters: int = 64):
 
 
 def feature_maps(model, x: np.ndarray, layer: int, path=None, max_maps: int = 32):
-    """The activations of layer ``layer`` (an index into ``model.layers``) for one
-    input image, one panel per channel, beside the input.
+    """The activations of layer ``layer`` (an index into ``model.layers``, for a
+    Sequential or a graph Model) for one input image, one panel per channel,
+    beside the input.
 
     Shape: x (C, H, W) or (1, C, H, W).
     """
@@ -131,8 +134,14 @@ def feature_maps(model, x: np.ndarray, layer: int, path=None, max_maps: int = 32
             f"got {layer!r}."
         )
     out = x.astype(model.dtype)
-    for index in range(layer + 1):
-        out = model.layers[index].forward(out, training=False)
+    inbound = getattr(model, "inbound", None)
+    if inbound is not None:  # a graph Model: layers run in topological order, so
+        # the first layer + 1 of them compute that layer's output
+        out = forward_graph(model.layers[:layer + 1], inbound[:layer + 1], out,
+                            training=False)
+    else:
+        for index in range(layer + 1):
+            out = model.layers[index].forward(out, training=False)
     if out.ndim != 4:
         raise ValueError(
             f"plot.feature_maps: layer {layer} outputs shape {out.shape[1:]}, not "

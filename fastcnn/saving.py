@@ -39,7 +39,9 @@ from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from ._model_writer import FORMAT, FORMAT_VERSION, MEMBERS, write_model
 from ._version import __version__
+from .graph import Model
 from .model import Sequential
+from .network import Network
 from .random import layer_generators
 
 # How many more elements than weights.npz holds a config may describe (64 MiB of
@@ -47,13 +49,13 @@ from .random import layer_generators
 _PARAM_ALLOWANCE = 1 << 24
 
 
-def save_model(model: Sequential, path: str | os.PathLike) -> None:
+def save_model(model: Network, path: str | os.PathLike) -> None:
     """Save a built model (architecture, weights, optimizer and training state) to
     ``path`` as a zip archive, atomically.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Model
         A built model; compiled, its optimizer state is saved too.
     path : str or PathLike
         The file to write (replaced if it exists). ``.zip`` or ``.fastcnn`` are
@@ -61,15 +63,15 @@ def save_model(model: Sequential, path: str | os.PathLike) -> None:
 
     Shape: no arrays.
     """
-    if not isinstance(model, Sequential):
+    if not isinstance(model, Network):
         raise TypeError(
-            f"save_model: model must be a fastcnn.Sequential, got "
+            f"save_model: model must be a fastcnn.Sequential or Model, got "
             f"{type(model).__name__}."
         )
     write_model(model, path)
 
 
-def _compile_from(model: Sequential, compile_config: dict) -> None:
+def _compile_from(model: Network, compile_config: dict) -> None:
     metrics = []
     for i, entry in enumerate(compile_config.get("metrics", [])):
         # Custom callables are saved by name only (class_name None): warned about,
@@ -90,7 +92,7 @@ def _compile_from(model: Sequential, compile_config: dict) -> None:
         metrics=metrics)
 
 
-def _check_weight_dtypes(model: Sequential, weights: dict) -> None:
+def _check_weight_dtypes(model: Network, weights: dict) -> None:
     """save_model writes every array in the model's dtype: anything else was made
     by hand (load_state_dict casts; a model file must match exactly)."""
     for key, value in weights.items():
@@ -139,7 +141,7 @@ def _check_training_state(training) -> None:
         )
 
 
-def _restore_training_state(model: Sequential, training: dict) -> None:
+def _restore_training_state(model: Network, training: dict) -> None:
     model.epoch = training.get("epoch", 0)
     model.fit_seed = training.get("fit_seed")
     generators = layer_generators(model.layers)
@@ -149,7 +151,7 @@ def _restore_training_state(model: Sequential, training: dict) -> None:
             generators[key].bit_generator.state = state
 
 
-def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
+def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Network:
     names = set(archive.namelist())
     for member in ("config.json", "weights.npz", "training_state.json"):
         if member not in names:
@@ -176,7 +178,10 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
     # config asking for Dense(10**12) is refused before anything is allocated. The
     # allowance lets a small mismatch reach load_state_dict's clearer message.
     allowed = sum(a.size for a in weights.values()) + _PARAM_ALLOWANCE
-    model = Sequential.from_config(config.get("model"), max_params=allowed)
+    model_config = config.get("model")
+    kind = (Model if isinstance(model_config, dict)
+            and model_config.get("class_name") == "Model" else Sequential)
+    model = kind.from_config(model_config, max_params=allowed)
     if not model.built:
         raise ValueError("holds no input shape.")
     _check_weight_dtypes(model, weights)
@@ -195,7 +200,7 @@ def _load(archive: zipfile.ZipFile, label: str, compile: bool) -> Sequential:
     return model
 
 
-def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
+def load_model(path: str | os.PathLike, compile: bool = True) -> Network:
     """Load a model written by :func:`save_model` / ``Sequential.save``.
 
     The file may be untrusted: nothing in it is unpickled or executed, memory stays
@@ -210,7 +215,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
 
     Returns
     -------
-    Sequential
+    Sequential or Model
         Built, with ``epoch`` and ``fit_seed`` restored: continue training with
         ``fit(..., initial_epoch=model.epoch, seed=model.fit_seed)``.
 

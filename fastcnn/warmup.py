@@ -67,10 +67,10 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     Shape: dummy x (batch_size, *model.input_shape).
     """
     from . import losses, optimizers
-    from .model import Sequential
+    from .network import Network
 
-    if not isinstance(model, Sequential):
-        raise TypeError(f"warmup: model must be a fastcnn.Sequential, got "
+    if not isinstance(model, Network):
+        raise TypeError(f"warmup: model must be a fastcnn.Sequential or Model, got "
                         f"{type(model).__name__}.")
     if not model.built:
         raise ValueError("warmup: the model is not built; give it an input_shape or "
@@ -87,7 +87,7 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     state = np.random.get_state()
     try:
         # The config comes from a live model, not a file: no size limit.
-        twin = Sequential.from_config(model.get_config(), max_params=None)
+        twin = type(model).from_config(model.get_config(), max_params=None)
         twin.load_state_dict(model.state_dict())
         # from_config builds on the default device; compile where the model runs.
         twin.to(getattr(model, "device", "cpu"))
@@ -115,16 +115,23 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
         _compile_in_parallel(job, processes, verbose)
 
     x = np.zeros((batch_size, *twin.input_shape), dtype=twin.dtype)
-    out = x
-    for i, layer in enumerate(twin.layers):
-        report("forward ", i, layer)
-        layer.forward(out, training=False)
-        out = layer.forward(out, training=True)
-    dy = np.ones_like(out)
-    for i in range(count - 1, -1, -1):
-        report("backward", i, twin.layers[i])
-        # The first layer as training runs it: no gradient of the images.
-        dy = twin.layers[i].backward(dy, input_grad=i > 0)
+    if getattr(twin, "inbound", None) is None:  # a Sequential: layer by layer
+        out = x
+        for i, layer in enumerate(twin.layers):
+            report("forward ", i, layer)
+            layer.forward(out, training=False)
+            out = layer.forward(out, training=True)
+        dy = np.ones_like(out)
+        for i in range(count - 1, -1, -1):
+            report("backward", i, twin.layers[i])
+            # The first layer as training runs it: no gradient of the images.
+            dy = twin.layers[i].backward(dy, input_grad=i > 0)
+    else:
+        report("forward ", count - 1, twin.layers[-1])
+        twin.forward(x, training=False)
+        out = twin.forward(x, training=True)
+        report("backward", 0, twin.layers[0])
+        twin.backward(np.ones_like(out), input_grad=False)
     if optimizer is not None:
         optimizer.step(twin._named_grads())
     if loss_fn is not None:
@@ -169,13 +176,18 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
     from .layers import BUILTIN_LAYERS
 
     config = twin.get_config()["layers"]
+    inbound = getattr(twin, "inbound", None)
     specs, seen = [], set()
     for i, layer in enumerate(twin.layers):
-        entry = config[i]
-        if entry["class_name"] not in BUILTIN_LAYERS:
-            continue  # a custom layer: a worker process does not know its class
+        entry = {k: v for k, v in config[i].items() if k not in ("key", "inbound")}
+        if entry["class_name"] not in BUILTIN_LAYERS or layer.takes_many:
+            # A custom layer (a worker process does not know its class), or a
+            # merge layer (cheap to compile, and not a one-input layer).
+            continue
+        # The model's input needs no gradient: a layer reading only it skips dx.
+        input_grad = i > 0 if inbound is None else any(k > 0 for k in inbound[i])
         spec = {"entry": entry, "input_shape": list(layer.input_shape),
-                "input_grad": i > 0}
+                "input_grad": input_grad}
         key = json.dumps([entry["class_name"],
                           {k: v for k, v in entry["config"].items() if k != "name"},
                           spec["input_shape"], spec["input_grad"]], sort_keys=True)

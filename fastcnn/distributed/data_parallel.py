@@ -11,9 +11,9 @@ the rank's weight in the batch) followed by the batch's sample count, loss sum a
 metric sums; then every rank divides by the total weight and applies the same
 optimizer step to the same weights. So ``world`` ranks with batch B step exactly like
 one process with batch ``world * B`` (to rounding), including the ragged last batch
-of an epoch: a rank's weight is its row count (with ``class_weight``, the sum of its
-rows' class weights, the denominator of the weighted cross-entropy), and a rank with
-no rows in that batch contributes zeros.
+of an epoch: a rank's weight is its row count (with ``class_weight`` and
+``sample_weight``, the sum of its rows' weights, the denominator of the weighted
+loss), and a rank with no rows in that batch contributes zeros.
 """
 
 from __future__ import annotations
@@ -180,13 +180,13 @@ class DataParallel:
         self.rank: int = int(self.comm.rank)
         self.size: int = int(self.comm.size)
         self.metric_names = [metrics_mod.metric_name(m) for m in model.metrics]
-        self._params = [(f"{i}.{key}", param) for i, layer in enumerate(model.layers)
-                        for key, param in layer.params.items()]
+        # Trainable parameters only: the allreduce carries their gradients, and a
+        # frozen layer's must not reach the optimizer (weight decay would move it).
+        self._params = [(name, param) for name, param, _ in model._named_grads()]
         self._grads = FlatBuffer({name: p.shape for name, p in self._params},
                                  model.dtype,
                                  extra=_STAT_SLOTS + len(self.metric_names))
-        self._buffers = {f"{i}.{key}": buf for i, layer in enumerate(model.layers)
-                         for key, buf in layer.buffers.items()}
+        self._buffers = model._named_buffers()
         self._buffer_flat = FlatBuffer({k: b.shape for k, b in self._buffers.items()},
                                        model.dtype)
         self._flag = np.zeros(1, dtype=np.int64)
@@ -326,13 +326,14 @@ class DataParallel:
         return step_rows(step, n, batch_size, self.size)
 
     def train_batch(self, x: np.ndarray, y: np.ndarray,
-                    class_weight: np.ndarray | None = None) -> dict[str, float]:
+                    class_weight: np.ndarray | None = None,
+                    sample_weight: np.ndarray | None = None) -> dict[str, float]:
         """One synchronous step: forward and backward on this rank's rows (possibly
         none), one allreduce, the optimizer step. Returns the loss and metrics over
         all ranks' rows (the same on every rank).
 
         Shape: x (n, *input_shape) with n >= 0, y (n,) or (n, *output_shape);
-        class_weight (C,) as ``fit`` prepares it.
+        class_weight (C,) as ``fit`` prepares it; sample_weight (n,).
         """
         model = self.model
         flat = self._grads
@@ -341,14 +342,20 @@ class DataParallel:
         if n:
             out = model.forward(x, training=True)
             target = model.loss.prepare_target(y, out)
-            loss = model.loss.forward(out, target, class_weight)
-            model.backward(model.loss.backward(out, target, class_weight),
+            extra = () if sample_weight is None else (sample_weight,)
+            loss = model.loss.forward(out, target, class_weight, *extra)
+            model.backward(model.loss.backward(out, target, class_weight, *extra),
                            input_grad=False)
             # The loss is a (weighted) mean over this rank's rows; undo the division
             # so that the sum over ranks divided by the total weight is the mean over
             # all rows, as one process with the whole batch computes it.
-            weight = (float(n) if class_weight is None
-                      else float(np.asarray(class_weight)[target].sum()))
+            if sample_weight is None:
+                weight = (float(n) if class_weight is None
+                          else float(np.asarray(class_weight)[target].sum()))
+            else:
+                picked = (1.0 if class_weight is None else
+                          np.asarray(class_weight, dtype=np.float64)[target])
+                weight = float(np.sum(sample_weight.astype(np.float64) * picked))
             flat.pack(((name, grad) for name, _, grad in model._named_grads()),
                       scale=weight)
             metrics = metrics_mod.batch_values(model.metrics, out, target)

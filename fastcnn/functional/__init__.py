@@ -42,6 +42,7 @@ from .activation import (
     tanh_backward,
 )
 from .conv import conv2d, conv2d_backward
+from .conv_transpose import conv_transpose2d, conv_transpose2d_backward
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
 from .loss import (
@@ -52,6 +53,7 @@ from .loss import (
     mse_loss,
     mse_loss_backward,
 )
+from .merge import add, concatenate, concatenate_backward
 from .norm import batch_norm, batch_norm_backward
 from .pool import (
     avg_pool2d,
@@ -63,6 +65,11 @@ from .pool import (
 )
 
 __all__ = [
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "add",
+    "concatenate",
+    "concatenate_backward",
     "linear",
     "linear_backward",
     "relu",

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import functional as F
 from ..layers import Layer
+from ..layers.graph import backward_graph, forward_graph
 from ._resolve import layers_of
 
 
@@ -117,7 +118,9 @@ class _Float64Net:
     are not), rewound to the same buffers and RNG states before every pass, so that
     each numeric difference sees one function of the perturbed entry."""
 
-    def __init__(self, layers: list[Layer], input_shape, seed: int, training: bool):
+    def __init__(self, layers: list[Layer], input_shape, seed: int, training: bool,
+                 inbound=None):
+        self.inbound = inbound
         build_rng = np.random.default_rng(seed)
         self.layers = []
         for layer in layers:
@@ -131,12 +134,16 @@ class _Float64Net:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.rewind()
+        if self.inbound is not None:
+            return forward_graph(self.layers, self.inbound, x, self.training)
         out = x
         for c in self.layers:
             out = c.forward(out, training=self.training)
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.inbound is not None:
+            return backward_graph(self.layers, self.inbound, grad)
         for c in reversed(self.layers):
             grad = c.backward(grad)
         return grad
@@ -244,7 +251,7 @@ def gradcheck(model_or_layer, x: np.ndarray, y: np.ndarray | None = None,
 
     Parameters
     ----------
-    model_or_layer : Layer, list of Layer, or a model with ``.layers``
+    model_or_layer : Layer, list of Layer, or a model (Sequential or graph Model)
         Unbuilt layers are built (on the copy) from ``x``'s shape.
     x : ndarray
         A small input batch.
@@ -278,7 +285,8 @@ def gradcheck(model_or_layer, x: np.ndarray, y: np.ndarray | None = None,
             f"{type(x).__name__} {getattr(x, 'shape', '')}."
         )
     x64 = np.array(x, dtype=np.float64)
-    net = _Float64Net(layers, x64.shape[1:], seed, training)
+    net = _Float64Net(layers, x64.shape[1:], seed, training,
+                      getattr(model_or_layer, "inbound", None))
     rng = np.random.default_rng(seed)
     out = net(x64)
     label, objective = _objective(y, loss, out.shape, rng)

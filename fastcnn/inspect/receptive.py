@@ -69,6 +69,10 @@ def next_rf(layer: Layer, input_shape, rf: RFState, image) -> RFState:
         return RFState(image, None, whole=True)
     if kind == "reshape":
         return RFState(rf.size, None, rf.whole)
+    if kind == "transposed":
+        # Upsampling divides the jump: not a whole number of input pixels, so
+        # the size/jump summary stops here (receptive_field still traces it).
+        return RFState(None, None)
     return rf
 
 
@@ -101,6 +105,16 @@ def _input_positions(layer: Layer, in_shape, out_shape, need):
                                       win.padding, win.dilation, (h, w), strict=True):
             taps = (idx[:, None] * s - p + np.arange(k)[None, :] * d).ravel()
             out.append(np.unique(taps[(taps >= 0) & (taps < n)]))
+        return ("grid", out[0], out[1])
+    if layer.connectivity == "transposed":
+        win = layer.window(in_shape)
+        out = []
+        for idx, k, s, p, d, n in zip((rows, cols), win.kernel, win.stride,
+                                      win.padding, win.dilation, (h, w), strict=True):
+            # Output o reads input i where o = i*s - p + t*d for a tap t.
+            numer = idx[:, None] + p - np.arange(k)[None, :] * d
+            hits = numer[(numer % s == 0)] // s
+            out.append(np.unique(hits[(hits >= 0) & (hits < n)]))
         return ("grid", out[0], out[1])
     if isinstance(layer, Softmax) and layer.axis(in_shape) in (2, 3):
         if layer.axis(in_shape) == 2:
@@ -148,6 +162,12 @@ def receptive_field(model_or_layers, layer: int, position,
 
     Shape: input (C, H, W) -> two (start, stop) pairs.
     """
+    if getattr(model_or_layers, "inbound", None) is not None:
+        raise TypeError(
+            "receptive_field: traces a chain of layers (a Sequential, a list of "
+            "layers); for a graph Model pass the chain you ask about, e.g. "
+            "[model.layers[i] for i in path], with input_shape; summary() gives "
+            "every layer's field size.")
     layers, model_shape = layers_of(model_or_layers)
     shape = model_input_shape(layers, input_shape, model_shape)
     if len(shape) != 3:

@@ -144,20 +144,50 @@ def layer_stats(layer: Layer, input_shape: tuple[int, ...], dtype=None,
 
 def model_stats(model_or_layers, input_shape: tuple[int, ...] | None = None,
                 dtype=None) -> list[LayerStats]:
-    """:func:`layer_stats` of every layer, chaining shapes and receptive fields.
+    """:func:`layer_stats` of every layer, chaining shapes and receptive fields
+    (along the graph for a :class:`fastcnn.Model`: a merge layer's field is the
+    largest of its inputs').
 
     Shape: input_shape (per sample) -> one LayerStats per layer.
     """
     layers, model_shape = layers_of(model_or_layers)
-    shape = model_input_shape(layers, input_shape, model_shape)
-    rf = initial_rf(shape)
+    inbound = graph_inbound(model_or_layers)
+    if inbound is None:
+        inbound = [(i,) for i in range(len(layers))]
+    shape = model_input_shape(layers, input_shape, model_shape) \
+        if not layers[0].takes_many else model_shape
+    shapes, fields = [shape], [initial_rf(shape)]
     image = shape[1:] if len(shape) == 3 else None
     rows = []
-    for i, layer in enumerate(layers):
-        row = layer_stats(layer, shape, dtype, rf, i, image)
+    for i, (layer, sources) in enumerate(zip(layers, inbound, strict=True)):
+        if layer.takes_many:
+            in_shape = tuple(shapes[k] for k in sources)
+            rf = _joined_rf([fields[k] for k in sources])
+        else:
+            in_shape, rf = shapes[sources[0]], fields[sources[0]]
+        row = layer_stats(layer, in_shape, dtype, rf, i, image)
         rows.append(row)
-        shape, rf = row.output_shape, row.rf
+        shapes.append(row.output_shape)
+        fields.append(row.rf)
     return rows
+
+
+def graph_inbound(model) -> list[tuple[int, ...]] | None:
+    """A graph model's ``inbound`` (per layer, the tensors it reads: 0 the input,
+    ``k + 1`` layer k's output); None for a chain of layers."""
+    return getattr(model, "inbound", None)
+
+
+def _joined_rf(fields: list[RFState]) -> RFState:
+    """The field of a merge layer's output: per axis the largest of its inputs'
+    (what an output element may read through any branch)."""
+    if any(f.size is None for f in fields):
+        return RFState(None, None)
+    size = tuple(max(f.size[a] for f in fields) for a in range(2))
+    jumps = [f.jump for f in fields]
+    jump = None if any(j is None for j in jumps) else tuple(
+        max(j[a] for j in jumps) for a in range(2))
+    return RFState(size, jump, any(f.whole for f in fields))
 
 
 def totals(rows: list[LayerStats]) -> dict[str, Any]:
@@ -204,12 +234,17 @@ def summary_table(model_or_layers, input_shape: tuple[int, ...] | None = None,
     Shape: input_shape (per sample) -> str.
     """
     rows = model_stats(model_or_layers, input_shape, dtype)
+    inbound = graph_inbound(model_or_layers)
     head = ["#", "Layer (type)", "Output shape", "Trainable", "Non-train.", "MACs",
             "Param bytes", "Out bytes", "Dense-equiv.", "Sharing", "RF", "Jump"]
     body = []
     for r in rows:
         size, jump = _fmt_rf(r.rf)
-        body.append([str(r.index), f"{r.name} ({r.type})", str(r.output_shape),
+        label = f"{r.name} ({r.type})"
+        if inbound is not None:  # a graph: say what each layer reads
+            label += " <- " + ", ".join(
+                "input" if k == 0 else rows[k - 1].name for k in inbound[r.index])
+        body.append([str(r.index), label, str(r.output_shape),
                      _n(r.trainable), _n(r.non_trainable), _n(r.macs),
                      _n(r.param_bytes), _n(r.activation_bytes),
                      _n(r.dense_equivalent), _n(r.sharing_ratio), size, jump])
@@ -230,7 +265,10 @@ def summary_table(model_or_layers, input_shape: tuple[int, ...] | None = None,
     if dtype is None:
         dtype = layers_of(model_or_layers)[0][0].dtype
     dt = np.dtype(np.float32 if dtype is None else dtype)
-    lines = [f"Input: {first.input_shape} ({dt.name})", rule, line(head), rule]
+    shape = first.input_shape
+    if shape and isinstance(shape[0], tuple):  # a graph whose first layer merges
+        shape = shape[0]
+    lines = [f"Input: {shape} ({dt.name})", rule, line(head), rule]
     lines += [line(b) for b in body[:-1]]
     lines += [rule, line(body[-1]), rule, DENSE_EQUIVALENT_NOTE]
     return "\n".join(lines)

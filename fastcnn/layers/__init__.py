@@ -25,8 +25,10 @@ from .activation import (
 )
 from .base import Layer, Window
 from .conv import Conv2D
+from .conv_transpose import Conv2DTranspose, UpSampling2D
 from .dense import Dense
 from .dropout import Dropout
+from .merge import Add, Concatenate, Merge
 from .norm import BatchNorm1D, BatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten, Reshape
@@ -57,6 +59,10 @@ LAYERS: dict[str, type[Layer]] = {
         Dropout,
         BatchNorm2D,
         BatchNorm1D,
+        Add,
+        Concatenate,
+        Conv2DTranspose,
+        UpSampling2D,
     )
 }
 
@@ -142,4 +148,4 @@ def from_config(entry, label: str = "fastcnn.layers.from_config: the entry") -> 
 
 
 __all__ = ["BUILTIN_LAYERS", "LAYERS", "Layer", "Window", "from_config", "get",
-           "register", *LAYERS]
+           "Merge", "register", *LAYERS]

@@ -24,6 +24,7 @@ import numpy as np
 from .. import backend
 from .._checks import is_int
 from ..functional import _validate as v
+from .symbolic import connect, is_symbolic
 
 _counters: dict[str, itertools.count] = {}
 
@@ -76,6 +77,9 @@ class Layer:
     """
 
     connectivity: ClassVar[str] = "elementwise"
+    #: Whether the layer joins several inputs (``Add``, ``Concatenate``): it is
+    #: called on a list, and its backward returns one gradient per input.
+    takes_many: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
@@ -254,6 +258,17 @@ class Layer:
         return None
 
     # -- forward and backward -------------------------------------------------------
+
+    def __call__(self, x, training: bool = False):
+        """``layer(x)``: on a :func:`fastcnn.Input` or another layer's symbolic
+        output, records the call for a graph model and returns the symbolic
+        output; on an array, :meth:`forward`.
+
+        Shape: x (N, *input_shape) -> (N, *output_shape).
+        """
+        if is_symbolic(x):
+            return connect(self, x)
+        return self.forward(x, training=training)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Apply the layer to a batch; builds it from ``x`` on first use.

@@ -418,3 +418,73 @@ def _(rng, dtype):
 @case("optim", "scale_by")
 def _(rng, dtype):
     return (_normal(rng, 9, dtype), _empty(9, dtype), 0.3), (1,)
+
+
+# --------------------------------------------------------------------------- merge
+
+
+@case("merge", "add_forward")
+def _(rng, dtype):
+    return (_normal(rng, 11, dtype), _normal(rng, 11, dtype), _empty(11, dtype)), (2,)
+
+
+@case("merge", "channel_copy_in")
+def _(rng, dtype):
+    # y starts filled: the kernel writes channels 2..4 only, the rest must survive.
+    return (_normal(rng, (2, 3, 5), dtype), 2, _normal(rng, (2, 6, 5), dtype)), (2,)
+
+
+@case("merge", "channel_copy_out")
+def _(rng, dtype):
+    return (_normal(rng, (2, 6, 5), dtype), 1, _empty((2, 4, 5), dtype)), (2,)
+
+
+# ------------------------------------------------- activation: gelu, silu, elu, ...
+
+
+def _kinks(rng, dtype):
+    """``_special`` values followed by the kinks of hardswish, hardsigmoid and relu6
+    and large magnitudes (infinities would make the simulator warn on inf * 0; the
+    op tests cover them on the CPU)."""
+    x = _special(rng, 17, dtype)
+    x[-6:] = [-3, 3, 6, -40, 1e4, -1e4]
+    return x
+
+
+for _name in ("gelu", "gelu_tanh", "silu", "hardswish", "hardsigmoid", "relu6",
+              "mish"):
+
+    @case("activation", f"{_name}_forward")
+    def _(rng, dtype):
+        return (_kinks(rng, dtype), _empty(17, dtype)), (1,)
+
+    @case("activation", f"{_name}_backward")
+    def _(rng, dtype):
+        return (_normal(rng, 17, dtype), _kinks(rng, dtype), _empty(17, dtype)), (2,)
+
+
+@case("activation", "elu_forward")
+def _(rng, dtype):
+    return (_kinks(rng, dtype), dtype(1.3), _empty(17, dtype)), (2,)
+
+
+@case("activation", "elu_backward")
+def _(rng, dtype):
+    return (_normal(rng, 17, dtype), _kinks(rng, dtype), dtype(1.3),
+            _empty(17, dtype)), (3,)
+
+
+@case("activation", "softplus_forward")
+def _(rng, dtype):
+    return (_kinks(rng, dtype), dtype(2.0), dtype(15.0), _empty(17, dtype)), (3,)
+
+
+@case("activation", "softplus_backward")
+def _(rng, dtype):
+    return (_normal(rng, 17, dtype), _kinks(rng, dtype), dtype(2.0), dtype(15.0),
+            _empty(17, dtype)), (4,)
+
+
+@case("conv", "conv2d_add_bias")
+def _(rng, dtype):
+    return (_normal(rng, 3, dtype), _normal(rng, (2, 3, 2, 3), dtype)), (1,)

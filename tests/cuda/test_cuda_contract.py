@@ -34,7 +34,8 @@ def _public_functions(module) -> dict:
 
 def test_every_cpu_kernel_file_has_a_cuda_twin():
     assert SUBJECTS == sorted(
-        ["activation", "conv", "dense", "dropout", "loss", "norm", "optim", "pool"]
+        ["activation", "conv", "dense", "dropout", "loss", "merge", "norm", "optim",
+         "pool"]
     )
     for subject in SUBJECTS:
         assert (ROOT / "fastcnn" / "kernels" / "cuda" / f"{subject}.py").is_file()

@@ -326,3 +326,33 @@ def test_cli_device_cuda_without_a_gpu_is_a_clean_error(monkeypatch, capsys):
     assert cli.main(["train", "--device", "cuda"]) == 2
     assert "no CUDA GPU is available" in capsys.readouterr().err
     assert fastcnn.get_device() == "cpu"
+
+
+# ---------------------------------------------------------------- graph model
+
+
+def tiny_graph(device):
+    """A residual join and a channel concatenation, with the same weights on both
+    devices: x -> conv -> relu -+-> concat(., x) -> flatten -> dense."""
+    fastcnn.seed(0)
+    x = fastcnn.Input((1, 4, 4))
+    h = L.ReLU(name="r")(L.Conv2D(1, 3, padding=1, name="c")(x))
+    joined = L.Concatenate(name="cat")([L.Add(name="add")([h, x]), x])
+    out = L.Dense(3, name="fc")(L.Flatten(name="fl")(joined))
+    return fastcnn.Model(x, out, dtype="float64", device=device)
+
+
+def test_a_graph_model_trains_on_the_device_as_on_the_cpu():
+    x, y = data()
+    x = x[:, :, :4, :4].copy()
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = tiny_graph(device)
+        model.compile(SGD(0.1, momentum=0.9), "cross_entropy")
+        history = model.fit(x, y, epochs=2, batch_size=2, seed=3, verbose=0)
+        runs.append((model, history))
+    (cpu, cpu_history), (gpu, gpu_history) = runs
+    np.testing.assert_allclose(gpu_history.iterations, cpu_history.iterations,
+                               rtol=1e-9, atol=1e-9)
+    assert_models_match(gpu, cpu, 1e-9)
+    assert all(backend.is_device_array(a) for a in arrays_of(gpu))

@@ -220,6 +220,23 @@ def test_one_rank_fit_is_plain_fit_bit_for_bit():
     assert len({(c[3], c[4]) for c in steps}) == 1
 
 
+def test_one_rank_fit_with_sample_weights_is_plain_fit():
+    # A rank's weight is the sum of its rows' sample (times class) weights.
+    x, y = small_data()
+    w = np.random.default_rng(2).random(len(x))
+    runs = []
+    for comm in (False, OneRank()):
+        model = small_model(3)
+        history = model.fit(x, y, epochs=2, batch_size=8, seed=1, verbose=0,
+                            sample_weight=w, class_weight=[1.0, 0.5, 2.0],
+                            distributed=comm)
+        runs.append((model.state_dict(), history))
+    (plain, h_plain), (dist, h_dist) = runs
+    for key in plain:
+        np.testing.assert_allclose(dist[key], plain[key], rtol=1e-12, atol=1e-15)
+    assert h_dist.iterations == pytest.approx(h_plain.iterations, rel=1e-12)
+
+
 def test_rank_zero_state_reaches_other_ranks_and_dropout_masks_differ():
     x, y = small_data()
     root_model = small_model(1, dropout=0.5, optimizer="adam")

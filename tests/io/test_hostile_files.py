@@ -537,10 +537,12 @@ def test_absurd_configs_from_config_allocate_nothing():
 def test_state_shapes_match_what_build_creates(name):
     """The sizing above relies on state_shapes agreeing with build, layer by layer."""
     cls = LAYERS[name]
-    needs = {"Conv2D": (3, 2), "Dense": (3,), "MaxPool2D": (2,),
-             "AvgPool2D": (2,), "Reshape": ((-1,),)}.get(name, ())
+    needs = {"Conv2D": (3, 2), "Conv2DTranspose": (3, 2), "Dense": (3,),
+             "MaxPool2D": (2,), "AvgPool2D": (2,), "Reshape": ((-1,),)}.get(name, ())
     layer = cls(*needs)
     input_shape = (6,) if name in ("Dense", "BatchNorm1D") else (2, 5, 5)
+    if cls.takes_many:
+        input_shape = (input_shape, input_shape)
     expected = layer.state_shapes(input_shape)
     layer.build(input_shape)
     built = {k: v.shape for k, v in {**layer.params, **layer.buffers}.items()}

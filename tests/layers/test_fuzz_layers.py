@@ -26,6 +26,9 @@ from ..fuzz_support import (
 )
 
 small = st.integers(1, 3)
+#: Layers of one input (merge layers, called on lists, are tested in
+#: tests/model/test_graph.py).
+SINGLE = sorted(name for name, cls in L.LAYERS.items() if not cls.takes_many)
 pairs = st.one_of(small, st.tuples(small, small))
 
 
@@ -57,6 +60,22 @@ def layer_case(draw, name):
         return cls, kw, image, lambda lay, x, t: F.conv2d(
             x, lay.params["weight"], lay.params.get("bias"), lay.stride, lay.padding,
             lay.dilation, lay.groups)
+    if name == "Conv2DTranspose":
+        groups = draw(st.sampled_from([g for g in (1, 2) if image[0] % g == 0]))
+        stride, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        kw = {"out_channels": groups * draw(small), "kernel_size": draw(pairs),
+              "stride": stride, "padding": draw(st.integers(0, 1)),
+              "output_padding": draw(st.integers(0, stride - 1)),
+              "dilation": dilation, "groups": groups, "bias": draw(st.booleans())}
+        return cls, kw, image, lambda lay, x, t: F.conv_transpose2d(
+            x, lay.params["weight"], lay.params.get("bias"), lay.stride,
+            lay.padding, lay.output_padding, lay.groups, lay.dilation)
+    if name == "UpSampling2D":
+        size = draw(pairs)
+        kw = {"size": size}
+        sh, sw = (size, size) if isinstance(size, int) else size
+        return cls, kw, image, lambda lay, x, t: np.repeat(
+            np.repeat(x, sh, axis=2), sw, axis=3)
     if name in ("MaxPool2D", "AvgPool2D"):
         kw = _pool_kwargs(draw, name == "MaxPool2D")
         fn = F.max_pool2d if name == "MaxPool2D" else F.avg_pool2d
@@ -95,7 +114,19 @@ def layer_case(draw, name):
     if name == "Dropout":
         kw = {"p": draw(st.sampled_from([0.0, 0.3, 1.0]))}
         return cls, kw, shape, None  # the mask is checked by test_dropout.py
-    fn = {"ReLU": F.relu, "Sigmoid": F.sigmoid, "Tanh": F.tanh}[name]
+    if name == "GELU":
+        kw = {"approximate": draw(st.sampled_from(["none", "tanh"]))}
+        return cls, kw, shape, lambda lay, x, t: F.gelu(x, kw["approximate"])
+    if name == "ELU":
+        kw = {"alpha": draw(st.floats(-2, 2))}
+        return cls, kw, shape, lambda lay, x, t: F.elu(x, kw["alpha"])
+    if name == "Softplus":
+        kw = {"beta": draw(st.sampled_from([0.5, 1.0, 2.0, -1.0])),
+              "threshold": draw(st.sampled_from([20.0, 1.0, -3.0]))}
+        return cls, kw, shape, lambda lay, x, t: F.softplus(x, **kw)
+    fn = {"ReLU": F.relu, "Sigmoid": F.sigmoid, "Tanh": F.tanh, "SiLU": F.silu,
+          "Hardswish": F.hardswish, "Hardsigmoid": F.hardsigmoid,
+          "ReLU6": F.relu6, "Mish": F.mish}[name]
     return cls, {}, shape, lambda lay, x, t: fn(x)
 
 
@@ -108,7 +139,7 @@ def _fits(cls, kw, shape):
 
 
 @examples(3.0)
-@given(st.sampled_from(sorted(L.LAYERS)), st.sampled_from(FLOATS), st.data())
+@given(st.sampled_from(SINGLE), st.sampled_from(FLOATS), st.data())
 def test_valid_configurations_run_and_match_the_functional_op(name, dtype, draw):
     cls, kw, shape, reference = draw.draw(layer_case(name))
     if not _fits(cls, kw, shape):  # a window larger than the input: see below
@@ -151,6 +182,10 @@ BAD_INIT = {
                   "padding": bad_sizes(0), "ceil_mode": NOT_BOOLS,
                   "count_include_pad": NOT_BOOLS},
     "LeakyReLU": {"negative_slope": [*NOT_REALS, *NON_FINITE]},
+    "GELU": {"approximate": ["erf", "", None, True, "TANH"]},
+    "ELU": {"alpha": [*NOT_REALS, *NON_FINITE]},
+    "Softplus": {"beta": [*NOT_REALS, *NON_FINITE, 0.0],
+                 "threshold": [*NOT_REALS, *NON_FINITE]},
     "Softmax": {"dim": [0, None, 1.0, True, "1"]},
     "Dropout": {"p": [*NOT_REALS, *NON_FINITE, -0.1, 1.1]},
     "BatchNorm2D": {"momentum": [*NOT_REALS, *NON_FINITE, -0.1, 1.1],
@@ -164,7 +199,7 @@ REQUIRED = {"Conv2D": {"out_channels": 2, "kernel_size": 1},
 
 
 @examples(3.0)
-@given(st.sampled_from(sorted(L.LAYERS)), st.data())
+@given(st.sampled_from(SINGLE), st.data())
 def test_invalid_constructor_arguments(name, draw):
     cls = L.LAYERS[name]
     bad = BAD_INIT.get(name, {})
@@ -180,7 +215,7 @@ def test_invalid_constructor_arguments(name, draw):
 
 
 @examples(3.0)
-@given(st.sampled_from(sorted(L.LAYERS)), st.sampled_from(FLOATS), st.data())
+@given(st.sampled_from(SINGLE), st.sampled_from(FLOATS), st.data())
 def test_invalid_build_forward_and_backward_arguments(name, dtype, draw):
     cls, kw, shape, _ = draw.draw(layer_case(name))
     if not _fits(cls, kw, shape):

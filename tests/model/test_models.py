@@ -30,7 +30,8 @@ def test_simple_cnn_runs_on_any_size(shape):
     assert out.shape == (2, 5)
 
 
-@pytest.mark.parametrize("builder", [models.lenet5, models.simple_cnn])
+@pytest.mark.parametrize("builder", [models.lenet5, models.simple_cnn,
+                                     models.resnet])
 def test_bad_arguments_name_the_argument(builder):
     with pytest.raises(ValueError, match="input_shape"):
         builder(input_shape=(28, 28))
@@ -44,8 +45,28 @@ def test_bad_arguments_name_the_argument(builder):
 
 def test_get_knows_the_models():
     assert models.get("lenet5") is models.lenet5
-    with pytest.raises(ValueError, match="unknown model 'resnet'"):
-        models.get("resnet")
+    assert models.get("resnet") is models.resnet
+    with pytest.raises(ValueError, match="unknown model 'vgg16'"):
+        models.get("vgg16")
+
+
+def test_resnet20_has_he_et_al_s_size_and_named_layers():
+    model = models.resnet(20)
+    assert isinstance(model, fastcnn.Model) and model.output_shape == (10,)
+    # He et al. (2016), table 6: 0.27 M parameters (ours with projection
+    # shortcuts, which add 2 x (16*32 + 32*64) weights and their batch norms).
+    trainable, non_trainable = model.count_params(split=True)
+    assert trainable == 272_474 and non_trainable == 1_568
+    assert sum(isinstance(layer, fastcnn.layers.Add) for layer in model.layers) == 9
+    assert "stage3_block3_conv2.weight" in model.state_dict()
+    small = models.resnet(8, input_shape=(1, 8, 8), num_classes=3, width=4)
+    assert small.predict(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("depth", [7, 9, 0, "20", True])
+def test_resnet_refuses_a_depth_that_is_not_6n_plus_2(depth):
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        models.resnet(depth)
 
 
 # ------------------------------------------------ one training step against torch
@@ -61,7 +82,9 @@ ZOO = {
                                                   num_classes=5, width=4,
                                                   dropout=0.0, dtype=dtype),
 }
-assert set(models.MODELS) <= {name.removesuffix("_small_input") for name in ZOO}, (
+# The ResNet (a graph model) has its own torch case: tests/model/test_graph_torch.py.
+assert set(models.MODELS) - {"resnet"} <= {
+    name.removesuffix("_small_input") for name in ZOO}, (
     "a zoo model without a torch parity case"
 )
 

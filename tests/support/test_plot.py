@@ -43,3 +43,19 @@ def test_bad_arguments():
         plot.feature_maps(model, np.zeros((1, 28, 28)), 99)
     with pytest.raises(ValueError, match="not feature maps"):
         plot.feature_maps(model, np.zeros((1, 28, 28), np.float32), 7)
+
+
+def test_feature_maps_of_a_graph_model_follow_its_graph(tmp_path):
+    model = models.resnet(8, input_shape=(1, 8, 8), num_classes=3, width=4)
+    image = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    names = [layer.name for layer in model.layers]
+    fig = plot.feature_maps(model, image, names.index("stage2_block1_add"),
+                            tmp_path / "maps.png")
+    _png(tmp_path / "maps.png")
+    # The whole model's forward: the ReLU after the join keeps its input, the
+    # join's output, which the panels must show (channel 0 in the second panel).
+    model.forward(image[None], training=False)
+    joined = model.layers[names.index("stage2_block1_relu2")]._cache
+    shown = np.asarray(fig.axes[1].images[0].get_array())
+    np.testing.assert_array_equal(shown, joined[0, 0])
+    fig.clf()

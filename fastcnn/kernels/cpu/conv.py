@@ -778,3 +778,18 @@ def conv2d_backward_bias(dy, db):
         for n in range(n_batch):
             acc += _plane_total(planes[n, co])
         db[co] = acc
+
+
+@cpu_kernel
+def conv2d_add_bias(b, y):
+    """``y[:, c] += b[c]``: the bias of a transposed convolution, whose output comes
+    from :func:`conv2d_backward_input` without one.
+
+    Shape: b (C,), y (N, C, H, W). Parallel over ``N * C``.
+    """
+    n_batch, channels, h, w = y.shape
+    planes = y.reshape(n_batch * channels, h * w)
+    for task in prange(n_batch * channels):
+        value = b[task % channels]
+        for s in range(h * w):
+            planes[task, s] += value

@@ -388,3 +388,23 @@ def conv2d_backward_bias(dy, db):
     with _launch.staged(dy, db, out=(1,)) as (dy_d, db_d):
         _launch.launch(_backward_bias, db.shape[0], tpb, (dy_d, db_d),
                        tpb * np.dtype(db.dtype).itemsize)
+
+
+# ------------------------------------------------------------------- bias addition
+
+
+@cuda_kernel
+def _add_bias(b, y):
+    i = cuda.grid(1)
+    n_batch, channels, h, w = y.shape
+    if i < y.size:
+        n, c, r, s = unravel4(i, channels, h, w)
+        y[n, c, r, s] += b[c]
+
+
+def conv2d_add_bias(b, y):
+    """``y[:, c] += b[c]``.
+
+    Shape: b (C,), y (N, C, H, W). Grid: one thread per element of y.
+    """
+    _launch.run_threads(_add_bias, y.size, THREADS_PER_BLOCK, (b, y))
