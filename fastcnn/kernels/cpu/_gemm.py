@@ -55,11 +55,13 @@ def _is_float_matrix(t) -> bool:
 
 
 def _block_codegen(context, builder, signature, args, indirect: bool,
-                   vectors: int = BLOCK_VECTORS):
+                   vectors: int = BLOCK_VECTORS, overwrite: bool = False):
     """The body of :func:`_accumulate_block` (``indirect`` false) and
     :func:`_accumulate_block_rows` (true), and of their one-vector-wide forms:
     load the block's ``4 * vectors`` accumulators, add one fused multiply-add per
-    source row to each, store them."""
+    source row to each, store them. With ``overwrite`` the accumulators start at
+    +0.0 instead of the block's values (:func:`_store_block`): the same bits as
+    adding into a block of zeros, without the zeroing pass and the load."""
     if indirect:
         names = ("dst", "d0", "dst_col", "coef", "c0", "k0", "src", "r0", "row_of",
                  "off_of", "n_rows", "src_col")
@@ -113,9 +115,12 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
         for h in range(vectors):
             # Entry-block allocas: LLVM promotes them to registers.
             slot = cgutils.alloca_once(builder, vector)
-            start = builder.load(vector_pointer(out, plus(d0, i),
-                                                plus(dst_col, h * lanes)),
-                                 align=itemsize)
+            if overwrite:
+                start = ir.Constant(vector, [0.0] * lanes)
+            else:
+                start = builder.load(vector_pointer(out, plus(d0, i),
+                                                    plus(dst_col, h * lanes)),
+                                     align=itemsize)
             builder.store(start, slot)
             accumulators.append(slot)
     undefined = ir.Constant(vector, ir.Undefined)
@@ -173,7 +178,7 @@ def _rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_r
                       src_col)
 
 
-def _typed(sig, indirect: bool, vectors: int):
+def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False):
     """What an intrinsic returns: ``(sig, codegen)``, or None where it does not
     type."""
     if sig is None:
@@ -181,7 +186,7 @@ def _typed(sig, indirect: bool, vectors: int):
 
     def codegen(context, builder, signature, args):
         return _block_codegen(context, builder, signature, args, indirect=indirect,
-                              vectors=vectors)
+                              vectors=vectors, overwrite=overwrite)
 
     return sig, codegen
 
@@ -226,6 +231,22 @@ def _accumulate_vector_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
     :func:`_accumulate_vector`)."""
     return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
                                   off_of, n_rows, src_col), True, 1)
+
+
+@intrinsic
+def _store_block(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """``dst[d0 + i, j0 : j0 + W] = coef[c0 + i, :n_rows] @ src[:n_rows, j0 : j0 + W]``:
+    :func:`_accumulate_block` into a block of zeros, without reading ``dst``
+    (same bits)."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False,
+                  BLOCK_VECTORS, overwrite=True)
+
+
+@intrinsic
+def _store_vector(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """:func:`_store_block` one vector wide."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False, 1,
+                  overwrite=True)
 
 
 @cpu_helper
@@ -290,5 +311,39 @@ def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, start, stop):
         _gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 4
     while d < d1:
+        _gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
+        d += 1
+
+
+@cpu_helper
+def _gemm_rows_store(dst, d0, d1, coef, c0, src, n_rows, start, stop):
+    """``dst[d, start:stop] = coef[c0 + d - d0, :n_rows] @ src[:n_rows, start:stop]``
+    for ``d`` in ``[d0, d1)``: :func:`_gemm_rows` into zeroed rows, bit for bit,
+    but whole blocks of four rows start their accumulators at zero
+    (:func:`_store_block`) instead of reading a zeroed ``dst``; the rest is
+    zeroed and added into as there."""
+    width = BLOCK_BYTES // dst.itemsize
+    lanes = VECTOR_BYTES // dst.itemsize
+    d = d0
+    while d + 4 <= d1:
+        c = c0 + d - d0
+        j0 = start
+        while j0 + width <= stop:
+            _store_block(dst, d, coef, c, src, n_rows, j0)
+            j0 += width
+        if j0 + lanes <= stop:
+            _store_vector(dst, d, coef, c, src, n_rows, j0)
+            j0 += lanes
+        if j0 < stop:
+            for i in range(4):
+                row = dst[d + i]
+                for j in range(j0, stop):
+                    row[j] = 0
+            _gemm_4_columns(dst, d, coef, c, src, n_rows, j0, stop)
+        d += 4
+    while d < d1:
+        row = dst[d]
+        for j in range(start, stop):
+            row[j] = 0
         _gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 1

@@ -11,18 +11,28 @@ the input and output transforms.
 Layout and blocking
 -------------------
 A task takes a band of consecutive tile rows (flat over image and tile row). For
-one input channel, the six input rows of every tile row of the band lie side by
-side in one scratch row (``wb = 4 * (ntw + 1)`` columns per tile row: the tiles'
-columns plus one spare tile), so each transform step is one long contiguous loop
-that vectorises: first down the columns (``B^T d``), then, after splitting the
-columns by their position in the tile (``4f + m``), across them (``... B``). The
-spare tile of each tile row is computed and dropped; it keeps column ``f`` of
-``V`` equal to ``tile_row * (ntw + 1) + tw`` so that no loop needs an index table.
-The band holds about :data:`BAND_COLUMNS` tiles, so ``V`` and ``M`` stay in L2 and
-the GEMM rows are long enough to vectorise.
+one input channel, the first transform step (``B^T d``, down the columns) reads
+the six input rows of each tile row straight from ``x`` and writes its result for
+every tile row of the band side by side in one scratch row (``wb = 4 * (ntw + 1)``
+columns per tile row: the tiles' columns plus one spare tile); the second
+(``... B``, across) splits that row by column position in the tile (``4f + m``) and
+is one long contiguous loop that vectorises. The spare tile of each tile row is
+computed and dropped; it keeps column ``f`` of ``V`` equal to
+``tile_row * (ntw + 1) + tw`` so that no loop needs an index table. The band holds
+about :data:`BAND_COLUMNS` tiles, so ``V`` and ``M`` stay in L2 and the GEMM rows
+are long enough to vectorise.
 
 Padding is virtual: rows and columns outside the input read as zero, so the input
-gradient (a full correlation of ``dy``) needs no padded copy of ``dy``.
+gradient (a full correlation of ``dy``) needs no padded copy of ``dy``. Columns
+outside the input are zeros that the scratch row holds from its allocation on
+(nothing writes there); only a tile row that reaches past the top or bottom of the
+input copies its rows, with zero rows, into a small ``edge`` buffer.
+
+Speed notes (measured, see docs/PERFORMANCE.md): the transform loops index with
+unsigned column numbers and make no array views per row; a helper called per row
+with array arguments, a view per row, or a select between ``x`` and zero inside
+the loop each cost more than the arithmetic (the select also changes which
+products LLVM fuses into FMAs, hence the bits).
 
 Numerics: the transforms multiply by up to 8 and divide by up to 24, so the result
 carries a few more roundings than the direct sum: the error bound is in
@@ -35,7 +45,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
-from ._gemm import _gemm_rows
+from ._gemm import _gemm_rows, _gemm_rows_store
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
@@ -64,97 +74,109 @@ def winograd_filters(w, u, flip):
     over C_out (disjoint slices of ``u``).
     """
     c_out, c_in = w.shape[0], w.shape[1]
+    # Vectorised over input channels: row k of g, t and r holds one element of
+    # every channel's 3x3, 6x3 and 6x6 matrix (same expressions, same bits).
     for co in prange(c_out):
-        g = np.empty((3, 3))
-        t = np.empty((6, 3))
-        for ci in range(c_in):
-            for i in range(3):
-                for j in range(3):
+        g = np.empty((9, c_in))
+        t = np.empty((18, c_in))
+        r = np.empty((36, c_in))
+        for i in range(3):
+            for j in range(3):
+                gij = g[3 * i + j]
+                for ci in range(c_in):
                     if flip:
-                        g[i, j] = w[co, ci, 2 - i, 2 - j]
+                        gij[ci] = w[co, ci, 2 - i, 2 - j]
                     else:
-                        g[i, j] = w[co, ci, i, j]
-            for k in range(3):
-                g0, g1, g2 = g[0, k], g[1, k], g[2, k]
-                t[0, k] = g0 / 4
-                t[1, k] = -(g0 + g1 + g2) / 6
-                t[2, k] = -(g0 - g1 + g2) / 6
-                t[3, k] = g0 / 24 + g1 / 12 + g2 / 6
-                t[4, k] = g0 / 24 - g1 / 12 + g2 / 6
-                t[5, k] = g2
-            for a in range(6):
-                g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
-                values = (g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6,
-                          g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2)
-                for b in range(6):
-                    if flip:
-                        u[6 * a + b, ci, co] = values[b]
-                    else:
-                        u[6 * a + b, co, ci] = values[b]
-
-
-@cpu_helper
-def _gather_tile_rows(x, ch, r0, rows, nth, wb, height, pad_t, pad_l, buf):
-    """``buf[i, rl * wb + c] = x[n, ch, 4 * t - pad_t + i, c - pad_l]`` for the band's
-    tile rows ``r0 + rl`` (image ``n``, tile row ``t``) and ``i < height``: the rows a
-    tile row's transform reads, side by side, zero outside ``x``."""
-    h, w = x.shape[2], x.shape[3]
-    lo = pad_l
-    count = min(w, wb - lo)
-    for rl in range(rows):
-        r = r0 + rl
-        n = r // nth
-        row0 = 4 * (r - n * nth) - pad_t
-        for i in range(height):
-            dst = buf[i, rl * wb : (rl + 1) * wb]
-            src_row = row0 + i
-            if 0 <= src_row < h:
-                src = x[n, ch, src_row]
-                for c in range(lo):
-                    dst[c] = 0
-                inner = dst[lo : lo + count]
-                for c in range(count):
-                    inner[c] = src[c]
-                for c in range(lo + count, wb):
-                    dst[c] = 0
+                        gij[ci] = w[co, ci, i, j]
+        for k in range(3):
+            g0, g1, g2 = g[k], g[3 + k], g[6 + k]
+            t0, t1, t2 = t[k], t[3 + k], t[6 + k]
+            t3, t4, t5 = t[9 + k], t[12 + k], t[15 + k]
+            for ci in range(c_in):
+                t0[ci] = g0[ci] / 4
+                t1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
+                t2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
+                t3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
+                t4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
+                t5[ci] = g2[ci]
+        for a in range(6):
+            g0, g1, g2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
+            r0, r1, r2 = r[6 * a], r[6 * a + 1], r[6 * a + 2]
+            r3, r4, r5 = r[6 * a + 3], r[6 * a + 4], r[6 * a + 5]
+            for ci in range(c_in):
+                r0[ci] = g0[ci] / 4
+                r1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
+                r2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
+                r3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
+                r4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
+                r5[ci] = g2[ci]
+        for e in range(36):
+            re = r[e]
+            if flip:
+                for ci in range(c_in):
+                    u[e, ci, co] = re[ci]
             else:
-                for c in range(wb):
-                    dst[c] = 0
+                ue = u[e, co]
+                for ci in range(c_in):
+                    ue[ci] = re[ci]
 
 
 @cpu_helper
-def _split_by_tile_column(row, p0, p1, p2, p3, cols):
-    """``p_m[f] = row[4 f + m]``: a row's columns split by their position in the tile,
-    so the transform across tiles runs on four contiguous rows."""
-    for f in range(cols):
-        p0[f] = row[4 * f]
-        p1[f] = row[4 * f + 1]
-        p2[f] = row[4 * f + 2]
-        p3[f] = row[4 * f + 3]
-
-
-@cpu_helper
-def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
+def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v):
     """``v[e, ci, f]``: the transformed input tiles of channel ``ci`` for the tile
     rows ``r0 .. r0 + rows - 1`` (flat over (image, tile row)), with
     ``f = local tile row * (ntw + 1) + tw``.
 
-    Scratch: ``buf``, ``tv`` (6, rows * wb); ``ph`` (4, rows * (ntw + 1) + 1).
+    Scratch: ``tv`` (6, rows * wb), whose columns outside ``x`` (the first ``pad_l``
+    and those past the image of every tile row) must hold zeros: they are never
+    written here; ``ph`` (4, rows * (ntw + 1) + 1); ``edge`` (1, 1, 6, >= W).
     """
     two, four, five = v.dtype.type(2), v.dtype.type(4), v.dtype.type(5)
+    h = x.shape[2]
     wb = 4 * (ntw + 1)
-    _gather_tile_rows(x, ci, r0, rows, nth, wb, np.int64(6), pad_t, pad_l, buf)
-    # B^T d down every column.
-    b0, b1, b2, b3, b4, b5 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
-    t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
-    for c in range(rows * wb):
-        d0, d1, d2, d3, d4, d5 = b0[c], b1[c], b2[c], b3[c], b4[c], b5[c]
-        t0[c] = four * d0 - five * d2 + d4
-        t1[c] = d3 + d4 - four * (d1 + d2)
-        t2[c] = four * (d1 - d2) - d3 + d4
-        t3[c] = two * (d3 - d1) - d2 + d4
-        t4[c] = two * (d1 - d3) - d2 + d4
-        t5[c] = four * d1 - five * d3 + d5
+    count = min(x.shape[3], wb - pad_l)
+    # B^T d down every column, read straight from the rows of x. No array views
+    # are made per row (each costs a reference count update), and the column
+    # index is unsigned (no negative-index check), so the loop vectorises. A tile
+    # row that reaches past the top or bottom of x reads a copy of its rows with
+    # zeros in ``edge`` instead (a zero select in the loop would change which
+    # products LLVM fuses, and the bits).
+    n = r0 // nth
+    t = r0 - n * nth
+    for rl in range(rows):
+        row0 = 4 * t - pad_t
+        lo = np.uint64(rl * wb + pad_l)
+        if row0 >= 0 and row0 + 6 <= h:
+            src, sn, sc, sr = x, n, ci, row0
+        else:
+            for i in range(6):
+                dst = edge[0, 0, i]
+                if 0 <= row0 + i < h:
+                    for c in range(count):
+                        dst[c] = x[n, ci, row0 + i, np.uint64(c)]
+                else:
+                    for c in range(count):
+                        dst[c] = 0
+            src, sn, sc, sr = edge, 0, 0, 0
+        for c in range(count):
+            cu = np.uint64(c)
+            d0 = src[sn, sc, sr, cu]
+            d1 = src[sn, sc, sr + 1, cu]
+            d2 = src[sn, sc, sr + 2, cu]
+            d3 = src[sn, sc, sr + 3, cu]
+            d4 = src[sn, sc, sr + 4, cu]
+            d5 = src[sn, sc, sr + 5, cu]
+            k = lo + cu
+            tv[0, k] = four * d0 - five * d2 + d4
+            tv[1, k] = d3 + d4 - four * (d1 + d2)
+            tv[2, k] = four * (d1 - d2) - d3 + d4
+            tv[3, k] = two * (d3 - d1) - d2 + d4
+            tv[4, k] = two * (d1 - d3) - d2 + d4
+            tv[5, k] = four * d1 - five * d3 + d5
+        t += 1
+        if t == nth:
+            t = 0
+            n += 1
     # ... B across: split each row by column position in the tile, then combine.
     cols = rows * (ntw + 1)
     p0, p1, p2, p3 = ph[0], ph[1], ph[2], ph[3]
@@ -163,7 +185,12 @@ def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v):
     q4 = p0[1 : cols + 1]
     q5 = p1[1 : cols + 1]
     for a in range(6):
-        _split_by_tile_column(tv[a], p0, p1, p2, p3, cols)
+        ta = tv[a]
+        for f in range(cols):
+            p0[f] = ta[4 * f]
+            p1[f] = ta[4 * f + 1]
+            p2[f] = ta[4 * f + 2]
+            p3[f] = ta[4 * f + 3]
         v0 = v[6 * a, ci, :cols]
         v1 = v[6 * a + 1, ci, :cols]
         v2 = v[6 * a + 2, ci, :cols]
@@ -260,8 +287,10 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
         # Zeroed so the columns past a band's tiles hold numbers, not garbage.
         v = np.zeros((36, c_in, width), dtype=y.dtype)
         m = np.empty((36, co_chunk, width), dtype=y.dtype)
-        buf = np.empty((6, band_rows * wb), dtype=y.dtype)
-        tv = np.empty((6, band_rows * wb), dtype=y.dtype)
+        # Zeroed once: the columns of tv outside x are never written.
+        edge = np.zeros((1, 1, 6, x.shape[3]), dtype=y.dtype)
+        tv = np.zeros((6, band_rows * wb), dtype=y.dtype)
+        tmp = np.empty((6, band_rows * wb), dtype=y.dtype)
         ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
         out = np.empty((4, band_rows * wb), dtype=y.dtype)
         # Balanced runs: workers differ by at most one band (prange hands each
@@ -272,18 +301,15 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
             rows = min(band_rows, total_rows - r0)
             count = (rows * (ntw + 1) + 15) // 16 * 16
             for ci in range(c_in):
-                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
+                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v)
             for c0 in range(0, c_out, co_chunk):
                 c_count = min(co_chunk, c_out - c0)
                 for e in range(36):
-                    me = m[e]
-                    for i in range(c_count):
-                        row = me[i]
-                        for j in range(count):
-                            row[j] = 0
-                    _gemm_rows(me, zero, c_count, u[e], c0, v[e], c_in, zero, count)
+                    # M[e] = U[e] @ V[e], written without zeroing M first.
+                    _gemm_rows_store(m[e], zero, c_count, u[e], c0, v[e], c_in, zero,
+                                     count)
                 for co in range(c_count):
-                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tv, out)
+                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tmp, out)
 
 
 def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
@@ -304,34 +330,65 @@ def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
 
 
 @cpu_helper
-def _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z):
+def _grad_band(dy, co, r0, rows, nth, ntw, edge, tv, ph, z):
     """``z[e, co, f]``: the transformed output-gradient tiles ``A dy_T A^T`` of
     channel ``co`` for the band's tiles (columns as in :func:`_input_band`; outside
-    ``dy`` is zero, so the spare tile of each row adds nothing). Scratch as there."""
+    ``dy`` is zero, so the spare tile of each row adds nothing). Scratch as there:
+    the columns of ``tv`` past ``dy``'s width must hold zeros."""
     two, four, eight = z.dtype.type(2), z.dtype.type(4), z.dtype.type(8)
+    oh_size = dy.shape[2]
     wb = 4 * (ntw + 1)
-    _gather_tile_rows(dy, co, r0, rows, nth, wb, np.int64(4), np.int64(0),
-                      np.int64(0), buf)
-    # A d down every column (A is 6x4: the transpose of the output transform).
-    b0, b1, b2, b3 = buf[0], buf[1], buf[2], buf[3]
-    t0, t1, t2, t3, t4, t5 = tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]
-    for c in range(rows * wb):
-        d0, d1, d2, d3 = b0[c], b1[c], b2[c], b3[c]
-        s02 = d0 + d2
-        s13 = d1 + d3
-        e02 = d0 + four * d2
-        e13 = two * d1 + eight * d3
-        t0[c] = d0
-        t1[c] = s02 + s13
-        t2[c] = s02 - s13
-        t3[c] = e02 + e13
-        t4[c] = e02 - e13
-        t5[c] = d3
+    count = min(dy.shape[3], wb)
+    # A d down every column (A is 6x4: the transpose of the output transform),
+    # read straight from dy as in _input_band.
+    n = r0 // nth
+    t = r0 - n * nth
+    for rl in range(rows):
+        row0 = 4 * t
+        lo = np.uint64(rl * wb)
+        if row0 + 4 <= oh_size:
+            src, sn, sc, sr = dy, n, co, row0
+        else:
+            for i in range(4):
+                dst = edge[0, 0, i]
+                if row0 + i < oh_size:
+                    for c in range(count):
+                        dst[c] = dy[n, co, row0 + i, np.uint64(c)]
+                else:
+                    for c in range(count):
+                        dst[c] = 0
+            src, sn, sc, sr = edge, 0, 0, 0
+        for c in range(count):
+            cu = np.uint64(c)
+            d0 = src[sn, sc, sr, cu]
+            d1 = src[sn, sc, sr + 1, cu]
+            d2 = src[sn, sc, sr + 2, cu]
+            d3 = src[sn, sc, sr + 3, cu]
+            s02 = d0 + d2
+            s13 = d1 + d3
+            e02 = d0 + four * d2
+            e13 = two * d1 + eight * d3
+            k = lo + cu
+            tv[0, k] = d0
+            tv[1, k] = s02 + s13
+            tv[2, k] = s02 - s13
+            tv[3, k] = e02 + e13
+            tv[4, k] = e02 - e13
+            tv[5, k] = d3
+        t += 1
+        if t == nth:
+            t = 0
+            n += 1
     # ... A^T across.
     cols = rows * (ntw + 1)
     p0, p1, p2, p3 = ph[0], ph[1], ph[2], ph[3]
     for a in range(6):
-        _split_by_tile_column(tv[a], p0, p1, p2, p3, cols)
+        ta = tv[a]
+        for f in range(cols):
+            p0[f] = ta[4 * f]
+            p1[f] = ta[4 * f + 1]
+            p2[f] = ta[4 * f + 2]
+            p3[f] = ta[4 * f + 3]
         z0 = z[6 * a, co, :cols]
         z1 = z[6 * a + 1, co, :cols]
         z2 = z[6 * a + 2, co, :cols]
@@ -372,56 +429,77 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     total_rows = n_batch * nth
     bands = (total_rows + band_rows - 1) // band_rows
     width = band_rows * (ntw + 1)
-    partial = np.zeros((slots, 36, c_out, c_in), dtype=dwt.dtype)
+    partial = np.empty((slots, 36, c_out, c_in), dtype=dwt.dtype)
     zero = np.int64(0)
     for slot in prange(slots):
         s = np.int64(slot)
-        v = np.zeros((36, c_in, width), dtype=dwt.dtype)
+        ps = partial[s]
+        for e in range(36):
+            pe = ps[e]
+            for co in range(c_out):
+                row = pe[co]
+                for ci in range(c_in):
+                    row[ci] = 0
+        # Not zeroed: the products read only the first ``cols`` columns of v
+        # and z, which every band writes.
+        v = np.empty((36, c_in, width), dtype=dwt.dtype)
         vt = np.empty((width, c_in), dtype=dwt.dtype)
-        z = np.zeros((36, c_out, width), dtype=dwt.dtype)
-        buf = np.empty((6, band_rows * wb), dtype=dwt.dtype)
-        tv = np.empty((6, band_rows * wb), dtype=dwt.dtype)
+        z = np.empty((36, c_out, width), dtype=dwt.dtype)
+        # Zeroed once: the columns of tv and tg outside x and dy are never written.
+        edge = np.zeros((1, 1, 6, max(x.shape[3], ow_size)), dtype=dwt.dtype)
+        tv = np.zeros((6, band_rows * wb), dtype=dwt.dtype)
+        tg = np.zeros((6, band_rows * wb), dtype=dwt.dtype)
         ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=dwt.dtype)
         for band in range(s * bands // slots, (s + 1) * bands // slots):
             r0 = band * band_rows
             rows = min(band_rows, total_rows - r0)
             cols = rows * (ntw + 1)
             for ci in range(c_in):
-                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, buf, tv, ph, v)
+                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v)
             for co in range(c_out):
-                _grad_band(dy, co, r0, rows, nth, ntw, buf, tv, ph, z)
+                _grad_band(dy, co, r0, rows, nth, ntw, edge, tg, ph, z)
             for e in range(36):
                 # M[e] += Z[e] @ V[e].T as rows of M times rows of V.T: the long
                 # contiguous loops run over input channels.
                 ve = v[e]
-                for ci in range(c_in):
-                    row = ve[ci]
-                    for f in range(cols):
-                        vt[f, ci] = row[f]
+                for f in range(cols):
+                    row = vt[f]
+                    for ci in range(c_in):
+                        row[ci] = ve[ci, f]
                 me = partial[s, e]
                 _gemm_rows(me, zero, c_out, z[e], zero, vt, cols, zero, c_in)
+    # Vectorised over input channels: the partial sums of one (e, co) are a
+    # contiguous row. Each element is summed over the slots in order, in float64,
+    # and transformed by the same expressions as one element at a time.
     for co in prange(c_out):
-        m = np.empty((6, 6))
-        t = np.empty((3, 6))
-        for ci in range(c_in):
-            for e in range(36):
-                acc = 0.0
-                for s in range(slots):
-                    acc += partial[s, e, co, ci]
-                m[e // 6, e % 6] = acc
-            # G^T m G: rows first (3 x 6), then columns.
-            for b in range(6):
-                m0, m1, m2, m3, m4, m5 = m[0, b], m[1, b], m[2, b], m[3, b], m[4, b], \
-                    m[5, b]
-                t[0, b] = m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24
-                t[1, b] = (m2 - m1) / 6 + (m3 - m4) / 12
-                t[2, b] = (m3 + m4) / 6 - (m1 + m2) / 6 + m5
-            for k in range(3):
-                m0, m1, m2, m3, m4, m5 = t[k, 0], t[k, 1], t[k, 2], t[k, 3], t[k, 4], \
-                    t[k, 5]
-                dwt[co, ci, k, 0] = m0 / 4 - (m1 + m2) / 6 + (m3 + m4) / 24
-                dwt[co, ci, k, 1] = (m2 - m1) / 6 + (m3 - m4) / 12
-                dwt[co, ci, k, 2] = (m3 + m4) / 6 - (m1 + m2) / 6 + m5
+        m = np.empty((36, c_in))
+        t = np.empty((18, c_in))
+        for e in range(36):
+            me = m[e]
+            for ci in range(c_in):
+                me[ci] = 0.0
+            for s in range(slots):
+                pe = partial[s, e, co]
+                for ci in range(c_in):
+                    me[ci] += pe[ci]
+        # G^T m G: rows first (3 x 6), then columns.
+        for b in range(6):
+            m0, m1, m2 = m[b], m[6 + b], m[12 + b]
+            m3, m4, m5 = m[18 + b], m[24 + b], m[30 + b]
+            t0, t1, t2 = t[b], t[6 + b], t[12 + b]
+            for ci in range(c_in):
+                t0[ci] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 + (m3[ci] + m4[ci]) / 24
+                t1[ci] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
+                t2[ci] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 + m5[ci]
+        for k in range(3):
+            m0, m1, m2 = t[6 * k], t[6 * k + 1], t[6 * k + 2]
+            m3, m4, m5 = t[6 * k + 3], t[6 * k + 4], t[6 * k + 5]
+            for ci in range(c_in):
+                dwt[co, ci, k, 0] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 \
+                    + (m3[ci] + m4[ci]) / 24
+                dwt[co, ci, k, 1] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
+                dwt[co, ci, k, 2] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 \
+                    + m5[ci]
 
 
 def winograd_weight_plan(n_batch, c_in, c_out, oh_size, ow_size):
