@@ -68,6 +68,19 @@ def _eval_stats(running_mean: np.ndarray, running_var: np.ndarray, eps: float):
     return running_mean.astype(np.float64), _invstd(running_var.astype(np.float64), eps)
 
 
+def _saved_stats(op: str, stats, n_chan: int):
+    """``(mean, invstd)`` as :func:`batch_norm` returned them: two float64 (C,)
+    host arrays."""
+    if not isinstance(stats, tuple) or len(stats) != 2 or not all(
+            isinstance(a, np.ndarray) and a.dtype == np.float64
+            and a.shape == (n_chan,) for a in stats):
+        raise ValueError(
+            f"{op}: stats must be the (mean, invstd) pair that batch_norm(..., "
+            f"return_stats=True) returned: two float64 arrays of shape ({n_chan},)."
+        )
+    return stats
+
+
 def _batch_stats(dev, x3: np.ndarray):
     """Per-channel mean and m2, as NumPy arrays (the (C,) statistics come back from
     the device, so the small float64 arithmetic on them stays NumPy's)."""
@@ -81,7 +94,8 @@ def _batch_stats(dev, x3: np.ndarray):
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
                running_var: np.ndarray | None, weight: np.ndarray | None = None,
                bias: np.ndarray | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
+               momentum: float = 0.1, eps: float = 1e-5, *,
+               return_stats: bool = False):
     """Batch normalisation over the batch (and spatial) axes of each channel.
 
     Parameters
@@ -102,9 +116,15 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         Weight of the batch statistics in the running update, in ``[0, 1]``.
     eps : float
         Positive number added to the variance before the square root.
+    return_stats : bool
+        Return ``(y, (mean, invstd))`` instead of ``y``: the float64 per-channel
+        statistics ``y`` was normalised with (the batch's when training), which
+        :func:`batch_norm_backward` takes as ``stats`` instead of recomputing them
+        (as torch's ``native_batch_norm`` returns ``save_mean`` and
+        ``save_invstd``).
 
     Shape: x (N, C) or (N, C, H, W); running_mean, running_var, weight, bias (C,)
-    -> y like x.
+    -> y like x (and mean, invstd (C,) float64 with ``return_stats``).
 
     Any axis may be empty, as in PyTorch: the result is then empty and the running
     statistics are left unchanged (training still refuses exactly 1 value per
@@ -115,6 +135,7 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
     training = v.boolean(op, "training", training)
     momentum = v.real_number(op, "momentum", momentum, low=0.0, high=1.0)
     eps = v.real_number(op, "eps", eps, low=0.0, low_open=True)
+    return_stats = v.boolean(op, "return_stats", return_stats)
     rm, rv = _check_running(op, x, running_mean, running_var, training)
     n_chan = x.shape[1]
     weight = _per_channel(op, x, "weight", weight, False)
@@ -127,7 +148,10 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
     if x.size == 0:
         # No values (or no channels): an empty result, and the running statistics
         # stay as they are, as in PyTorch (which refuses only 1 value per channel).
-        return dev.zeros(x.shape, x.dtype)
+        y = dev.zeros(x.shape, x.dtype)
+        if return_stats:
+            return y, (np.zeros(n_chan), np.zeros(n_chan))
+        return y
     k = dev.kernels("norm")
     x3 = _view3(x)
     if training:
@@ -159,6 +183,8 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         else:
             running_mean[...] = momentum * mean + (1.0 - momentum) * rm
             running_var[...] = momentum * unbiased + (1.0 - momentum) * rv
+    if return_stats:
+        return y, (mean, invstd)
     return y
 
 
@@ -176,7 +202,7 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
                         running_mean: np.ndarray | None,
                         running_var: np.ndarray | None,
                         weight: np.ndarray | None = None, training: bool = False,
-                        eps: float = 1e-5):
+                        eps: float = 1e-5, *, stats=None):
     """Gradients of :func:`batch_norm` with respect to x, weight and bias.
 
     Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``; dweight and
@@ -184,6 +210,9 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     weight were ones). With ``training=True`` the gradient goes through the batch
     statistics, recomputed from x, and the running statistics are not used (they
     may be None); with ``training=False`` the running statistics are constants.
+    ``stats``, the ``(mean, invstd)`` that ``batch_norm(..., return_stats=True)``
+    returned for this ``x``, are used instead of recomputing them (a pass over x
+    saved; the same result, bit for bit).
 
     Shape: dy, x (N, C) or (N, C, H, W); running_mean, running_var, weight (C,)
     -> dx like x, dweight (C,), dbias (C,); all zeros (or empty) where x is empty.
@@ -208,7 +237,9 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
                 dev.zeros(n_chan, x.dtype))
     k = dev.kernels("norm")
     x3 = _view3(x)
-    if training:
+    if stats is not None:
+        mean, invstd = _saved_stats(op, stats, n_chan)
+    elif training:
         count = _check_batch_size(op, x)
         mean, m2 = _batch_stats(dev, x3)
         invstd = _invstd(m2 / count, eps)

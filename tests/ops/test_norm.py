@@ -484,3 +484,45 @@ def test_rejects_non_arrays():
     with pytest.raises(TypeError, match=r"batch_norm: x must be a numpy.ndarray"):
         F.batch_norm(x.tolist(), rm, rv)
 
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5, 4, 2)])
+def test_saved_stats_give_the_same_gradients(shape, training, rng):
+    """return_stats gives what normalised y; backward with them skips the pass over
+    x and must agree with recomputing, bit for bit."""
+    x = rng.standard_normal(shape) * 3 + 1
+    dy = rng.standard_normal(shape)
+    c = shape[1]
+    weight, bias = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    y, stats = F.batch_norm(x, rm.copy(), rv.copy(), weight, bias, training=training,
+                            return_stats=True)
+    np.testing.assert_array_equal(
+        y, F.batch_norm(x, rm.copy(), rv.copy(), weight, bias, training=training))
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    mean = x.mean(axis=axes) if training else rm
+    var = x.var(axis=axes) if training else rv
+    np.testing.assert_allclose(stats[0], mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stats[1], 1 / np.sqrt(var + 1e-5), rtol=1e-12)
+    saved = F.batch_norm_backward(dy, x, rm, rv, weight, training=training,
+                                  stats=stats)
+    fresh = F.batch_norm_backward(dy, x, rm, rv, weight, training=training)
+    for a, b in zip(saved, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stats", [
+    "no", (np.zeros(3),), (np.zeros(3), np.zeros(4)),
+    (np.zeros(3, np.float32), np.zeros(3, np.float32)), [np.zeros(3), np.zeros(3)],
+])
+def test_backward_refuses_stats_that_are_not_batch_norms(stats, rng):
+    x = rng.standard_normal((4, 3))
+    with pytest.raises(ValueError, match="stats must be the"):
+        F.batch_norm_backward(x, x, None, None, training=True, stats=stats)
+
+
+def test_return_stats_must_be_a_bool(rng):
+    x = rng.standard_normal((4, 3))
+    with pytest.raises((TypeError, ValueError), match="return_stats"):
+        F.batch_norm(x, None, None, training=True, return_stats="yes")
