@@ -45,24 +45,34 @@ def uses_weight_gemm(c_out_g: int, k_size: int) -> bool:
 
 
 @cpu_helper
-def _im2row(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, count,
-            rows):
-    """``rows[j, k] = xp[n, ci0 + ci, oh*sh + kh*dh, ow*sw + kw*dw]`` for the
-    ``count`` output positions ``p = p0 + j`` (``oh, ow = divmod(p, OW)``) and
-    ``k = (ci * KH + kh) * KW + kw``: the transposed im2col patch."""
+def _tap_offsets(cin_g, kh_size, kw_size, dh, dw, hp, wp):
+    """``offset[k]``: where tap ``k = (ci * KH + kh) * KW + kw`` of output position
+    (0, 0) reads in one group's padded planes taken flat; position ``(oh, ow)``
+    reads at ``offset[k] + oh*sh*Wp + ow*sw``."""
+    offset = np.empty(cin_g * kh_size * kw_size, dtype=np.int64)
+    k = 0
+    for ci in range(cin_g):
+        for kh in range(kh_size):
+            for kw in range(kw_size):
+                offset[k] = (ci * hp + kh * dh) * wp + kw * dw
+                k += 1
+    return offset
+
+
+@cpu_helper
+def _im2row(planes, offset, sh, sw, wp, ow_size, p0, count, rows):
+    """``rows[j, k] = planes[offset[k] + oh*sh*Wp + ow*sw]`` for the ``count``
+    output positions ``p = p0 + j`` (``oh, ow = divmod(p, OW)``): the transposed
+    im2col patch, gathered from one group's padded planes taken flat
+    (``planes``) with the offsets of :func:`_tap_offsets`. One flat gather per
+    row, rather than a loop nest over channel, kernel row and column, is what
+    makes the copy fast (docs/PERFORMANCE.md)."""
     for j in range(count):
         oh = (p0 + j) // ow_size
-        ow = p0 + j - oh * ow_size
+        at = oh * sh * wp + (p0 + j - oh * ow_size) * sw
         row = rows[j]
-        k = 0
-        for ci in range(cin_g):
-            plane = xp[n, ci0 + ci]
-            for kh in range(kh_size):
-                src = plane[oh * sh + kh * dh]
-                c = ow * sw
-                for kw in range(kw_size):
-                    row[k] = src[c + kw * dw]
-                    k += 1
+        for k in range(offset.shape[0]):
+            row[k] = planes[offset[k] + at]
 
 
 @cpu_helper
@@ -97,6 +107,9 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
     slots = max(min(n_batch, WEIGHT_SLOTS), 1)
     partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
     zero = np.int64(0)
+    hp, wp = xp.shape[2], xp.shape[3]
+    offset = _tap_offsets(cin_g, kh_size, kw_size, dh, dw, hp, wp)
+    group_size = cin_g * hp * wp
     for slot in prange(slots):
         s = np.int64(slot)
         rows = np.empty((tile, k_size), dtype=dwt.dtype)
@@ -106,10 +119,10 @@ def conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups):
         for n in range(s * n_batch // slots, (s + 1) * n_batch // slots):
             for g in range(groups):
                 c0 = g * cout_g
+                planes = xp[n].reshape(-1)[g * group_size : (g + 1) * group_size]
                 for p0 in range(0, positions, tile):
                     width = min(tile, positions - p0)
-                    _im2row(xp, n, g * cin_g, cin_g, kh_size, kw_size, sh, sw, dh, dw,
-                            ow_size, p0, width, rows)
+                    _im2row(planes, offset, sh, sw, wp, ow_size, p0, width, rows)
                     # dy's tile as its own contiguous block: the product's coefficients.
                     for c in range(cout_g):
                         src = dyv[n, c0 + c, p0 : p0 + width]
