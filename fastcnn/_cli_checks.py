@@ -17,7 +17,7 @@ from ._safenpy import _npy_header
 #: Per-image shape of each dataset the CLI knows, so that a model and a dataset
 #: can be matched before the dataset is read (or downloaded).
 DATASET_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28),
-                  "fashion-mnist": (1, 28, 28)}
+                  "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 NUM_CLASSES = 10
 #: An accuracy below this many times chance (1 / classes) gets a warning.
 NEAR_CHANCE = 1.5

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")  # the offline default dataset (digits)
@@ -107,3 +108,22 @@ def test_the_package_ships_its_licence_and_type_marker():
     pyproject = (root.parent / "pyproject.toml").read_text()
     assert 'fastcnn = ["py.typed"]' in pyproject
     assert 'license-files = ["LICENSE"]' in pyproject
+
+
+def test_train_on_cifar10_from_a_folder_of_batch_files(tmp_path):
+    # A tiny stand-in with the official layout: the real archive is 170 MB.
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        records = rng.integers(0, 256, (6, 3073), dtype=np.uint8)
+        records[:, 0] = rng.integers(0, 10, 6)
+        (folder / name).write_bytes(records.tobytes())
+    result = run_cli("train", "--dataset", "cifar10", "--data-dir",
+                     str(tmp_path / "cifar"), "--offline", "--epochs", "1",
+                     "--batch-size", "8", "--quiet",
+                     env={"FASTCNN_DATA": "", "FASTCNN_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "training simple_cnn on cifar10: 30 images" in result.stdout
+    assert "test accuracy:" in result.stdout
