@@ -1,12 +1,11 @@
 """IDX parsing, dataset lookup, digits, normalisation, augmentation and batching.
 
-Real MNIST and Fashion-MNIST come from the shared data folder (FASTCNN_SHARED_DATA, or
+Real MNIST and Fashion-MNIST come from the shared data folder (FASTCNN_DATA, or
 ../shared/data next to the repository); the tests that need them skip without it.
 Malformed files are built here, small, so every failure mode runs in milliseconds.
 """
 
 import gzip
-import os
 import struct
 import sys
 import time
@@ -33,8 +32,9 @@ from fastcnn.datasets import (
 )
 from fastcnn.datasets import mnist as mnist_module
 
-_REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FASTCNN_SHARED_DATA") or _REPO.parent / "shared" / "data")
+from ..data_paths import DATA
+
+SHARED = DATA
 needs_shared = pytest.mark.skipif(
     not (SHARED / "mnist").is_dir(), reason=f"shared data not found at {SHARED}"
 )

@@ -21,8 +21,9 @@ from fastcnn.datasets import DownloadError, download_file, load_mnist
 from fastcnn.datasets import download as download_module
 from fastcnn.datasets import mnist as mnist_module
 
-_REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FASTCNN_SHARED_DATA") or _REPO.parent / "shared" / "data")
+from ..data_paths import DATA
+
+SHARED = DATA
 pytestmark = pytest.mark.skipif(
     not (SHARED / "mnist").is_dir(), reason=f"shared data not found at {SHARED}"
 )

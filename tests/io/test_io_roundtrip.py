@@ -9,15 +9,13 @@ through a file, and get the same logits from the other (max abs diff <= 1e-5 on
 - a BatchNorm model (running statistics, num_batches_tracked, Dense after Flatten)
   both ways.
 
-Skipped without torch or without the MNIST files ($FASTCNN_MNIST_DIR, or
+Skipped without torch or without the MNIST files ($FASTCNN_DATA/mnist, or
 ../shared/data/mnist next to the repository). Run with -s to see the differences.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +33,8 @@ from fastcnn.layers import (
     ReLU,
 )
 
+from ..data_paths import DATA
+
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 nn = torch.nn
@@ -49,15 +49,11 @@ STEPS = [50, pytest.param(300, marks=pytest.mark.slow)]
 
 @pytest.fixture(scope="module")
 def mnist():
-    candidates = [os.environ.get("FASTCNN_MNIST_DIR"),
-                  Path(__file__).resolve().parents[2] / ".." / "shared" / "data" /
-                  "mnist"]
-    for folder in filter(None, candidates):
-        try:
-            return datasets.load_mnist(path=folder, download=False, verbose=False)
-        except FileNotFoundError:
-            continue
-    pytest.skip("MNIST not found: set FASTCNN_MNIST_DIR to its IDX files' folder.")
+    try:
+        return datasets.load_mnist(path=DATA / "mnist", download=False, verbose=False)
+    except FileNotFoundError:
+        pytest.skip(f"MNIST not found in {DATA / 'mnist'}: set FASTCNN_DATA to the "
+                    f"folder holding mnist/.")
 
 
 def _batches(x, y, steps, seed):

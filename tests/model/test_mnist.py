@@ -1,12 +1,11 @@
 """The issue's acceptance run: LeNet-5 trained with ``fit`` on MNIST reaches >= 98.5%
 test accuracy within 3 epochs.
 
-The data are the original gzipped IDX files, found in ``$FASTCNN_MNIST_DIR`` or
+The data are the original gzipped IDX files, found in ``$FASTCNN_DATA/mnist`` or
 ``../shared/data/mnist`` next to the repository; the test skips when they are absent.
 """
 
 import gzip
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from fastcnn.model import Sequential
 from fastcnn.optimizers import Adam
 from fastcnn.schedules import OneCycle
 
+from ..data_paths import DATA
+
 FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -29,13 +30,8 @@ FILES = {
 
 
 def mnist_dir() -> Path | None:
-    candidates = [os.environ.get("FASTCNN_MNIST_DIR"),
-                  Path(__file__).resolve().parents[2] / ".." / "shared" / "data" /
-                  "mnist"]
-    for candidate in candidates:
-        if candidate and all((Path(candidate) / f).is_file() for f in FILES.values()):
-            return Path(candidate)
-    return None
+    folder = DATA / "mnist"
+    return folder if all((folder / f).is_file() for f in FILES.values()) else None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -63,8 +59,8 @@ def lenet5() -> Sequential:
 def test_lenet5_reaches_98_5_percent_in_3_epochs():
     root = mnist_dir()
     if root is None:
-        pytest.skip("MNIST not found: set FASTCNN_MNIST_DIR to the folder of the "
-                    "gzipped IDX files")
+        pytest.skip("MNIST not found: set FASTCNN_DATA to the folder holding mnist/ "
+                    "with the gzipped IDX files")
     data = {key: read_idx(root / name) for key, name in FILES.items()}
     assert data["x_train"].shape == (60000, 28, 28)
 

@@ -11,15 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastcnn._cli_checks import chance_warning, split_sizes
 
-_REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FASTCNN_SHARED_DATA") or _REPO.parent / "shared" / "data")
+from ..data_paths import DATA
+
+SHARED = DATA
 #: No dataset anywhere: a check that ran after loading would fail on the data first.
 NO_DATA = {"FASTCNN_DATA": ""}
 
