@@ -55,7 +55,8 @@ def _is_float_matrix(t) -> bool:
 
 
 def _block_codegen(context, builder, signature, args, indirect: bool,
-                   vectors: int = BLOCK_VECTORS, overwrite: bool = False):
+                   vectors: int = BLOCK_VECTORS, overwrite: bool = False,
+                   height: int = BLOCK_ROWS):
     """The body of :func:`_accumulate_block` (``indirect`` false) and
     :func:`_accumulate_block_rows` (true), and of their one-vector-wide forms:
     load the block's ``4 * vectors`` accumulators, add one fused multiply-add per
@@ -111,7 +112,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
         dst_col = src_col = index("j0")
         k0 = r0 = ir.Constant(cgutils.intp_t, 0)
     accumulators = []
-    for i in range(BLOCK_ROWS):
+    for i in range(height):
         for h in range(vectors):
             # Entry-block allocas: LLVM promotes them to registers.
             slot = cgutils.alloca_once(builder, vector)
@@ -139,7 +140,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
         xs = [builder.load(vector_pointer(rows, row, plus(col, h * lanes)),
                            align=itemsize) for h in range(vectors)]
         q = builder.add(k0, k)
-        for i in range(BLOCK_ROWS):
+        for i in range(height):
             scalar = builder.load(pointer(coefficients, plus(c0, i), q))
             splat = builder.shuffle_vector(
                 builder.insert_element(undefined, scalar, first), undefined,
@@ -148,7 +149,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
                 slot = accumulators[i * vectors + h]
                 builder.store(builder.call(fma, [splat, xs[h], builder.load(slot)]),
                               slot)
-    for i in range(BLOCK_ROWS):
+    for i in range(height):
         for h in range(vectors):
             builder.store(builder.load(accumulators[i * vectors + h]),
                           vector_pointer(out, plus(d0, i), plus(dst_col, h * lanes)),
@@ -178,7 +179,8 @@ def _rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_r
                       src_col)
 
 
-def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False):
+def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False,
+           height: int = BLOCK_ROWS):
     """What an intrinsic returns: ``(sig, codegen)``, or None where it does not
     type."""
     if sig is None:
@@ -186,7 +188,7 @@ def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False):
 
     def codegen(context, builder, signature, args):
         return _block_codegen(context, builder, signature, args, indirect=indirect,
-                              vectors=vectors, overwrite=overwrite)
+                              vectors=vectors, overwrite=overwrite, height=height)
 
     return sig, codegen
 
@@ -214,6 +216,21 @@ def _accumulate_block_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
     """
     return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
                                   off_of, n_rows, src_col), True, BLOCK_VECTORS)
+
+
+#: Output rows of the tall block (:func:`_accumulate_tall_rows`): eight where the
+#: vectors are zmm (16 accumulators of AVX-512's 32 registers; each source vector
+#: loaded serves eight rows instead of four), else four (AVX2 has 16 registers).
+TALL_ROWS = 8 if VECTOR_BYTES == 64 else BLOCK_ROWS
+
+
+@intrinsic
+def _accumulate_tall_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
+                          row_of, off_of, n_rows, src_col):
+    """:func:`_accumulate_block_rows` for :data:`TALL_ROWS` output rows."""
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, BLOCK_VECTORS,
+                  height=TALL_ROWS)
 
 
 @intrinsic
