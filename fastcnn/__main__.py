@@ -249,8 +249,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     """Class probabilities (softmax of the logits; ``--logits``: the logits) of
-    every image in a ``.npy`` file, written to another ``.npy`` file."""
+    every image in a ``.npy`` file, or of one PNG or JPEG image, written to a
+    ``.npy`` file."""
     checks.writable_file("--output", args.output)
+    image = checks.is_image_file(args.input)
+    if image:
+        checks.needs_pillow("--input", args.input)
     _set_device(args.device)
     model = _load_model_file(args.load)
     softmaxed = checks.ends_in_softmax(model)
@@ -260,8 +264,11 @@ def cmd_predict(args) -> int:
     if args.dataset:
         checks.model_matches_dataset(model, args.load, args.dataset,
                                      check_classes=False)
-    x = checks.load_npy("--input", args.input)
-    x = checks.as_batch("--input", args.input, x, model.input_shape)
+    if image:
+        x = checks.load_image("--input", args.input, model.input_shape)
+    else:
+        x = checks.load_npy("--input", args.input)
+        x = checks.as_batch("--input", args.input, x, model.input_shape)
     if args.dataset:
         from .datasets import channel_stats, normalize
 
@@ -292,6 +299,30 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A saved model written as ONNX (evaluation mode, dynamic batch axis)."""
+    checks.writable_file("--output", args.output)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CLIError("export needs the onnx package: pip install "
+                       "\"fastcnn[onnx]\"") from None
+    model = _load_model_file(args.load)
+    from .io import export_onnx
+
+    try:
+        export_onnx(model, args.output)
+    except (TypeError, ValueError) as error:
+        raise CLIError(f"--load {args.load}: {error}") from None
+    except OSError as error:
+        raise CLIError(f"--output {args.output}: cannot write it "
+                       f"({error.strerror or error})") from None
+    print(f"wrote {args.output}: ONNX, input (N, "
+          f"{', '.join(map(str, model.input_shape))}), output (N, "
+          f"{', '.join(map(str, model.output_shape))})")
+    return 0
+
+
 def cmd_summary(args) -> int:
     model = _build_model(args.model, args.input_shape, args.num_classes)
     model.summary()
@@ -309,7 +340,7 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog or _prog(),
                                 description="Train, evaluate, use and inspect CNNs.")
     sub = p.add_subparsers(dest="command",
-                           metavar="{train,evaluate,predict,summary}")
+                           metavar="{train,evaluate,predict,export,summary}")
 
     def data_options(q, dataset="digits", dataset_help=None):
         q.add_argument("--dataset", choices=DATASETS, default=dataset,
@@ -363,10 +394,12 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_evaluate)
 
     r = sub.add_parser("predict", help="write a saved model's class probabilities "
-                       "for the images in a .npy file")
+                       "for the images in a .npy file, or for one PNG/JPEG image")
     r.add_argument("--load", metavar="PATH", required=True, help="a saved model")
-    r.add_argument("--input", metavar="NPY", required=True,
-                   help="images: an array (N, *input_shape), or one image")
+    r.add_argument("--input", metavar="FILE", required=True,
+                   help="images: a .npy array (N, *input_shape) or one image; or a "
+                   ".png/.jpg/.jpeg of the model's size (needs Pillow), read as grey "
+                   "or RGB in [0, 1]")
     r.add_argument("--output", metavar="NPY", required=True,
                    help="where to write the (N, classes) array")
     r.add_argument("--logits", action="store_true",
@@ -376,6 +409,13 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                  "dataset's training-set mean and std, as train does (for raw "
                  "images in [0, 1]); without it the input is used as it is")
     r.set_defaults(run=cmd_predict)
+
+    x = sub.add_parser("export", help="write a saved model as ONNX, for deployment "
+                       "runtimes (needs fastcnn[onnx])")
+    x.add_argument("--load", metavar="PATH", required=True, help="a saved model")
+    x.add_argument("--output", metavar="ONNX", required=True,
+                   help="where to write the .onnx file")
+    x.set_defaults(run=cmd_export)
 
     s = sub.add_parser("summary", help="print a model's layer table")
     s.add_argument("--model", choices=("lenet5", "simple_cnn"), default="lenet5")

@@ -167,6 +167,54 @@ def load_npy(option: str, path: str) -> np.ndarray:
         raise CLIError(f"{option} {path}: {error}") from None
 
 
+#: File name endings read as images (through Pillow) rather than as ``.npy``.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def needs_pillow(option: str, path: str) -> None:
+    """Refuse an image file up front when Pillow is not installed."""
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        raise CLIError(f"{option} {path}: reading PNG or JPEG images needs Pillow "
+                       f"(pip install pillow); or pass a .npy array") from None
+
+
+def load_image(option: str, path: str, input_shape) -> np.ndarray:
+    """One PNG or JPEG image as a float32 array of ``input_shape`` (C, H, W) in
+    [0, 1]: grey for one channel, RGB for three (alpha dropped). An image of
+    another size is refused, not resized: a silent resize would change what the
+    model sees."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = (tuple(input_shape) + (None, None, None))[:3]
+    if channels not in (1, 3) or len(tuple(input_shape)) != 3:
+        raise CLIError(f"{option} {path}: the model takes inputs of shape "
+                       f"{tuple(input_shape)}; images are read only for (1, H, W) "
+                       f"or (3, H, W) models")
+    try:
+        with Image.open(path) as image:
+            if image.size != (width, height):
+                raise CLIError(
+                    f"{option} {path}: the image is {image.size[0]}x{image.size[1]} "
+                    f"(width x height) but the model takes {width}x{height}; resize "
+                    f"it first")
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except OSError as error:
+        if isinstance(error, FileNotFoundError | PermissionError):
+            raise CLIError(f"{option} {path}: cannot read it "
+                           f"({error.strerror or error})") from None
+        raise CLIError(f"{option} {path}: not a readable image ({error})") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise CLIError(f"{option} {path}: not a readable image ({error})") from None
+    pixels = pixels.reshape(height, width, -1).transpose(2, 0, 1)
+    return (pixels.astype(np.float32) / 255)[None]
+
+
 def as_batch(option: str, path: str, x: np.ndarray, input_shape) -> np.ndarray:
     """``x`` as a batch for a model taking ``input_shape``: a batch
     ``(N, *input_shape)`` as it is, one image ``input_shape`` with a batch axis

@@ -6,6 +6,8 @@
 - :func:`save_weights` writes ``.safetensors`` or ``.npz`` with
   ``torch.nn.Sequential``'s keys, which ``torch.nn.Sequential.load_state_dict``
   accepts as they are;
+- :func:`export_onnx` writes a whole model (graph and weights) as ONNX, for
+  deployment runtimes (the optional ``onnx`` package);
 - :func:`strip_prefix` and :func:`renumber_like` map keys of torch models that wrap
   their Sequential or order parameter-free layers differently.
 
@@ -28,11 +30,24 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "SLACK",
     "UnsafePickleError",
+    "export_onnx",
     "load_weights",
     "renumber_like",
     "save_weights",
     "strip_prefix",
 ]
+
+def export_onnx(model, path, *, opset: int | None = None) -> None:
+    """Write a built model to ``path`` as ONNX, in evaluation mode: see
+    :func:`fastcnn.io.onnx_export.export_onnx` (imported on call).
+
+    Shape: the file maps ``(N, *model.input_shape)`` to ``(N, *model.output_shape)``.
+    """
+    from . import onnx_export
+
+    opset = onnx_export.OPSET if opset is None else opset
+    onnx_export.export_onnx(model, path, opset=opset)
+
 
 _SUFFIXES = {".npz": "npz", ".safetensors": "safetensors", ".pth": "pth",
              ".pt": "pth", ".bin": "pth", ".ckpt": "pth"}

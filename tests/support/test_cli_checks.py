@@ -346,3 +346,49 @@ def test_a_folder_of_the_other_dataset_is_named_not_downloaded_over(
     assert f"{folder} (path; holds Fashion-MNIST instead)" in err
     assert not (tmp_path / "cache" / "mnist").exists() or not any(
         (tmp_path / "cache" / "mnist").iterdir())
+
+
+def test_predict_reads_a_png_or_jpeg_of_the_models_size(tmp_path, model_file):
+    Image = pytest.importorskip("PIL.Image")
+    path, model = model_file  # takes (1, 8, 8)
+    pixels = np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "digit.png")
+    # An RGB file is converted to grey as Pillow's "L" does.
+    Image.fromarray(np.stack([pixels] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    expected = _softmax(model.predict((pixels / np.float32(255))[None, None]
+                                      .astype(np.float32)))
+    for name in ("digit.png", "rgb.png"):
+        result = run_cli("predict", "--load", str(path), "--input",
+                         str(tmp_path / name), "--output", str(tmp_path / "y.npy"))
+        assert result.returncode == 0, result.stderr
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5,
+                                   atol=1e-6)
+    Image.fromarray(pixels).save(tmp_path / "digit.jpg", quality=95)
+    result = run_cli("predict", "--load", str(path), "--input",
+                     str(tmp_path / "digit.jpg"), "--output", str(tmp_path / "y.npy"))
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "y.npy").shape == (1, 10)
+
+
+def test_predict_refuses_images_it_cannot_use(tmp_path, model_file):
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "tall.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png at all")
+    for name, fragment in (("tall.png", "the image is 8x9 (width x height) but the "
+                                        "model takes 8x8; resize it first"),
+                           ("junk.png", "not a readable image"),
+                           ("absent.jpeg", "cannot read it")):
+        result = run_cli("predict", "--load", str(model_file[0]), "--input",
+                         str(tmp_path / name), "--output", str(tmp_path / "y.npy"))
+        assert_clean_error(result, f"--input {tmp_path / name}: {fragment}")
+        assert not (tmp_path / "y.npy").exists()
+
+
+def test_predict_image_without_pillow_fails_before_reading_the_model(tmp_path):
+    # A sitecustomize that hides PIL, as on a machine without Pillow.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['PIL'] = None\n")
+    result = run_cli("predict", "--load", str(tmp_path / "absent.fcnn"), "--input",
+                     str(tmp_path / "x.png"), "--output", str(tmp_path / "y.npy"),
+                     env={"PYTHONPATH": str(tmp_path)})
+    assert_clean_error(result, "needs Pillow (pip install pillow)")
