@@ -300,26 +300,39 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """A saved model written as ONNX (evaluation mode, dynamic batch axis)."""
+    """A saved model written as ONNX (the whole network, evaluation mode, dynamic
+    batch axis) or its weights as ``.safetensors`` / ``.npz`` (torch's keys)."""
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in (".onnx", ".safetensors", ".npz"):
+        raise CLIError(f"--output {args.output}: give a path ending in .onnx (the "
+                       f"whole model), .safetensors or .npz (its weights)")
     checks.writable_file("--output", args.output)
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise CLIError("export needs the onnx package: pip install "
-                       "\"fastcnn[onnx]\"") from None
+    needs = {".onnx": ("onnx", "fastcnn[onnx]"),
+             ".safetensors": ("safetensors", "fastcnn[safetensors]")}.get(suffix)
+    if needs is not None:
+        try:
+            __import__(needs[0])
+        except ImportError:
+            raise CLIError(f"--output {args.output}: writing {suffix} needs the "
+                           f"{needs[0]} package: pip install \"{needs[1]}\"") from None
     model = _load_model_file(args.load)
-    from .io import export_onnx
+    from .io import export_onnx, save_weights
 
     try:
-        export_onnx(model, args.output)
+        if suffix == ".onnx":
+            export_onnx(model, args.output)
+        else:
+            save_weights(args.output, model)
     except (TypeError, ValueError) as error:
         raise CLIError(f"--load {args.load}: {error}") from None
     except OSError as error:
         raise CLIError(f"--output {args.output}: cannot write it "
                        f"({error.strerror or error})") from None
-    print(f"wrote {args.output}: ONNX, input (N, "
-          f"{', '.join(map(str, model.input_shape))}), output (N, "
-          f"{', '.join(map(str, model.output_shape))})")
+    shape = ", ".join(map(str, model.input_shape))
+    what = (f"ONNX, input (N, {shape}), output (N, "
+            f"{', '.join(map(str, model.output_shape))})" if suffix == ".onnx"
+            else f"the weights with torch.nn.Sequential's keys ({suffix[1:]})")
+    print(f"wrote {args.output}: {what}")
     return 0
 
 
@@ -410,11 +423,13 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                  "images in [0, 1]); without it the input is used as it is")
     r.set_defaults(run=cmd_predict)
 
-    x = sub.add_parser("export", help="write a saved model as ONNX, for deployment "
-                       "runtimes (needs fastcnn[onnx])")
+    x = sub.add_parser("export", help="write a saved model as ONNX (needs "
+                       "fastcnn[onnx]) or its weights as .safetensors / .npz")
     x.add_argument("--load", metavar="PATH", required=True, help="a saved model")
-    x.add_argument("--output", metavar="ONNX", required=True,
-                   help="where to write the .onnx file")
+    x.add_argument("--output", metavar="FILE", required=True,
+                   help="a path ending in .onnx (the whole model, for deployment "
+                   "runtimes), .safetensors or .npz (the weights, with "
+                   "torch.nn.Sequential's keys)")
     x.set_defaults(run=cmd_export)
 
     s = sub.add_parser("summary", help="print a model's layer table")

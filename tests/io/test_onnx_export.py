@@ -198,3 +198,28 @@ def test_cli_export_writes_a_file_onnxruntime_runs(tmp_path):
          "absent.fcnn"), "--output", str(tmp_path / "x.onnx")],
         capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_cli_export_weights_and_refusals(tmp_path):
+    import subprocess
+    import sys
+
+    from fastcnn.io import load_weights
+
+    model = models.lenet5()
+    model.save(tmp_path / "lenet.fcnn")
+
+    def cli(out):
+        return subprocess.run(
+            [sys.executable, "-m", "fastcnn", "export", "--load",
+             str(tmp_path / "lenet.fcnn"), "--output", str(tmp_path / out)],
+            capture_output=True, text=True, timeout=300)
+
+    result = cli("w.npz")
+    assert result.returncode == 0, result.stderr
+    weights = load_weights(tmp_path / "w.npz")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(weights[key], value)
+    bad = cli("model.h5")
+    assert bad.returncode == 2 and "ending in .onnx" in bad.stderr
+    assert "Traceback" not in bad.stderr
