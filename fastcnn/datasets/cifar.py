@@ -19,14 +19,12 @@ write anywhere.
 from __future__ import annotations
 
 import os
-import sys
 import tarfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._config import settings
-from . import download as _download
+from ._lookup import cache_folder, cached_file, search_roots
 
 #: Base URLs tried in order for the archive (the dataset author's site).
 CIFAR10_MIRRORS: tuple[str, ...] = ("https://www.cs.toronto.edu/~kriz/",)
@@ -153,48 +151,18 @@ def _search(root: str, archive: Archive, looked: list[str], label: str):
     return None
 
 
-def _from_cache(archive: Archive, folder: str, download: bool, mirrors,
-                verbose: bool) -> str | None:
-    """The verified cached archive, downloading it when missing and allowed."""
-    full = os.path.join(folder, archive.filename)
-    if os.path.isfile(full):
-        got = _download.sha256_of(full)
-        if got == archive.sha256:
-            return full
-        if not download:
-            raise ValueError(
-                f"{full}: cached CIFAR-10 archive is corrupt (sha256 {got}, "
-                f"expected {archive.sha256}). Delete it, or call with "
-                f"download=True to replace it."
-            )
-        if verbose:
-            print(f"fastcnn: replacing corrupt cached file {full}", file=sys.stderr)
-        os.remove(full)
-    if not download:
-        return None
-    return _download.download_file(archive.filename, archive.sha256, mirrors, folder,
-                                   size=archive.size, verbose=verbose)
-
-
 def _locate(path, download: bool, cache_dir, mirrors, verbose: bool):
     archive = CIFAR10_ARCHIVE  # a module global, read now: tests may patch it
     looked: list[str] = []
-    roots = []
-    if path is not None:
-        roots.append(("path", os.path.expanduser(os.fspath(path))))
-    if settings.data_dir:
-        roots.append(("FASTCNN_DATA", os.path.expanduser(settings.data_dir)))
-    for label, root in roots:
+    for label, root in search_roots(path):
         files = _search(root, archive, looked, label)
         if files is not None:
             return files
-    cache_root = os.path.expanduser(
-        os.fspath(cache_dir) if cache_dir is not None else settings.cache_dir
-    )
-    folder = os.path.join(cache_root, _SUBDIR)
+    folder = cache_folder(cache_dir, _SUBDIR)
     if mirrors is None:
         mirrors = CIFAR10_MIRRORS
-    found = _from_cache(archive, folder, download, mirrors, verbose)
+    found = cached_file(archive.filename, archive.sha256, archive.size, folder,
+                        download, mirrors, verbose, "CIFAR-10 archive")
     if found is not None:
         return _read_archive(found)
     looked.append(f"{folder} (cache)")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._config import settings
 from . import download as _download
+from ._lookup import cache_folder, cached_file, search_roots
 from .idx import read_idx_images, read_idx_labels
 
 #: Base URLs tried in order for MNIST (LeCun's own site does not serve the files).
@@ -127,49 +127,22 @@ def _from_cache(spec: _Spec, folder: str, download: bool, mirrors,
     """The verified cached files, downloading missing ones when allowed."""
     paths = []
     for gz_name, sha, size in zip(FILES, spec.sha256, spec.sizes, strict=True):
-        full = os.path.join(folder, gz_name)
-        if os.path.isfile(full):
-            # Re-verify: a cache written by something else, or damaged on disk,
-            # must not be trusted just because the name is right.
-            got = _download.sha256_of(full)
-            if got == sha:
-                paths.append(full)
-                continue
-            if not download:
-                raise ValueError(
-                    f"{full}: cached {spec.name} file is corrupt (sha256 {got}, "
-                    f"expected {sha}). Delete it, or call with download=True to "
-                    f"replace it."
-                )
-            if verbose:
-                print(f"fastcnn: replacing corrupt cached file {full}",
-                      file=sys.stderr)
-            os.remove(full)
-        if not download:
+        found = cached_file(gz_name, sha, size, folder, download, mirrors, verbose,
+                            f"{spec.name} file")
+        if found is None:
             return None
-        paths.append(_download.download_file(
-            gz_name, sha, mirrors, folder, size=size, verbose=verbose
-        ))
+        paths.append(found)
     return paths
 
 
 def _locate(spec: _Spec, path, download: bool, cache_dir, mirrors,
             verbose: bool) -> list[str]:
     looked: list[str] = []
-    roots = []
-    if path is not None:
-        roots.append(("path", os.path.expanduser(os.fspath(path))))
-    if settings.data_dir:
-        roots.append(("FASTCNN_DATA", os.path.expanduser(settings.data_dir)))
-    for label, root in roots:
+    for label, root in search_roots(path):
         files = _search_folder(spec, root, looked, label)
         if files is not None:
             return files
-
-    cache_root = os.path.expanduser(
-        os.fspath(cache_dir) if cache_dir is not None else settings.cache_dir
-    )
-    folder = os.path.join(cache_root, spec.subdir)
+    folder = cache_folder(cache_dir, spec.subdir)
     if mirrors is None:
         mirrors = getattr(sys.modules[__name__], spec.mirrors_attr)
     files = _from_cache(spec, folder, download, mirrors, verbose)

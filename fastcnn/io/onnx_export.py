@@ -61,7 +61,6 @@ class _Graph:
 def _activation(g: _Graph, layer, x: str, hint: str) -> str:
     """The nodes of an activation layer applied to ``x``; returns the output."""
     kind = type(layer).__name__
-    one = lambda: g.constant(f"{hint}.one", 1.0)  # noqa: E731
     if kind == "ReLU":
         return g.node("Relu", [x], hint)
     if kind == "LeakyReLU":
@@ -101,7 +100,7 @@ def _activation(g: _Graph, layer, x: str, hint: str) -> str:
         else:  # 0.5 x (1 + erf(x / sqrt(2)))
             gate = g.node("Erf", [g.node("Div", [x, g.constant(
                 f"{hint}.root2", math.sqrt(2.0))], f"{hint}.div")], f"{hint}.erf")
-        plus = g.node("Add", [gate, one()], f"{hint}.plus")
+        plus = g.node("Add", [gate, g.constant(f"{hint}.one", 1.0)], f"{hint}.plus")
         return g.node("Mul", [g.node("Mul", [x, half], f"{hint}.hx"), plus], hint)
     if kind == "Softmax":
         return g.node("Softmax", [x], hint, axis=int(layer._axis))

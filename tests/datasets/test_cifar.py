@@ -3,16 +3,14 @@
 
 The archives have the official layout (``cifar-10-batches-bin/`` with five
 training batches and a test batch of 3073-byte records) but a few records each;
-``CIFAR10_ARCHIVE`` is patched to their sha256 and size. The server listens on
-127.0.0.1 only and is shut down, closed and joined in the fixture's finaliser.
+``CIFAR10_ARCHIVE`` is patched to their sha256 and size. The server is
+``loopback.py``'s.
 """
 
 import hashlib
 import io
 import os
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -20,7 +18,8 @@ import pytest
 from fastcnn._config import settings
 from fastcnn.datasets import CIFAR10_CLASSES, DownloadError, load_cifar10
 from fastcnn.datasets import cifar as cifar_module
-from fastcnn.datasets import download as download_module
+
+from .loopback import isolate, serving
 
 RECORD = 3073
 TRAIN_SIZES = (3, 4, 2, 5, 3)
@@ -71,53 +70,10 @@ def _use_archive(monkeypatch, data: bytes) -> None:
         "cifar-10-binary.tar.gz", hashlib.sha256(data).hexdigest(), len(data)))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
-
-    def log_message(self, format, *args):
-        pass
-
-    def do_GET(self):
-        self.server.hits.append(self.path)
-        mode, _, name = self.path.lstrip("/").partition("/")
-        body = self.server.files.get(name)
-        if mode == "error":
-            self.send_error(500, "boom")
-            return
-        if body is None:
-            self.send_error(404)
-            return
-        body = bytearray(body)
-        if mode == "corrupt":
-            body[len(body) // 2] ^= 0xFF
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.hits: list[str] = []
-        self.files: dict[str, bytes] = {}
-
-    def url(self, mode: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/"
-
-
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
     """No FASTCNN_DATA, a private default cache, short retry waits."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setattr(download_module, "BACKOFF_S", 0.01)
-    monkeypatch.setattr(download_module, "TIMEOUT_S", 10.0)
-    monkeypatch.setattr(settings, "data_dir", None)
-    monkeypatch.setattr(settings, "cache_dir", str(tmp_path / "default-cache"))
+    isolate(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -125,15 +81,10 @@ def server(isolated, monkeypatch):
     batches = _make_batches()
     data = _archive_bytes(batches)
     _use_archive(monkeypatch, data)
-    srv = _Server()
-    srv.files["cifar-10-binary.tar.gz"] = data
-    srv.batches = batches
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    files = {"cifar-10-binary.tar.gz": data}
+    with serving(files.get) as srv:
+        srv.batches = batches
+        yield srv
 
 
 def _check(loaded, batches, dtype=np.float32):

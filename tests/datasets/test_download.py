@@ -1,27 +1,22 @@
-"""The real download code against a loopback HTTP server serving the shared data.
-
-The server listens on 127.0.0.1 only, on a port the OS picks; its routes choose the
-behaviour: ``/ok/`` serves the files, ``/corrupt/`` flips one byte, ``/long/`` sends
-extra bytes, ``/error/`` answers 500, ``/missing/`` answers 404 and ``/slow/`` never
-answers. Every request is bounded by a timeout and the server is shut down, closed
-and its threads joined in the fixture's finaliser.
+"""The real download code against a loopback HTTP server serving the shared data
+(``loopback.py``: its routes choose the behaviour, ``/ok/``, ``/corrupt/``,
+``/long/``, ``/error/``, ``/missing/``, ``/slow/``). Every request is bounded by a
+timeout and the server is stopped and joined when the test ends.
 """
 
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastcnn._config import settings
 from fastcnn.datasets import DownloadError, download_file, load_mnist
 from fastcnn.datasets import download as download_module
 from fastcnn.datasets import mnist as mnist_module
 
 from ..data_paths import DATA
+from .loopback import isolate, serving
 
 SHARED = DATA
 pytestmark = pytest.mark.skipif(
@@ -34,71 +29,19 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 LABELS = "t10k-labels-idx1-ubyte.gz"  # the smallest file, for the per-file cases
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
-
-    def log_message(self, format, *args):  # keep the test output clean
-        pass
-
-    def do_GET(self):
-        self.server.hits.append(self.path)
-        mode, _, rest = self.path.lstrip("/").partition("/")
-        if mode == "error":
-            self.send_error(500, "boom")
-            return
-        if mode == "slow":
-            # Hold the connection without answering until the test ends.
-            self.server.stopping.wait(10)
-            return
-        file = (SHARED / rest).resolve()
-        if mode == "missing" or SHARED.resolve() not in file.parents or \
-                not file.is_file():
-            self.send_error(404)
-            return
-        body = bytearray(file.read_bytes())
-        if mode == "corrupt":
-            body[len(body) // 2] ^= 0xFF
-        elif mode == "long":
-            body += b"\0" * 1000
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    # Join handler threads on server_close(), so none outlives the test.
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.hits: list[str] = []
-        self.stopping = threading.Event()
-
-    def url(self, mode: str, dataset: str = "mnist") -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/{dataset}/"
+def _shared_file(rest: str) -> bytes | None:
+    """A file under the shared data folder, or None (outside it, or absent)."""
+    file = (SHARED / rest).resolve()
+    if SHARED.resolve() not in file.parents or not file.is_file():
+        return None
+    return file.read_bytes()
 
 
 @pytest.fixture
 def server(monkeypatch, tmp_path):
-    # No proxy for loopback, whatever the environment says; short waits between
-    # retries; no FASTCNN_DATA and a private cache.
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setattr(download_module, "BACKOFF_S", 0.01)
-    monkeypatch.setattr(download_module, "TIMEOUT_S", 10.0)
-    monkeypatch.setattr(settings, "data_dir", None)
-    monkeypatch.setattr(settings, "cache_dir", str(tmp_path / "default-cache"))
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv
-    srv.stopping.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    isolate(monkeypatch, tmp_path)
+    with serving(_shared_file, folder="mnist") as srv:
+        yield srv
 
 
 def _listing(folder: Path) -> list[str]:

@@ -59,7 +59,8 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
                    height: int = BLOCK_ROWS):
     """The body of :func:`_accumulate_block` (``indirect`` false) and
     :func:`_accumulate_block_rows` (true), and of their one-vector-wide forms:
-    load the block's ``4 * vectors`` accumulators, add one fused multiply-add per
+    load the block's ``height * vectors`` accumulators (``height`` output rows,
+    four but for the tall block), add one fused multiply-add per
     source row to each, store them. With ``overwrite`` the accumulators start at
     +0.0 instead of the block's values (:func:`_store_block`): the same bits as
     adding into a block of zeros, without the zeroing pass and the load."""

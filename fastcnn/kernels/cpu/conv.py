@@ -286,11 +286,9 @@ def _accumulate_tall_first(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of
                            off_of, n_rows, start, count):
     """:func:`_accumulate` with the output rows taken :data:`TALL_ROWS` at a time
     first (:func:`_accumulate_tall`), the rest as there: the same bits. Used by the
-    input gradient's one-image tiles, where it measured 1.18-1.37x on
-    (64,3,32,32)->32 3x3 and 1.06-1.12x on (32,64,56,56)->128 3x3 s2 (2 threads,
-    one process, interleaved); on the forwards it moved them by 0.93-1.05x, no
-    more than the same comparison moved an unchanged kernel, so they keep
-    :func:`_accumulate`."""
+    input gradient's one-image tiles, where it measured faster; the forwards keep
+    :func:`_accumulate`, as it gained nothing measurable there
+    (docs/PERFORMANCE.md)."""
     d = d0
     while TALL_ROWS > 4 and d + TALL_ROWS <= d1:
         _accumulate_tall(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
