@@ -45,7 +45,7 @@ def run_loss(entry: dict, dtype: np.dtype, batch_size: int, output_shape) -> Non
 
     loss_fn = losses.from_config(entry)
     out = np.zeros((batch_size, *output_shape), dtype=dtype)
-    target = loss_fn.prepare_target(np.zeros(batch_size, dtype=np.int64)
+    target = loss_fn.prepare_target(np.zeros((batch_size, *out.shape[2:]), np.int64)
                                     if isinstance(loss_fn, losses.CrossEntropy)
                                     else np.zeros_like(out), out)
     loss_fn.forward(out, target)

@@ -9,19 +9,23 @@ Per-sample weights ``s`` (``fit(sample_weight=...)``, or the third element of a
 streamed batch) make J the weighted mean ``sum_i s_i L_i / sum_i s_i``, Keras's
 ``"mean_with_sample_weight"`` reduction (Keras's default divides by the batch size
 instead); with class weights ``w`` as well, cross-entropy divides by
-``sum_i s_i w[y_i]``, which is PyTorch's weighted mean when every ``s_i`` is 1.
+``sum_i s_i w[y_i]``, which is PyTorch's weighted mean when every ``s_i`` is 1
+(with per-position labels, ``L_i`` and ``w[y_i]`` are sums over sample i's kept
+positions: see :class:`CrossEntropy`).
 A batch whose weights are all 0 gives NaN (0 / 0), as PyTorch does for class
 weights.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 from . import _registry, backend
 from . import functional as F
+from ._checks import is_int
 
 
 class Loss:
@@ -52,6 +56,16 @@ class Loss:
     def prepare_target(self, target: np.ndarray, output: np.ndarray) -> np.ndarray:
         """The target as the functional loss wants it (dtype and shape)."""
         return target
+
+    def batch_weight(self, output, target, class_weight=None,
+                     sample_weight=None) -> float:
+        """What ``forward`` divides this batch's (weighted) sum by, up to a factor
+        shared by every batch of one output shape: the number of samples, or the
+        sum of their weights. Data-parallel training weighs each rank's J by it,
+        so that the ranks together give the mean of the whole batch."""
+        if sample_weight is None:
+            return float(output.shape[0])
+        return float(np.sum(sample_weight, dtype=np.float64))
 
     def get_config(self) -> dict:
         return {}
@@ -100,25 +114,39 @@ def _float_target(name: str, target: np.ndarray, output: np.ndarray) -> np.ndarr
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy from logits with integer labels.
+    """Softmax cross-entropy from logits, with class-index or probability targets,
+    as ``torch.nn.CrossEntropyLoss``.
 
-    ``J = (1/m) sum_i L_i`` with ``L_i = -log softmax(z_i)[y_i]`` (with label
-    smoothing ``eps``, the target is ``(1 - eps) * onehot + eps / C``). With class
-    weights ``w`` it is PyTorch's weighted mean ``sum_i w[y_i] L_i / sum_i w[y_i]``.
+    Targets are class indices: ``(N,)`` for ``(N, C)`` logits, or one per position,
+    ``(N, d1, ...)``, for ``(N, C, d1, ...)`` logits (per-pixel labels of a
+    segmentation model); a position labelled ``ignore_index`` counts for nothing.
+    Or class probabilities of the output's shape (one-hot, soft or mixup targets;
+    integer or bool one-hot arrays are cast to the output's dtype).
+
+    ``J`` is PyTorch's mean: with indices, ``sum L / sum w[y]`` over the kept
+    positions (their count without class weights ``w``); with probabilities, ``sum
+    L / (N * d1 * ...)``. Per-position losses ``L`` with label smoothing ``eps``
+    use the target ``(1 - eps) * target + eps / C``. With per-sample weights ``s``
+    both sums weigh sample i by ``s_i``.
 
     Parameters
     ----------
     label_smoothing : float
         In ``[0, 1]``.
+    ignore_index : int
+        The class index that marks a position to ignore (default -100, as in
+        PyTorch; 255 is common for segmentation masks). Must stay negative with
+        probability targets, as PyTorch requires.
 
-    Shape: output (N, C) logits, target (N,) integer labels -> float.
+    Shape: output (N, C, d1, ...) logits, target (N, d1, ...) integer labels or
+    (N, C, d1, ...) probabilities -> float.
     """
 
     name = "cross_entropy"
     supports_class_weight = True
     supports_sample_weight = True
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, ignore_index: int = -100):
         if not isinstance(label_smoothing, numbers.Real) or isinstance(
             label_smoothing, bool
         ):
@@ -131,48 +159,76 @@ class CrossEntropy(Loss):
                 f"CrossEntropy: label_smoothing must lie in [0, 1], got "
                 f"{label_smoothing!r}."
             )
+        if not is_int(ignore_index):
+            raise TypeError(
+                f"CrossEntropy: ignore_index must be an int, got {ignore_index!r}."
+            )
+        if not -(2**63) <= int(ignore_index) < 2**63:
+            raise ValueError(
+                f"CrossEntropy: ignore_index must fit in int64, got {ignore_index!r}."
+            )
         self.label_smoothing = float(label_smoothing)
+        self.ignore_index = int(ignore_index)
 
     def prepare_target(self, target, output):
         target = np.asarray(target)
-        if target.ndim == 2 and target.shape == output.shape:
-            raise ValueError(
-                f"cross_entropy: y has shape {target.shape}, one row per sample like "
-                f"the model's output: one-hot or probability targets. fastcnn's "
-                f"cross_entropy takes class indices, shape ({target.shape[0]},): did "
-                f"you mean y.argmax(1)?")
+        if target.shape == tuple(output.shape) and target.dtype.kind in "biuf":
+            # Probabilities (one per class, as the output): in the output's dtype,
+            # so that a one-hot or float64 y serves a float32 model.
+            return target.astype(output.dtype, copy=False)
         return target
 
-    def _denominator(self, target, class_weight, sample_weight) -> float:
-        if class_weight is None:
-            return float(np.sum(sample_weight, dtype=np.float64))
-        picked = backend.to_host(class_weight)[np.asarray(target)]
-        return float(np.dot(sample_weight.astype(np.float64),
-                            picked.astype(np.float64)))
+    def _kwargs(self, class_weight):
+        return {"weight": class_weight, "label_smoothing": self.label_smoothing,
+                "ignore_index": self.ignore_index}
+
+    def batch_weight(self, output, target, class_weight=None, sample_weight=None):
+        """``sum_i s_i D_i``: ``D_i`` is sample i's part of PyTorch's mean's
+        denominator (its kept positions' class weights, or its positions for
+        probabilities)."""
+        n = output.shape[0]
+        target = np.asarray(target)
+        if target.shape == tuple(output.shape):  # probabilities
+            positions = math.prod(output.shape[2:]) if output.shape[1] else 0
+            shares = np.full(n, positions, dtype=np.float64)
+        else:
+            labels = target.reshape(n, -1)
+            kept = labels != self.ignore_index
+            weights = (np.ones(output.shape[1]) if class_weight is None
+                       else backend.to_host(class_weight).astype(np.float64))
+            picked = np.zeros(labels.shape)
+            picked[kept] = weights[labels[kept]]
+            shares = picked.sum(axis=1)
+        if sample_weight is None:
+            return float(np.sum(shares))
+        return float(np.dot(sample_weight.astype(np.float64), shares))
 
     def forward(self, output, target, class_weight=None, sample_weight=None):
         if sample_weight is None:
-            return float(F.cross_entropy(output, target, weight=class_weight,
-                                         label_smoothing=self.label_smoothing))
-        # Per-sample losses (already times w[y_i]), weighted on the host.
-        losses = F.cross_entropy(output, target, weight=class_weight,
-                                 reduction="none",
-                                 label_smoothing=self.label_smoothing)
-        return _weighted_mean(losses, sample_weight,
-                              self._denominator(target, class_weight, sample_weight))
+            return float(F.cross_entropy(output, target, **self._kwargs(class_weight)))
+        # Per-position losses (already times w[y]), summed per sample and weighted
+        # on the host.
+        losses = F.cross_entropy(output, target, reduction="none",
+                                 **self._kwargs(class_weight))
+        per_sample = backend.to_host(losses).reshape(output.shape[0], -1).sum(
+            axis=1, dtype=np.float64)
+        total = float(np.dot(sample_weight.astype(np.float64), per_sample))
+        denominator = self.batch_weight(output, target, class_weight, sample_weight)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(total) / np.float64(denominator))
 
     def backward(self, output, target, class_weight=None, sample_weight=None):
         if sample_weight is None:
-            return F.cross_entropy_backward(output, target, weight=class_weight,
-                                            label_smoothing=self.label_smoothing)
-        grad = F.cross_entropy_backward(output, target, weight=class_weight,
-                                        reduction="sum",
-                                        label_smoothing=self.label_smoothing)
-        denominator = self._denominator(target, class_weight, sample_weight)
+            return F.cross_entropy_backward(output, target,
+                                            **self._kwargs(class_weight))
+        grad = F.cross_entropy_backward(output, target, reduction="sum",
+                                        **self._kwargs(class_weight))
+        denominator = self.batch_weight(output, target, class_weight, sample_weight)
         return _scale_rows(grad, _quotient(sample_weight, denominator))
 
     def get_config(self):
-        return {"label_smoothing": self.label_smoothing}
+        return {"label_smoothing": self.label_smoothing,
+                "ignore_index": self.ignore_index}
 
 
 class MSE(Loss):

@@ -22,9 +22,13 @@ import numpy as np
 #: Rough compile cost of a layer type, in units of about a second on a cold cache:
 #: what the split over worker processes balances. A convolution compiles three
 #: or four large kernels; a ReLU two tiny ones.
-_COMPILE_COST = {"Conv2D": 8.0, "Dense": 4.0, "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
+_COMPILE_COST = {"Conv2D": 8.0, "DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
+                 "Dense": 4.0, "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
+                 "LayerNorm": 1.5, "GroupNorm": 2.0, "LayerNorm2D": 4.0,
                  "MaxPool2D": 2.0, "AvgPool2D": 2.0, "GlobalAvgPool2D": 2.0,
-                 "Dropout": 1.0, "Flatten": 0.0}
+                 "AdaptiveAvgPool2D": 2.0,
+                 "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
+                 "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
 _LOSS_COST = 2.0
 
 
@@ -135,7 +139,7 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
     if optimizer is not None:
         optimizer.step(twin._named_grads())
     if loss_fn is not None:
-        target = loss_fn.prepare_target(np.zeros(batch_size, dtype=np.int64)
+        target = loss_fn.prepare_target(np.zeros((batch_size, *out.shape[2:]), np.int64)
                                         if isinstance(loss_fn, losses.CrossEntropy)
                                         else np.zeros_like(out), out)
         loss_fn.forward(out, target)

@@ -472,6 +472,92 @@ def cross_entropy_backward(logits, labels, weight, reduction, smoothing):
     return dz
 
 
+def _ce_positions(logits, labels):
+    """Logits and labels as a batch (an unbatched (C,) input is one sample), whether
+    the labels are probabilities (the logits' shape), and each position's index
+    tuple (sample, d1, ...)."""
+    z = logits[None] if logits.ndim == 1 else logits
+    t = labels[None] if logits.ndim == 1 else labels
+    probs = t.shape == z.shape
+    return z, t, probs, list(np.ndindex(z.shape[0], *z.shape[2:]))
+
+
+def _ce_position_coefficients(z, t, probs, pos, weight, smoothing, ignore_index):
+    """The weight a position puts on each class's -log p (None if ignored): for
+    class indices torch's (1 - e) * w[t] * [c == t] + (e / C) * w[c]; for
+    probabilities w[c] * ((1 - e) * q[c] + e / C)."""
+    n_classes = z.shape[1]
+    if probs:
+        w = np.ones(n_classes) if weight is None else np.asarray(weight, np.float64)
+        return [w[c] * ((1.0 - smoothing) * float(t[(pos[0], c, *pos[1:])])
+                        + smoothing / n_classes) for c in range(n_classes)]
+    label = int(t[pos])
+    if label == ignore_index:
+        return None
+    return list(_ce_coefficients(label, n_classes, weight, smoothing))
+
+
+def _ce_targets_denominator(z, t, probs, positions, weight, ignore_index):
+    """torch's mean: kept positions' class weights (their count without weights)
+    for indices; the number of positions for probabilities (NaN without classes)."""
+    if probs:
+        return float(len(positions)) if z.shape[1] else 0.0
+    kept = [int(t[pos]) for pos in positions if int(t[pos]) != ignore_index]
+    return sum(1.0 if weight is None else float(weight[k]) for k in kept)
+
+
+def _ce_log_softmax(z, pos):
+    vals = [float(z[(pos[0], c, *pos[1:])]) for c in range(z.shape[1])]
+    m = max(vals)
+    lse = m + np.log(sum(np.exp(v - m) for v in vals))
+    return [v - lse for v in vals]
+
+
+def cross_entropy_targets(logits, labels, weight, reduction, smoothing, ignore_index):
+    """torch.nn.functional.cross_entropy, one position at a time: logits (N, C,
+    d1, ...) or (C,); class indices (N, d1, ...) with ``ignore_index``, or
+    probabilities of the logits' shape."""
+    z, t, probs, positions = _ce_positions(logits, labels)
+    losses = np.zeros((z.shape[0], *z.shape[2:]))
+    for pos in positions:
+        coef = _ce_position_coefficients(z, t, probs, pos, weight, smoothing,
+                                         ignore_index)
+        if coef is not None:
+            logp = _ce_log_softmax(z, pos)
+            losses[pos] = -sum(k * lp for k, lp in zip(coef, logp, strict=True))
+    if reduction == "none":
+        return losses.reshape(()) if logits.ndim == 1 else losses
+    total = float(np.sum(losses))
+    if reduction == "sum":
+        return total
+    denominator = _ce_targets_denominator(z, t, probs, positions, weight,
+                                          ignore_index)
+    return total / denominator if denominator else float("nan")
+
+
+def cross_entropy_targets_backward(logits, labels, weight, reduction, smoothing,
+                                   ignore_index):
+    """d/dz_j of -sum_c coef_c * log p_c is sum_c coef_c * (p_j - [c == j]); zero
+    at ignored positions."""
+    z, t, probs, positions = _ce_positions(logits, labels)
+    scale = 1.0
+    if reduction == "mean":
+        denominator = _ce_targets_denominator(z, t, probs, positions, weight,
+                                              ignore_index)
+        scale = 1.0 / denominator if denominator else float("nan")
+    dz = np.zeros(z.shape)
+    for pos in positions:
+        coef = _ce_position_coefficients(z, t, probs, pos, weight, smoothing,
+                                         ignore_index)
+        if coef is None:
+            continue
+        p = np.exp(_ce_log_softmax(z, pos))
+        for j in range(z.shape[1]):
+            dz[(pos[0], j, *pos[1:])] = scale * sum(
+                k * (p[j] - (1.0 if c == j else 0.0)) for c, k in enumerate(coef))
+    return dz.reshape(logits.shape)
+
+
 def _reduce(losses, reduction):
     if reduction == "none":
         return losses

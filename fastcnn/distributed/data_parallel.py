@@ -349,13 +349,8 @@ class DataParallel:
             # The loss is a (weighted) mean over this rank's rows; undo the division
             # so that the sum over ranks divided by the total weight is the mean over
             # all rows, as one process with the whole batch computes it.
-            if sample_weight is None:
-                weight = (float(n) if class_weight is None
-                          else float(np.asarray(class_weight)[target].sum()))
-            else:
-                picked = (1.0 if class_weight is None else
-                          np.asarray(class_weight, dtype=np.float64)[target])
-                weight = float(np.sum(sample_weight.astype(np.float64) * picked))
+            weight = model.loss.batch_weight(out, target, class_weight,
+                                             sample_weight)
             flat.pack(((name, grad) for name, _, grad in model._named_grads()),
                       scale=weight)
             metrics = metrics_mod.batch_values(model.metrics, out, target)

@@ -41,9 +41,18 @@ from .activation import (
     tanh,
     tanh_backward,
 )
+from .adaptive_pool import adaptive_avg_pool2d, adaptive_avg_pool2d_backward
 from .conv import conv2d, conv2d_backward
 from .conv_transpose import conv_transpose2d, conv_transpose2d_backward
-from .dropout import dropout, dropout_backward
+from .dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
+from .layer_norm import (
+    group_norm,
+    group_norm_backward,
+    layer_norm,
+    layer_norm2d,
+    layer_norm2d_backward,
+    layer_norm_backward,
+)
 from .linear import linear, linear_backward
 from .loss import (
     binary_cross_entropy_with_logits,
@@ -53,8 +62,15 @@ from .loss import (
     mse_loss,
     mse_loss_backward,
 )
-from .merge import add, concatenate, concatenate_backward
+from .merge import (
+    add,
+    concatenate,
+    concatenate_backward,
+    multiply,
+    multiply_backward,
+)
 from .norm import batch_norm, batch_norm_backward
+from .pad import pad, pad_backward
 from .pool import (
     avg_pool2d,
     avg_pool2d_backward,
@@ -63,6 +79,8 @@ from .pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .scale import channel_scale, channel_scale_backward
+from .unpool import max_unpool2d, max_unpool2d_backward
 
 __all__ = [
     "conv_transpose2d",
@@ -70,6 +88,12 @@ __all__ = [
     "add",
     "concatenate",
     "concatenate_backward",
+    "multiply",
+    "multiply_backward",
+    "pad",
+    "pad_backward",
+    "channel_scale",
+    "channel_scale_backward",
     "linear",
     "linear_backward",
     "relu",
@@ -108,8 +132,16 @@ __all__ = [
     "binary_cross_entropy_with_logits_backward",
     "dropout",
     "dropout_backward",
+    "dropout2d",
+    "dropout2d_backward",
     "batch_norm",
     "batch_norm_backward",
+    "layer_norm",
+    "layer_norm_backward",
+    "group_norm",
+    "group_norm_backward",
+    "layer_norm2d",
+    "layer_norm2d_backward",
     "conv2d",
     "conv2d_backward",
     "max_pool2d",
@@ -118,4 +150,8 @@ __all__ = [
     "avg_pool2d_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
 ]

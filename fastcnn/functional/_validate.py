@@ -163,10 +163,11 @@ def boolean(op: str, name: str, value) -> bool:
     return bool(value)
 
 
-def labels_array(op: str, name: str, labels, n: int, num_classes: int) -> np.ndarray:
-    """Integer class labels of shape ``(n,)`` with values in ``[0, num_classes)``,
-    returned as a NumPy int64 array (device labels are copied to the host to be
-    checked)."""
+def labels_array(op: str, name: str, labels, shape: tuple[int, ...], num_classes: int,
+                 ignore_index: int | None = None) -> np.ndarray:
+    """Integer class labels of ``shape`` with values in ``[0, num_classes)`` or equal
+    to ``ignore_index`` (which need not lie in that range), returned as a NumPy
+    int64 array (device labels are copied to the host to be checked)."""
     labels = backend.to_host(labels)
     if not isinstance(labels, np.ndarray):
         raise TypeError(
@@ -178,15 +179,23 @@ def labels_array(op: str, name: str, labels, n: int, num_classes: int) -> np.nda
             f"{op}: {name} must have an integer dtype (class indices), got "
             f"{labels.dtype}."
         )
-    if labels.shape != (n,):
-        raise ValueError(f"{op}: {name} must have shape ({n},), got {labels.shape}.")
-    if n and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+    if labels.shape != tuple(shape):
         raise ValueError(
-            f"{op}: {name} must lie in [0, {num_classes}) for {num_classes} classes, "
-            f"got {int(bad)}."
+            f"{op}: {name} must have shape {tuple(shape)}, got {labels.shape}."
         )
-    return np.ascontiguousarray(labels, dtype=np.int64)
+    # Compared in the labels' own dtype: NumPy compares with an out-of-range Python
+    # int correctly (uint8 labels never equal -100), where a cast would wrap.
+    kept = labels if ignore_index is None else labels[labels != ignore_index]
+    if kept.size and (kept.min() < 0 or kept.max() >= num_classes):
+        bad = kept[(kept < 0) | (kept >= num_classes)][0]
+        also = ("" if ignore_index is None else
+                f" Only ignore_index ({ignore_index}) may lie outside.")
+        raise ValueError(
+            f"{op}: {name} must lie in [0, {num_classes}) for {num_classes} "
+            f"classes, got {int(bad)}.{also}"
+        )
+    # reshape: np.ascontiguousarray makes a 0-D (unbatched) label 1-D.
+    return np.ascontiguousarray(labels, dtype=np.int64).reshape(labels.shape)
 
 
 def reduction_arg(op: str, value) -> str:

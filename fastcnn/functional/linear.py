@@ -1,6 +1,9 @@
-"""linear and its backward, with torch.nn.functional.linear's argument meanings."""
+"""linear and its backward, with torch.nn.functional.linear's argument meanings
+(inputs of any ndim >= 1: the last axis holds the features)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -9,15 +12,23 @@ from . import _validate as v
 
 
 def _check_inputs(op: str, x, weight):
-    x = v.float_array(op, "x", x, ndim=2)
+    x = v.float_array_1d_or_more(op, "x", x)
     weight = v.float_array(op, "weight", weight, ndim=2)
     v.same_dtype(op, "x", x, weight=weight)
-    if weight.shape[1] != x.shape[1]:
+    # tuple(): the CUDA simulator's device-array shape takes no negative index.
+    shape = tuple(x.shape)
+    if weight.shape[1] != shape[-1]:
         raise ValueError(
             f"{op}: weight has {weight.shape[1]} input features (shape "
-            f"{weight.shape}) but x has {x.shape[1]} (shape {x.shape})."
+            f"{weight.shape}) but x has {shape[-1]} (shape {shape})."
         )
     return x, weight
+
+
+def _rows(a):
+    """``a`` (..., F) as a (M, F) matrix (a view): the leading axes are a batch."""
+    shape = tuple(a.shape)
+    return a.reshape(math.prod(shape[:-1]), shape[-1])
 
 
 def _is_degenerate(x, weight) -> bool:
@@ -33,16 +44,18 @@ def linear(x: np.ndarray, weight: np.ndarray,
     Parameters
     ----------
     x : ndarray
-        A batch of feature vectors, float32 or float64.
+        Feature vectors along the last axis, float32 or float64; any leading axes
+        (none for one vector) are a batch, as in PyTorch.
     weight : ndarray
         Weights in PyTorch's layout (one row per output feature).
     bias : ndarray, optional
         One value per output feature.
 
-    Shape: x (N, IN), weight (OUT, IN), bias (OUT,) -> (N, OUT).
+    Shape: x (*, IN), weight (OUT, IN), bias (OUT,) -> (*, OUT); e.g. x (N, IN)
+    -> (N, OUT), x (IN,) -> (OUT,).
 
-    N, IN and OUT may be 0, as in PyTorch: the result is empty, or with IN = 0
-    the bias broadcast (an empty sum).
+    The batch, IN and OUT may be empty, as in PyTorch: the result is empty, or with
+    IN = 0 the bias broadcast (an empty sum).
     """
     op = "linear"
     x, weight = _check_inputs(op, x, weight)
@@ -50,7 +63,10 @@ def linear(x: np.ndarray, weight: np.ndarray,
         bias = v.float_array(op, "bias", bias, ndim=1)
         v.same_dtype(op, "x", x, bias=bias)
         v.shape_is(op, "bias", bias, (weight.shape[0],))
-    return linear_trusted(x, weight, bias)
+    if x.ndim == 2:
+        return linear_trusted(x, weight, bias)
+    y = linear_trusted(_rows(x), weight, bias)
+    return y.reshape(*tuple(x.shape)[:-1], weight.shape[0])
 
 
 def linear_trusted(x, weight, bias):
@@ -75,20 +91,24 @@ def linear_trusted(x, weight, bias):
 def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     """Gradients of :func:`linear` with respect to x, weight and bias.
 
-    Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``.
+    Returns ``(dx, dweight, dbias)`` for the upstream gradient ``dy``; dweight and
+    dbias sum over every leading (batch) axis.
 
-    Shape: dy (N, OUT), x (N, IN), weight (OUT, IN) -> dx (N, IN), dweight
+    Shape: dy (*, OUT), x (*, IN), weight (OUT, IN) -> dx (*, IN), dweight
     (OUT, IN), dbias (OUT,).
 
-    With N, IN or OUT 0, dx and dweight are zeros (or empty) and dbias is dy
-    summed over the batch, zeros for an empty batch.
+    With an empty batch, IN or OUT 0, dx and dweight are zeros (or empty) and dbias
+    is dy summed over the batch, zeros for an empty batch.
     """
     op = "linear_backward"
     x, weight = _check_inputs(op, x, weight)
-    dy = v.float_array(op, "dy", dy, ndim=2)
+    dy = v.float_array_1d_or_more(op, "dy", dy)
     v.same_dtype(op, "x", x, dy=dy)
-    v.shape_is(op, "dy", dy, (x.shape[0], weight.shape[0]))
-    return linear_backward_trusted(dy, x, weight)
+    v.shape_is(op, "dy", dy, (*tuple(x.shape)[:-1], weight.shape[0]))
+    if x.ndim == 2:
+        return linear_backward_trusted(dy, x, weight)
+    dx, dweight, dbias = linear_backward_trusted(_rows(dy), _rows(x), weight)
+    return dx.reshape(x.shape), dweight, dbias
 
 
 def linear_backward_trusted(dy, x, weight, param_grads: bool = True):

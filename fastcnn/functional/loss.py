@@ -1,9 +1,10 @@
 """Losses and their gradients, with torch.nn.functional's argument meanings.
 
 A loss with ``reduction="mean"`` or ``"sum"`` returns a Python float; ``"none"``
-returns the per-sample (per-element) losses as an array of the input's dtype. Each
-``*_backward`` returns the gradient of the reduced loss with respect to the input
-(for ``"none"``: of the sum of the per-sample losses).
+returns the per-sample (per-element, or for cross-entropy per-position) losses as an
+array of the input's dtype. Each ``*_backward`` returns the gradient of the reduced
+loss with respect to the input (for ``"none"``: of the sum of the per-sample
+losses).
 
 Empty inputs (no samples, or no elements) behave as in PyTorch: ``"mean"`` is NaN
 (0 / 0), ``"sum"`` is 0.0, ``"none"`` is an empty array, and the gradient is an
@@ -12,9 +13,13 @@ empty array of the input's shape.
 
 from __future__ import annotations
 
+import math
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from .. import backend
+from .._checks import is_int
 from . import _validate as v
 
 
@@ -49,94 +54,205 @@ def _scale(reduction: str, denominator, dtype: np.dtype, factor: float = 1.0):
 # --------------------------------------------------------------------- cross_entropy
 
 
-def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing):
-    logits = v.float_array(op, "logits", logits, ndim=2)
-    n, n_classes = logits.shape
-    labels = v.labels_array(op, "labels", labels, n, n_classes)
+class _CrossEntropyCase(NamedTuple):
+    """What the cross-entropy kernels need, from validated arguments."""
+
+    logits: Any  # (N, C, S): a view of the caller's logits
+    target: Any  # (N, S) int64 class indices, or (N, C, S) probabilities
+    probabilities: bool
+    weight: Any  # (C,)
+    keep: Any  # 1 - label_smoothing, in the logits' dtype
+    spread: Any  # label_smoothing / C, in the logits' dtype
+    ignore_index: np.int64
+    denominator: Any  # what a mean divides by, in the logits' dtype
+    loss_shape: tuple  # the shape of reduction="none"'s result
+
+
+def _ignore_index_arg(op: str, value) -> int:
+    if not is_int(value):
+        raise TypeError(f"{op}: ignore_index must be an int, got {value!r}.")
+    # Labels are compared as int64: a value beyond it could never match one.
+    if not -(2**63) <= int(value) < 2**63:
+        raise ValueError(
+            f"{op}: ignore_index must fit in int64, got {value!r}."
+        )
+    return int(value)
+
+
+def _holds_probabilities(op: str, labels, logits) -> bool:
+    """Whether ``labels`` are class probabilities: PyTorch's rule, an array of the
+    logits' shape (class indices have no class axis). Such an array of integers or
+    bools is refused, as PyTorch does."""
+    is_array = isinstance(labels, np.ndarray) or backend.is_device_array(labels)
+    if not is_array or tuple(labels.shape) != tuple(logits.shape):
+        return False
+    if np.dtype(labels.dtype).kind != "f":
+        raise TypeError(
+            f"{op}: labels has the logits' shape {logits.shape}, which means class "
+            f"probabilities, but dtype {labels.dtype}: pass float probabilities of "
+            f"the logits' dtype (e.g. labels.astype({logits.dtype})), or class "
+            f"indices without the class axis."
+        )
+    return True
+
+
+def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing,
+                        ignore_index) -> _CrossEntropyCase:
+    logits = v.float_array_1d_or_more(op, "logits", logits)
+    reduction = v.reduction_arg(op, reduction)
+    smoothing = v.real_number(op, "label_smoothing", label_smoothing, low=0, high=1)
+    ignore_index = _ignore_index_arg(op, ignore_index)
     dtype = logits.dtype
+    # An unbatched (C,) input is one sample, as in PyTorch. (tuple(): the CUDA
+    # simulator's device-array shapes are not tuples.)
+    shape = tuple(logits.shape) if logits.ndim > 1 else (1, *logits.shape)
+    n, n_classes = shape[:2]
+    positions = math.prod(shape[2:])
+    loss_shape = (n, *shape[2:]) if logits.ndim > 1 else ()
     if weight is None:
         # Multiplying by 1 is exact: unweighted losses come out bit for bit the same.
         class_weight = np.ones(n_classes, dtype=dtype)
-        denominator = dtype.type(n)
     else:
         class_weight = v.float_array(op, "weight", weight, ndim=1)
         v.same_dtype(op, "logits", logits, weight=class_weight)
         v.shape_is(op, "weight", class_weight, (n_classes,))
-        # torch's weighted mean divides by the sum of the targets' weights.
+    keep = dtype.type(1.0 - smoothing)
+    # No classes: nothing is spread.
+    spread = dtype.type(smoothing / n_classes if n_classes else 0.0)
+    logits3 = logits.reshape(n, n_classes, positions)
+    if _holds_probabilities(op, labels, logits):
+        if ignore_index >= 0:
+            raise ValueError(
+                f"{op}: ignore_index={ignore_index} applies to class indices, not to "
+                f"class probabilities (labels of the logits' shape {logits.shape}); "
+                f"PyTorch refuses it too. Leave ignore_index at its default."
+            )
+        target = v.float_array(op, "labels", labels)
+        v.same_dtype(op, "logits", logits, labels=target)
+        # PyTorch's mean over probabilities divides by the positions, N * d1 * ...,
+        # whatever the class weights; with no classes it is NaN (0 / 0).
+        denominator = dtype.type(n * positions if n_classes else 0)
+        return _CrossEntropyCase(
+            logits3, target.reshape(n, n_classes, positions), True, class_weight,
+            keep, spread, np.int64(ignore_index), denominator, loss_shape)
+    labels_dtype = getattr(labels, "dtype", None)
+    if labels_dtype is not None and np.dtype(labels_dtype).kind == "f":
+        raise TypeError(
+            f"{op}: labels must have an integer dtype (class indices), got "
+            f"{labels_dtype} with shape {tuple(labels.shape)}; class probabilities "
+            f"must have the logits' shape {logits.shape}."
+        )
+    labels = v.labels_array(op, "labels", labels, loss_shape, n_classes,
+                            ignore_index).reshape(n, positions)
+    kept = labels[labels != ignore_index]
+    if weight is None:
+        denominator = dtype.type(kept.size)
+    else:
+        # torch's weighted mean divides by the sum of the kept targets' weights,
+        # here summed in index order.
         out = np.zeros(1, dtype=dtype)
-        picked = backend.to_host(class_weight)[labels]
+        picked = backend.to_host(class_weight)[kept]
         if picked.size:
             backend.device_of(picked).kernels("loss").sum_in_order(picked, out)
         denominator = out[0]
-    reduction = v.reduction_arg(op, reduction)
-    smoothing = v.real_number(op, "label_smoothing", label_smoothing, low=0, high=1)
-    keep = dtype.type(1.0 - smoothing)
-    # No classes (and so, validated above, no samples): nothing is spread.
-    spread = dtype.type(smoothing / n_classes if n_classes else 0.0)
-    return logits, labels, class_weight, reduction, keep, spread, denominator
+    return _CrossEntropyCase(logits3, labels, False, class_weight, keep, spread,
+                             np.int64(ignore_index), denominator, loss_shape)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray,
                   weight: np.ndarray | None = None, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> float | np.ndarray:
-    """Cross-entropy between softmax(logits) and integer class labels.
+                  label_smoothing: float = 0.0,
+                  ignore_index: int = -100) -> float | np.ndarray:
+    """Cross-entropy between softmax(logits) over axis 1 and class labels: class
+    indices, or class probabilities, as in ``torch.nn.functional.cross_entropy``.
 
     Computed from the logits with the log-sum-exp shift, so logits of any finite
-    size give a finite loss. With label smoothing ``e`` the target is
-    ``(1 - e) * onehot + e / C``; class weights scale each class's term, as in
-    PyTorch: sample ``i``'s loss is ``(1 - e) * w[t_i] * nll_i[t_i] +
-    (e / C) * sum_c w[c] * nll_i[c]`` with ``nll_i = -log_softmax(logits_i)``.
+    size give a finite loss. With class indices ``t`` and label smoothing ``e``,
+    the loss at a position is ``(1 - e) * w[t] * nll[t] + (e / C) * sum_c w[c] *
+    nll[c]`` with ``nll = -log_softmax(logits)``; a position whose label equals
+    ``ignore_index`` has loss 0 and no gradient and is left out of the mean. With
+    probabilities ``q`` it is ``sum_c w[c] * q'[c] * nll[c]`` with ``q' = (1 - e) *
+    q + e / C``.
 
     Parameters
     ----------
     logits : ndarray
-        Unnormalised class scores, float32 or float64.
+        Unnormalised class scores, float32 or float64; classes on axis 1 (axis 0
+        for one unbatched sample of shape (C,)).
     labels : ndarray
-        Integer class indices in ``[0, C)`` (bool and float arrays are refused).
+        Integer class indices in ``[0, C)`` (or equal to ``ignore_index``), one per
+        position: the logits' shape without the class axis. Or class
+        probabilities: floats of the logits' shape and dtype (their values are not
+        checked, as in PyTorch). Bool arrays are refused.
     weight : ndarray, optional
         A weight per class, of logits' dtype.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the sum of the targets' class weights (by N
-        without weights).
+        ``"mean"`` divides the sum by the sum of the kept targets' class weights
+        (by their count without weights) for class indices, and by the number of
+        positions ``N * d1 * ...`` for probabilities.
     label_smoothing : float
         In ``[0, 1]``.
+    ignore_index : int
+        The label that marks a position to ignore (class indices only; need not lie
+        in ``[0, C)``). With probabilities it must be negative (it is unused), as
+        PyTorch requires.
 
-    Shape: logits (N, C), labels (N,), weight (C,) -> float, or (N,) for
-    reduction="none".
+    Shape: logits (N, C, d1, ...), labels (N, d1, ...) or (N, C, d1, ...), weight
+    (C,) -> float, or (N, d1, ...) for reduction="none"; logits (C,), labels () or
+    (C,) -> float, or () for "none".
     """
-    logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
-        "cross_entropy", logits, labels, weight, reduction, label_smoothing
-    )
-    dev = backend.device_of(logits, weight)
-    losses = dev.empty(logits.shape[0], logits.dtype)
-    if logits.shape[0]:
-        dev.kernels("loss").cross_entropy_forward(
-            logits, labels, weight, keep, spread, losses
-        )
-    return _reduce(losses, reduction, denominator)
+    case = _cross_entropy_args("cross_entropy", logits, labels, weight, reduction,
+                               label_smoothing, ignore_index)
+    z = case.logits
+    dev = backend.device_of(z, case.target, case.weight)
+    n, n_classes, positions = z.shape
+    if z.size == 0:
+        # No positions, or no classes (every label then ignored): a sum of nothing.
+        losses = dev.zeros((n, positions), z.dtype)
+    else:
+        losses = dev.empty((n, positions), z.dtype)
+        k = dev.kernels("loss")
+        if case.probabilities:
+            k.cross_entropy_prob_forward(z, case.target, case.weight, case.keep,
+                                         case.spread, losses)
+        else:
+            k.cross_entropy_forward(z, case.target, case.weight, case.keep,
+                                    case.spread, case.ignore_index, losses)
+    if reduction == "none":
+        return losses.reshape(case.loss_shape)
+    return _reduce(losses, reduction, case.denominator)
 
 
 def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
                            weight: np.ndarray | None = None, reduction: str = "mean",
-                           label_smoothing: float = 0.0) -> np.ndarray:
-    """Gradient of :func:`cross_entropy` with respect to the logits.
+                           label_smoothing: float = 0.0,
+                           ignore_index: int = -100) -> np.ndarray:
+    """Gradient of :func:`cross_entropy` with respect to the logits (zero at
+    ignored positions).
 
-    For ``reduction="none"`` it is the gradient of the sum of the per-sample losses.
+    For ``reduction="none"`` it is the gradient of the sum of the per-position
+    losses.
 
-    Shape: logits (N, C), labels (N,), weight (C,) -> dlogits (N, C).
+    Shape: logits (N, C, d1, ...) or (C,), labels as in :func:`cross_entropy`,
+    weight (C,) -> dlogits of the logits' shape.
     """
-    logits, labels, weight, reduction, keep, spread, denominator = _cross_entropy_args(
-        "cross_entropy_backward", logits, labels, weight, reduction, label_smoothing
-    )
-    dev = backend.device_of(logits, weight)
-    if logits.size == 0:
-        return dev.zeros(logits.shape, logits.dtype)
-    dlogits = dev.empty(logits.shape, logits.dtype)
-    scale = _scale(reduction, denominator, logits.dtype)
-    dev.kernels("loss").cross_entropy_backward(
-        logits, labels, weight, keep, spread, scale, dlogits
-    )
-    return dlogits
+    case = _cross_entropy_args("cross_entropy_backward", logits, labels, weight,
+                               reduction, label_smoothing, ignore_index)
+    z = case.logits
+    dev = backend.device_of(z, case.target, case.weight)
+    shape = tuple(logits.shape)
+    if z.size == 0:
+        return dev.zeros(shape, z.dtype)
+    dlogits = dev.empty(z.shape, z.dtype)
+    scale = _scale(reduction, case.denominator, z.dtype)
+    k = dev.kernels("loss")
+    if case.probabilities:
+        k.cross_entropy_prob_backward(z, case.target, case.weight, case.keep,
+                                      case.spread, scale, dlogits)
+    else:
+        k.cross_entropy_backward(z, case.target, case.weight, case.keep, case.spread,
+                                 case.ignore_index, scale, dlogits)
+    return dlogits.reshape(shape)
 
 
 # -------------------------------------------------------------------------- mse_loss

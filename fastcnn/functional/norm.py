@@ -9,7 +9,7 @@ from . import _validate as v
 
 
 def _check_x(op: str, x: np.ndarray) -> np.ndarray:
-    return v.float_array(op, "x", x, ndim=(2, 4))
+    return v.float_array(op, "x", x, ndim=(2, 3, 4))
 
 
 def _per_channel(op: str, x: np.ndarray, name: str, array, required: bool):
@@ -52,7 +52,7 @@ def _check_batch_size(op: str, x: np.ndarray) -> int:
 
 
 def _view3(x: np.ndarray) -> np.ndarray:
-    """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""
+    """(N, C), (N, C, L) or (N, C, H, W) as the (N, C, S) view the kernels take."""
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
@@ -123,8 +123,8 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None,
         (as torch's ``native_batch_norm`` returns ``save_mean`` and
         ``save_invstd``).
 
-    Shape: x (N, C) or (N, C, H, W); running_mean, running_var, weight, bias (C,)
-    -> y like x (and mean, invstd (C,) float64 with ``return_stats``).
+    Shape: x (N, C), (N, C, L) or (N, C, H, W); running_mean, running_var, weight,
+    bias (C,) -> y like x (and mean, invstd (C,) float64 with ``return_stats``).
 
     Any axis may be empty, as in PyTorch: the result is then empty and the running
     statistics are left unchanged (training still refuses exactly 1 value per
@@ -214,12 +214,13 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray,
     returned for this ``x``, are used instead of recomputing them (a pass over x
     saved; the same result, bit for bit).
 
-    Shape: dy, x (N, C) or (N, C, H, W); running_mean, running_var, weight (C,)
-    -> dx like x, dweight (C,), dbias (C,); all zeros (or empty) where x is empty.
+    Shape: dy, x (N, C), (N, C, L) or (N, C, H, W); running_mean, running_var,
+    weight (C,) -> dx like x, dweight (C,), dbias (C,); all zeros (or empty) where x
+    is empty.
     """
     op = "batch_norm_backward"
     x = _check_x(op, x)
-    dy = v.float_array(op, "dy", dy, ndim=(2, 4))
+    dy = v.float_array(op, "dy", dy, ndim=(2, 3, 4))
     v.same_dtype(op, "x", x, dy=dy)
     v.shape_is(op, "dy", dy, x.shape)
     training = v.boolean(op, "training", training)

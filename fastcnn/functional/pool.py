@@ -1,6 +1,7 @@
 """Max, average and global average pooling and their backwards, with
 torch.nn.functional's argument meanings (max_pool2d, avg_pool2d,
-adaptive_avg_pool2d(x, 1))."""
+adaptive_avg_pool2d(x, 1)). Max unpooling is in :mod:`.unpool`, adaptive average
+pooling in :mod:`.adaptive_pool`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backend
+from . import _pool_indices
 from . import _validate as v
 
 
@@ -71,7 +73,7 @@ def _check_dy(op: str, dy, x: np.ndarray, shape) -> np.ndarray:
 
 
 def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False) -> np.ndarray:
+               ceil_mode: bool = False, return_indices: bool = False):
     """2-D max pooling; padded positions never win (they act as -inf).
 
     Parameters
@@ -88,22 +90,38 @@ def max_pool2d(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1,
         Step between window taps.
     ceil_mode : bool
         Round the output size up (a last, partial window), as in PyTorch.
+    return_indices : bool
+        Also return where each maximum lies, as PyTorch does: the flat position
+        ``ih * W + iw`` in its input plane, int64 (what :func:`max_unpool2d` and
+        ``max_pool2d_backward(..., indices=)`` take).
+
+    Returns
+    -------
+    y : ndarray
+        The pooled images, x's dtype.
+    indices : ndarray of int64
+        Only with ``return_indices``: y's shape.
 
     Shape: x (N, C, H, W) -> (N, C, OH, OW) with
     OH = (H + 2*padding - dilation*(kernel_size-1) - 1) // stride + 1
     (rounded up with ``ceil_mode``, dropping a last window that would start in the
-    right padding).
+    right padding); indices (N, C, OH, OW).
 
     Notes
     -----
-    Ties keep the first maximum in row-major window order; NaN propagates. A window
-    with no tap inside the input (dilation with ``ceil_mode`` only) gives -inf.
+    Ties keep the first maximum in row-major window order; NaN propagates (the last
+    NaN of a window is its index). A window with no tap inside the input
+    (possible with dilation only) gives -inf and, as in PyTorch, the index
+    ``ih * W + iw`` of its first tap, which lies outside the input (the number may
+    still fall inside ``[0, H * W)``).
     An empty batch gives an empty result; C, H and W must be positive (as in
     PyTorch).
     """
     op = "max_pool2d"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if v.boolean(op, "return_indices", return_indices):
+        return max_pool2d_with_indices_trusted(x, geo)
     return max_pool2d_trusted(x, geo)
 
 
@@ -119,19 +137,36 @@ def max_pool2d_trusted(x, geo: PoolGeometry):
 
 
 def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
-                        padding=0, dilation=1, ceil_mode: bool = False) -> np.ndarray:
+                        padding=0, dilation=1, ceil_mode: bool = False,
+                        indices: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`max_pool2d` with respect to x.
 
-    Each window's ``dy`` goes to exactly one input, its argmax (recomputed from x with
-    the forward's tie rule); inputs shared by overlapping windows accumulate.
+    Each window's ``dy`` goes to exactly one input, its argmax; inputs shared by
+    overlapping windows accumulate. Without ``indices`` the argmax is recomputed
+    from x with the forward's tie rule; with them (what ``max_pool2d(...,
+    return_indices=True)`` returned) the gradient goes where they point, as
+    PyTorch's backward does, and x gives only the shape.
 
-    Shape: dy (N, C, OH, OW), x (N, C, H, W) -> dx (N, C, H, W).
+    Parameters
+    ----------
+    indices : ndarray of int, optional
+        dy's shape. Each must be a position ``ih * W + iw`` on a tap of its own
+        window inside the input (ValueError otherwise); the index of a window with
+        no tap inside the input is ignored (such a window routes nothing).
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W), indices (N, C, OH, OW) ->
+    dx (N, C, H, W).
     """
     op = "max_pool2d_backward"
     x = _check_x(op, x)
     geo = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _check_dy(op, dy, x, (*x.shape[:2], *geo.out_hw))
-    return max_pool2d_backward_trusted(dy, x, geo)
+    if indices is None:
+        return max_pool2d_backward_trusted(dy, x, geo)
+    indices = _pool_indices.index_array(op, "indices", indices, dy.shape)
+    indices = _pool_indices.window_indices(op, "indices", indices, geo,
+                                           x.shape[2], x.shape[3])
+    return max_pool2d_backward_indices_trusted(dy, indices, x.shape, geo)
 
 
 def max_pool2d_backward_trusted(dy, x, geo: PoolGeometry):
@@ -141,6 +176,32 @@ def max_pool2d_backward_trusted(dy, x, geo: PoolGeometry):
         return dev.zeros(x.shape, x.dtype)
     dx = dev.empty(x.shape, x.dtype)
     dev.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+    return dx
+
+
+def max_pool2d_with_indices_trusted(x, geo: PoolGeometry):
+    """``max_pool2d(..., return_indices=True)`` on a checked, C-contiguous x and
+    its ``geo``: ``(y, indices)``, both on x's device; checks nothing."""
+    dev = backend.device_of(x)
+    shape = (*x.shape[:2], *geo.out_hw)
+    if x.shape[0] == 0:
+        return dev.zeros(shape, x.dtype), dev.zeros(shape, np.int64)
+    y = dev.empty(shape, x.dtype)
+    indices = dev.empty(shape, np.int64)
+    dev.kernels("pool_more").max_pool2d_forward_indices(x, y, indices,
+                                                        *geo.kernel_args())
+    return y, indices
+
+
+def max_pool2d_backward_indices_trusted(dy, indices, x_shape, geo: PoolGeometry):
+    """``max_pool2d_backward(..., indices=)`` on a checked dy and indices that
+    :func:`._pool_indices.window_indices` returned; checks nothing."""
+    dev = backend.device_of(dy)
+    if x_shape[0] == 0:
+        return dev.zeros(x_shape, dy.dtype)
+    dx = dev.empty(x_shape, dy.dtype)
+    dev.kernels("pool_more").max_pool2d_backward_indices(dy, indices, dx,
+                                                         *geo.kernel_args())
     return dx
 
 

@@ -5,7 +5,9 @@ Per spatial axis, starting from ``rf = jump = 1`` at the input: a window layer o
 kernel ``k``, stride ``s``, dilation ``d`` gives ``rf_out = rf_in + d*(k-1)*jump_in``
 and ``jump_out = jump_in * s`` (jump: input pixels between neighbouring outputs).
 Elementwise layers pass both through; global pooling acts as a window over the whole
-map; after a Dense the field is the whole image. The size is the theoretical one (it
+map, adaptive pooling as one where its bins are even (else as its largest bin and
+largest step, so that size and jump are upper bounds from there on); after a Dense
+the field is the whole image. The size is the theoretical one (it
 may exceed the image); :func:`receptive_field` gives exact, clipped windows. Receptive
 fields describe inference: in training, BatchNorm's batch statistics mix positions.
 """
@@ -48,7 +50,18 @@ def next_rf(layer: Layer, input_shape, rf: RFState, image) -> RFState:
     if rf.size is None:
         return rf
     kind = layer.connectivity
-    if kind == "window" and rf.jump is not None:
+    if kind == "adaptive" and rf.jump is not None and layer.window(input_shape) is None:
+        # Uneven bins (two sizes, starts stepping unevenly): the largest bin and
+        # the largest step, so that size and jump stay upper bounds downstream.
+        (hs, he), (ws, we) = layer.bins(input_shape)
+        widest = (int(np.max(he - hs, initial=1)), int(np.max(we - ws, initial=1)))
+        steps = (int(np.max(np.diff(hs), initial=1)),
+                 int(np.max(np.diff(ws), initial=1)))
+        size = tuple(r + (b - 1) * j for r, b, j in
+                     zip(rf.size, widest, rf.jump, strict=True))
+        return RFState(size, tuple(j * s for j, s in zip(rf.jump, steps,
+                                                          strict=True)))
+    if kind in ("window", "adaptive") and rf.jump is not None:
         win = layer.window(input_shape)
         size = tuple(r + d * (k - 1) * j for r, k, d, j in
                      zip(rf.size, win.kernel, win.dilation, rf.jump, strict=True))
@@ -105,6 +118,13 @@ def _input_positions(layer: Layer, in_shape, out_shape, need):
                                       win.padding, win.dilation, (h, w), strict=True):
             taps = (idx[:, None] * s - p + np.arange(k)[None, :] * d).ravel()
             out.append(np.unique(taps[(taps >= 0) & (taps < n)]))
+        return ("grid", out[0], out[1])
+    if layer.connectivity == "adaptive":
+        out = []
+        for idx, (starts, stops) in zip((rows, cols), layer.bins(in_shape),
+                                        strict=True):
+            taps = [np.arange(starts[i], stops[i]) for i in idx]
+            out.append(np.unique(np.concatenate(taps)) if taps else idx[:0])
         return ("grid", out[0], out[1])
     if layer.connectivity == "transposed":
         win = layer.window(in_shape)

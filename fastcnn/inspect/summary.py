@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..layers import (
+    AdaptiveAvgPool2D,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
@@ -60,6 +61,11 @@ def _macs(layer: Layer, input_shape, output_shape, params: dict) -> int:
         return out * input_shape[0]
     if isinstance(layer, AvgPool2D):
         return out * math.prod(layer.kernel_size)
+    if isinstance(layer, AdaptiveAvgPool2D):
+        # Each output adds its bin; bins are separable, so per channel the total
+        # is (sum of row-bin sizes) x (sum of column-bin sizes).
+        (hs, he), (ws, we) = layer.bins(input_shape)
+        return input_shape[0] * int(np.sum(he - hs)) * int(np.sum(we - ws))
     if isinstance(layer, GlobalAvgPool2D | BatchNorm1D | BatchNorm2D):
         return math.prod(input_shape)
     return 0

@@ -8,8 +8,10 @@ uses its running statistics, as :meth:`predict` does. The batch axis is dynamic
 Every built-in layer exports, each as the ONNX operators that compute what the
 layer computes (activations without an operator of their own in the target opset
 are written out: GELU through Erf or Tanh, SiLU as ``x * Sigmoid(x)``, Softplus
-with PyTorch's ``beta`` and ``threshold``, Mish as ``x * Tanh(Softplus(x))``).
-Custom layers have no ONNX form and are refused, by name.
+with PyTorch's ``beta`` and ``threshold``, Mish as ``x * Tanh(Softplus(x))``;
+AdaptiveAvgPool2D with uneven bins as two averaging MatMuls; GroupNorm and
+LayerNorm2D as LayerNormalization between Reshapes or Transposes). Custom layers have no
+ONNX form and are refused, by name, as is an AdaptiveAvgPool2D of empty output.
 """
 
 from __future__ import annotations
@@ -123,6 +125,44 @@ def _pads(pad_h, pad_w) -> list[int]:
     return [int(pad_h[0]), int(pad_w[0]), int(pad_h[1]), int(pad_w[1])]
 
 
+def _sample_norm(g: _Graph, layer, x: str, key: str, params: dict) -> str:
+    """LayerNorm, GroupNorm and LayerNorm2D through LayerNormalization (opset 17;
+    biased variance, ``eps`` inside the square root, as torch): LayerNorm directly;
+    LayerNorm2D between Transposes to channels-last and back; GroupNorm on an
+    ``(N, G, C / G * H * W)`` Reshape with unit scale, then its per-channel weight
+    and bias broadcast over ``(C, *)``."""
+    kind = type(layer).__name__
+    eps = float(layer.eps)
+    shape = layer.input_shape
+    affine = layer.normalized_shape if kind == "LayerNorm" else (shape[0],)
+    weight = g.constant(f"{key}.weight", params.get("weight", np.ones(affine)))
+    bias = g.constant(f"{key}.bias", params.get("bias", np.zeros(affine)))
+    if kind == "LayerNorm":
+        return g.node("LayerNormalization", [x, weight, bias], key,
+                      axis=-len(affine), epsilon=eps)
+    if kind == "LayerNorm2D":
+        last = g.node("Transpose", [x], f"{key}.channels_last", perm=[0, 2, 3, 1])
+        y = g.node("LayerNormalization", [last, weight, bias], f"{key}.norm",
+                   axis=-1, epsilon=eps)
+        return g.node("Transpose", [y], key, perm=[0, 3, 1, 2])
+    groups = int(layer.num_groups)
+    size = math.prod(shape) // groups
+    grouped = g.node("Reshape", [x, g.constant(f"{key}.groups", [0, groups, size],
+                                               np.int64)], f"{key}.grouped")
+    y = g.node("LayerNormalization", [grouped, g.constant(f"{key}.unit",
+                                                          np.ones(size))],
+               f"{key}.norm", axis=-1, epsilon=eps)
+    y = g.node("Reshape", [y, g.constant(f"{key}.shape", [0, *shape], np.int64)],
+               f"{key}.ungrouped")
+    per_channel = [shape[0]] + [1] * (len(shape) - 1)
+    weight = g.node("Reshape", [weight, g.constant(f"{key}.per_channel",
+                                                   per_channel, np.int64)],
+                    f"{key}.weight_c")
+    bias = g.node("Reshape", [bias, g.constant(f"{key}.per_channel_b", per_channel,
+                                               np.int64)], f"{key}.bias_c")
+    return g.node("Add", [g.node("Mul", [y, weight], f"{key}.scaled"), bias], key)
+
+
 def _layer(g: _Graph, layer, inputs: list[str], key: str) -> str:
     """The nodes of one layer reading ``inputs``; returns its output's name."""
     kind = type(layer).__name__
@@ -137,7 +177,20 @@ def _layer(g: _Graph, layer, inputs: list[str], key: str) -> str:
         raise ValueError(
             f"export_onnx: layer {key!r} ({kind} {layer.name!r}) has no ONNX "
             f"equivalent; only fastcnn's built-in layers export.")
-    if kind == "Conv2D":
+    if kind == "SeparableConv2D":
+        geo = layer._depthwise._geometry(layer.input_shape)
+        w = g.constant(f"{key}.depthwise_weight", params["depthwise_weight"])
+        mid = g.node("Conv", [x, w], f"{key}.depthwise",
+                     kernel_shape=list(layer.kernel_size), strides=list(geo.stride),
+                     dilations=list(geo.dilation), pads=_pads(geo.pad_h, geo.pad_w),
+                     group=int(geo.groups))
+        args = [mid, g.constant(f"{key}.pointwise_weight", params["pointwise_weight"])]
+        if "bias" in params:
+            args.append(g.constant(f"{key}.bias", params["bias"]))
+        y = g.node("Conv", args, key, kernel_shape=[1, 1])
+        return y if layer._act is None else _activation(g, layer._act, y,
+                                                       f"{key}.activation")
+    if kind in ("Conv2D", "DepthwiseConv2D"):
         geo = layer._geometry(layer.input_shape)
         args = [x, g.constant(f"{key}.weight", params["weight"])]
         if "bias" in params:
@@ -175,6 +228,8 @@ def _layer(g: _Graph, layer, inputs: list[str], key: str) -> str:
             g.constant(f"{key}.running_mean", mean),
             g.constant(f"{key}.running_var", var)],
             key, epsilon=float(layer.eps))
+    if kind in ("LayerNorm", "GroupNorm", "LayerNorm2D"):
+        return _sample_norm(g, layer, x, key, params)
     if kind in ("MaxPool2D", "AvgPool2D"):
         ph, pw = layer.padding
         attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
@@ -186,15 +241,31 @@ def _layer(g: _Graph, layer, inputs: list[str], key: str) -> str:
     if kind == "GlobalAvgPool2D":
         pooled = g.node("GlobalAveragePool", [x], f"{key}.pool")
         return g.node("Flatten", [pooled], key, axis=1)
+    if kind == "AdaptiveAvgPool2D":
+        return _adaptive_avg_pool(g, layer, x, key)
     if kind == "Flatten":
         return g.node("Flatten", [x], key, axis=1)
     if kind == "Reshape":
         shape = g.constant(f"{key}.shape", [0, *layer.target_shape], np.int64)
         return g.node("Reshape", [x, shape], key)
-    if kind == "Dropout":
+    if kind in ("Dropout", "SpatialDropout2D"):
         return g.node("Identity", [x], key)
     if kind == "Add":
         return g.node("Sum", inputs, key)
+    if kind == "Multiply":  # Mul broadcasts as numpy does; one node per factor
+        y = inputs[0]
+        for k, other in enumerate(inputs[1:], start=1):
+            y = g.node("Mul", [y, other], key if k == len(inputs) - 1
+                       else f"{key}.mul{k}")
+        return y
+    if kind == "ZeroPadding2D":
+        (top, bottom), (left, right) = layer.padding
+        pads = g.constant(f"{key}.pads", [0, 0, top, left, 0, 0, bottom, right],
+                          np.int64)
+        return g.node("Pad", [x, pads], key, mode="constant")
+    if kind == "Scale":  # gamma (C, 1, 1) broadcast over (N, C, H, W)
+        weight = params["weight"].reshape(-1, *[1] * (len(layer.input_shape) - 1))
+        return g.node("Mul", [x, g.constant(f"{key}.weight", weight)], key)
     if kind == "Concatenate":
         return g.node("Concat", inputs, key, axis=int(layer.axis))
     if kind == "UpSampling2D":
@@ -211,6 +282,38 @@ def _layer(g: _Graph, layer, inputs: list[str], key: str) -> str:
         f"equivalent; only "
         f"fastcnn's built-in layers export."
     )
+
+
+def _adaptive_avg_pool(g: _Graph, layer, x: str, key: str) -> str:
+    """AdaptiveAvgPool2D: GlobalAveragePool for a 1x1 output, AveragePool where the
+    bins are even (H, W multiples of the output size), else the bins as two
+    averaging matrices, ``A_h @ x @ A_w.T`` (each bin is a rectangle, so its mean is
+    a row mean of column means: exact up to rounding)."""
+    _, h, w = layer.input_shape
+    out = layer.compute_output_shape(layer.input_shape)[1:]
+    if min(out) < 1:
+        raise ValueError(
+            f"export_onnx: layer {key!r} (AdaptiveAvgPool2D {layer.name!r}) has an "
+            f"empty output {tuple(out)}; ONNX's pooling operators have no empty "
+            f"output, so it does not export.")
+    if out == (1, 1):
+        return g.node("GlobalAveragePool", [x], key)
+    win = layer.window()
+    if win is not None:
+        return g.node("AveragePool", [x], key, kernel_shape=list(win.kernel),
+                      strides=list(win.stride), pads=[0, 0, 0, 0])
+    (hs, he), (ws, we) = layer.bins()
+
+    def averaging(starts, stops, size):
+        matrix = np.zeros((len(starts), size), g.dtype)
+        for o, (a, b) in enumerate(zip(starts, stops, strict=True)):
+            matrix[o, a:b] = 1.0 / (b - a)
+        return matrix
+
+    cols = g.node("MatMul", [x, g.constant(f"{key}.cols", averaging(ws, we, w).T)],
+                  f"{key}.cols_mean")
+    return g.node("MatMul", [g.constant(f"{key}.rows", averaging(hs, he, h)), cols],
+                  key)
 
 
 def _network(g: _Graph, model, x: str, prefix: str) -> str:

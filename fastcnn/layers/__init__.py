@@ -27,19 +27,26 @@ from .base import Layer, Window
 from .conv import Conv2D
 from .conv_transpose import Conv2DTranspose, UpSampling2D
 from .dense import Dense
-from .dropout import Dropout
-from .merge import Add, Concatenate, Merge
+from .depthwise import DepthwiseConv2D, SeparableConv2D
+from .dropout import Dropout, SpatialDropout2D
+from .layer_norm import GroupNorm, LayerNorm, LayerNorm2D
+from .merge import Add, Concatenate, Merge, Multiply
 from .norm import BatchNorm1D, BatchNorm2D
-from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .padding import ZeroPadding2D
+from .pool import AdaptiveAvgPool2D, AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten, Reshape
+from .scale import Scale
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (
         Conv2D,
+        DepthwiseConv2D,
+        SeparableConv2D,
         MaxPool2D,
         AvgPool2D,
         GlobalAvgPool2D,
+        AdaptiveAvgPool2D,
         Dense,
         Flatten,
         Reshape,
@@ -57,10 +64,17 @@ LAYERS: dict[str, type[Layer]] = {
         ReLU6,
         Mish,
         Dropout,
+        SpatialDropout2D,
         BatchNorm2D,
         BatchNorm1D,
+        LayerNorm,
+        GroupNorm,
+        LayerNorm2D,
         Add,
         Concatenate,
+        Multiply,
+        ZeroPadding2D,
+        Scale,
         Conv2DTranspose,
         UpSampling2D,
     )
@@ -77,7 +91,7 @@ def register(cls: type[Layer]) -> type[Layer]:
     up here only, never import them by name). Usable as a decorator::
 
         @fastcnn.layers.register
-        class Scale(fastcnn.layers.Layer):
+        class Gain(fastcnn.layers.Layer):
             ...
 
     Registering a class again under the same name (a notebook cell run twice)

@@ -1,4 +1,5 @@
-"""Dropout: inverted dropout in training, the identity in evaluation."""
+"""Dropout (of elements) and SpatialDropout2D (of whole channels): inverted dropout
+in training, the identity in evaluation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from .. import backend
 from ..functional import _validate as v
-from ..functional.dropout import dropout_mask_trusted
+from ..functional.dropout import dropout2d_mask_trusted, dropout_mask_trusted
 from .base import Layer
 
 
@@ -58,3 +59,31 @@ class Dropout(Layer):
         if not training or self.p == 0.0 or array.size == 0:
             return backend.device_of(array).copy(array)
         return dropout_mask_trusted(array, self.p, seed)
+
+
+class SpatialDropout2D(Dropout):
+    """Zero whole channel maps with probability ``p`` during training and scale the
+    kept ones by ``1/(1-p)`` (Keras's ``SpatialDropout2D``,
+    ``torch.nn.Dropout2d``); with ``training=False`` a copy. Neighbouring pixels of
+    a feature map are strongly correlated, so dropping single pixels (``Dropout``)
+    regularises a convolution little; dropping whole maps does.
+
+    Seeded as :class:`Dropout` is: a fresh seed per training forward, from
+    ``self.rng``, kept for backward; the mask is :func:`fastcnn.functional.dropout2d`'s.
+
+    Parameters
+    ----------
+    p : float
+        Probability of dropping a channel, in [0, 1].
+    name : str, optional
+
+    Shape: (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self._check_shape(input_shape, 3)
+
+    def _apply(self, array, training: bool, seed):
+        if not training or self.p == 0.0 or array.size == 0:
+            return backend.device_of(array).copy(array)
+        return dropout2d_mask_trusted(array, self.p, seed)

@@ -1,5 +1,6 @@
 """Layers that join several tensors of a graph model: ``Add`` (a residual
-connection) and ``Concatenate`` (Inception- and DenseNet-style branches)."""
+connection), ``Concatenate`` (Inception- and DenseNet-style branches) and
+``Multiply`` (the gate of a squeeze-and-excitation block)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from .._checks import is_int
 from ..functional import _validate as v
 from ..functional.merge import (
     add_trusted,
+    broadcast_shape,
     concatenate_backward_trusted,
     concatenate_trusted,
+    multiply_backward_trusted,
+    multiply_trusted,
 )
 from .base import Layer, _c_contiguous_input
 
@@ -186,3 +190,43 @@ class Concatenate(Merge):
         axis = self._sample_axis(dy.ndim - 1)
         return concatenate_backward_trusted(
             dy, [shape[axis] for shape in self.input_shape], axis + 1)
+
+
+class Multiply(Merge):
+    """The elementwise product of its inputs, broadcasting axes of size 1 (as
+    Keras's ``Multiply`` and ``torch.mul``): the join of a squeeze-and-excitation
+    block, ``Multiply()([x, s])`` with ``x`` of per-sample shape ``(C, H, W)`` and
+    the channel gates ``s`` of ``(C, 1, 1)``. Each input's gradient is ``dy`` times
+    the other inputs, summed over the axes it was broadcast along.
+
+    The per-sample shapes must have one number of axes, each equal or 1 (reshape a
+    ``(C,)`` gate to ``(C, 1, 1)`` with :class:`Reshape` first).
+
+    Parameters
+    ----------
+    name : str, optional
+
+    Shape: [(N, *s_1), (N, *s_2), ...] -> (N, *broadcast(s_1, s_2, ...)).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self._inputs: list | None = None
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._check_shape(input_shape)
+        for i, shape in enumerate(shapes[1:], start=1):
+            if len(shape) != len(shapes[0]):
+                raise ValueError(
+                    f"{self._op}: input {i} has per-sample shape {shape} but input 0 "
+                    f"has {shapes[0]}; Multiply takes shapes of one number of axes, "
+                    f"each equal or 1 (reshape the gate to (C, 1, 1) first).")
+        return broadcast_shape(self._op, shapes,
+                               [f"input {i}" for i in range(len(shapes))])
+
+    def _forward(self, xs, training):
+        self._inputs = xs
+        return multiply_trusted(xs)
+
+    def _backward(self, dy):
+        return multiply_backward_trusted(dy, self._inputs)

@@ -19,7 +19,8 @@ from .base import Layer
 
 
 class _BatchNorm(Layer):
-    _ndim: int  # per-sample ndim: 3 for BatchNorm2D, 1 for BatchNorm1D
+    _ndim: tuple[int, ...]  # per-sample ndims: (3,) for BatchNorm2D, (1, 2) for 1D
+    _layout: str  # the per-sample layouts, for messages
 
     def __init__(self, momentum: float, eps: float, affine: bool, name) -> None:
         super().__init__(name=name)
@@ -32,7 +33,13 @@ class _BatchNorm(Layer):
         return {"momentum": self.momentum, "eps": self.eps, "affine": self.affine}
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return self._check_shape(input_shape, ndim=self._ndim)
+        shape = self._check_shape(input_shape)
+        if len(shape) not in self._ndim:
+            raise ValueError(
+                f"{self._op}: expects a {' or '.join(f'{d}-D' for d in self._ndim)} "
+                f"per-sample input {self._layout}, got input_shape {shape}."
+            )
+        return shape
 
     def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         c = (int(self.compute_output_shape(input_shape)[0]),)
@@ -87,7 +94,8 @@ class BatchNorm2D(_BatchNorm):
     Shape: (N, C, H, W) -> (N, C, H, W).
     """
 
-    _ndim = 3
+    _ndim = (3,)
+    _layout = "(channels, height, width)"
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
                  name: str | None = None) -> None:
@@ -95,8 +103,9 @@ class BatchNorm2D(_BatchNorm):
 
 
 class BatchNorm1D(_BatchNorm):
-    """Normalise each feature of ``(F,)`` samples over the batch, then scale and
-    shift (as :class:`BatchNorm2D`).
+    """Normalise each feature of ``(F,)`` samples over the batch, or each channel of
+    ``(C, L)`` samples over the batch and the length, then scale and shift (as
+    :class:`BatchNorm2D`; as ``torch.nn.BatchNorm1d``).
 
     Parameters
     ----------
@@ -105,10 +114,11 @@ class BatchNorm1D(_BatchNorm):
     affine : bool
     name : str, optional
 
-    Shape: (N, F) -> (N, F).
+    Shape: (N, F) -> (N, F), or (N, C, L) -> (N, C, L).
     """
 
-    _ndim = 1
+    _ndim = (1, 2)
+    _layout = "(features,) or (channels, length)"
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
                  name: str | None = None) -> None:

@@ -1,4 +1,6 @@
-"""Pooling layers: MaxPool2D, AvgPool2D and GlobalAvgPool2D (no parameters)."""
+"""Pooling layers: MaxPool2D, AvgPool2D, GlobalAvgPool2D and AdaptiveAvgPool2D (no
+parameters). Max unpooling has no layer: it takes two inputs (see
+:mod:`fastcnn.functional.unpool`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from typing import Any
 
 from .. import functional as F
 from ..functional import _validate as v
+from ..functional import adaptive_pool as adaptive_ops
 from ..functional import pool as pool_ops
 from ..functional.pool import pool_geometry
 from .base import Layer, Window, canonical_pair
@@ -172,3 +175,85 @@ class GlobalAvgPool2D(Layer):
 
     def _backward(self, dy):
         return pool_ops.global_avg_pool2d_backward_trusted(dy, self._cache)
+
+
+class AdaptiveAvgPool2D(Layer):
+    """Average over a requested output size (``torch.nn.AdaptiveAvgPool2d``), with
+    PyTorch's bins: output ``oh`` of ``OH`` averages rows
+    ``[floor(oh*H/OH), ceil((oh+1)*H/OH))``, and the same for columns.
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        The output's (OH, OW); None keeps that input size.
+    name : str, optional
+
+    Shape: (N, C, H, W) -> (N, C, OH, OW).
+
+    Notes
+    -----
+    Where H and W are multiples of OH and OW this is ``AvgPool2D(H // OH, W //
+    OW)``; otherwise neighbouring bins overlap by a row or column, so there is no
+    single window for :meth:`window`, and :mod:`fastcnn.inspect` traces the bins.
+    """
+
+    connectivity = "adaptive"
+
+    def __init__(self, output_size, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.output_size = adaptive_ops.output_size_arg(self._op, output_size)
+        self._out_hw = None
+
+    def _config(self) -> dict[str, Any]:
+        oh, ow = self.output_size
+        if oh == ow and oh is not None:
+            return {"output_size": oh}
+        return {"output_size": [oh, ow]}
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        input_shape = self._check_shape(input_shape, ndim=3)
+        return (input_shape[0], *self._resolved(input_shape))
+
+    def _resolved(self, input_shape) -> tuple[int, int]:
+        oh, ow = self.output_size
+        return (input_shape[1] if oh is None else oh,
+                input_shape[2] if ow is None else ow)
+
+    def bins(self, input_shape=None):
+        """PyTorch's bins over rows and columns for a per-sample ``input_shape``
+        (default: the built one): ``((row_starts, row_stops), (col_starts,
+        col_stops))``, int64 arrays of OH and OW entries.
+
+        Shape: input_shape (C, H, W) -> two pairs of 1-D arrays.
+        """
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        out = self._resolved(shape)
+        return (adaptive_ops.adaptive_bins(shape[1], out[0]),
+                adaptive_ops.adaptive_bins(shape[2], out[1]))
+
+    def window(self, input_shape=None) -> Window | None:
+        """The equivalent average-pool window where every bin has one size and
+        step (H and W multiples of OH and OW, output non-empty); else None."""
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        out = self._resolved(shape)
+        if min(out) < 1 or shape[1] % out[0] or shape[2] % out[1]:
+            return None
+        kernel = (shape[1] // out[0], shape[2] // out[1])
+        return Window(kernel, kernel, (0, 0), (1, 1))
+
+    def _build(self, input_shape, dtype, rng) -> None:
+        # The output size for the built input, so forward need not re-validate;
+        # None where the op must see the input (an empty plane, which it refuses).
+        self._out_hw = (self._resolved(input_shape) if min(input_shape[1:]) > 0
+                        else None)
+
+    def _forward(self, x, training):
+        self._cache = x
+        if self._out_hw is not None:
+            return adaptive_ops.adaptive_avg_pool2d_trusted(x, self._out_hw)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def _backward(self, dy):
+        if self._out_hw is not None:
+            return adaptive_ops.adaptive_avg_pool2d_backward_trusted(dy, self._cache)
+        return F.adaptive_avg_pool2d_backward(dy, self._cache, self.output_size)

@@ -166,7 +166,9 @@ def class_weights(model, class_weight):
             f"fit: class_weight needs a classification loss (CrossEntropy), not "
             f"{type(model.loss).__name__}."
         )
-    n_classes = model.output_shape[-1]
+    # Classes are axis 1 of the output, (N, C) or (N, C, d1, ...): the first
+    # per-sample axis.
+    n_classes = model.output_shape[0]
     if isinstance(class_weight, dict):
         weights = np.ones(n_classes)
         for key, value in class_weight.items():

@@ -99,8 +99,9 @@ class Trainer:
             ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` (default settings) or
             an instance from :mod:`fastcnn.optimizers`.
         loss : str or Loss
-            ``"cross_entropy"`` (logits and integer labels), ``"mse"``,
-            ``"bce_with_logits"`` or an instance from :mod:`fastcnn.losses`.
+            ``"cross_entropy"`` (logits and integer labels or probabilities),
+            ``"mse"``, ``"bce_with_logits"`` or an instance from
+            :mod:`fastcnn.losses`.
         metrics : list, optional
             Names (``"accuracy"``, ``"top5_accuracy"``, ...), Metric objects or
             callables ``(output, target) -> float``.
@@ -114,7 +115,9 @@ class Trainer:
             metrics = []
         elif isinstance(metrics, str) or callable(metrics):
             metrics = [metrics]
-        self.metrics = [metrics_mod.get(m, binary=binary) for m in metrics]
+        ignore_index = getattr(self.loss, "ignore_index", None)
+        self.metrics = [metrics_mod.get(m, binary=binary, ignore_index=ignore_index)
+                        for m in metrics]
         names = [metrics_mod.metric_name(m) for m in self.metrics]
         for name in names:
             if name == "loss" or names.count(name) > 1:

@@ -47,6 +47,7 @@ CONV_GEOMETRIES = [
     (2, 3, 6, 5, 6, 3, 2, 1, 1, 1, 1, 1, 1, 0),  # 2 channel chunks, the last partial
     (1, 4, 7, 7, 4, 3, 3, 2, 1, 1, 2, 2, 1, 1),  # groups, stride and dilation
     (1, 3, 5, 6, 3, 2, 2, 1, 2, 2, 1, 3, 0, 0),  # depthwise
+    (1, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 2, 1, 1),  # depthwise x2, CPU's own kernels
 ]
 
 
@@ -165,6 +166,113 @@ def _(rng, dtype):
     return (_normal(rng, (2, 3), dtype), _empty((2, 3, 3, 4), dtype)), (1,)
 
 
+# ----------------------------------------------------------------------- pool_more
+
+# Max pooling with indices on the MAX_POOL_GEOMETRIES above, plus a window with no
+# tap inside the input (dilation 3 with ceil_mode on a 1x1 plane).
+MAX_INDEX_GEOMETRIES = [*MAX_POOL_GEOMETRIES,
+                        ((2, 1, 1, 1), (2, 2, 2, 2, 1, 1, 3, 3), (1, 1))]
+
+
+def _window_taps(o, k, s, p, d, size):
+    taps = o * s - p + d * np.arange(k)
+    return taps[(taps >= 0) & (taps < size)]
+
+
+def _random_window_indices(rng, xs, hyper, ohw):
+    """A random tap inside the input of each window (-1 for a window with none):
+    indices the op layer would accept, not only argmaxes."""
+    kh, kw, sh, sw, ph, pw, dh, dw = hyper
+    idx = np.empty((*xs[:2], *ohw), np.int64)
+    for n, c, oh, ow in np.ndindex(idx.shape):
+        rows = _window_taps(oh, kh, sh, ph, dh, xs[2])
+        cols = _window_taps(ow, kw, sw, pw, dw, xs[3])
+        idx[n, c, oh, ow] = (rng.choice(rows) * xs[3] + rng.choice(cols)
+                             if rows.size and cols.size else -1)
+    return idx
+
+
+def _max_index_builders(geo):
+    xs, hyper, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def forward(rng, dtype):
+        # _pool_input's tie and NaN need 8 elements; the 1x1 planes have 2.
+        big = np.prod(xs) >= 8
+        x = _pool_input(rng, xs, dtype) if big else _normal(rng, xs, dtype)
+        return (x, _empty(ys, dtype), np.full(ys, -7, np.int64), *hyper), (1, 2)
+
+    def backward(rng, dtype):
+        return (_normal(rng, ys, dtype), _random_window_indices(rng, xs, hyper, ohw),
+                _empty(xs, dtype), *hyper), (2,)
+
+    return forward, backward
+
+
+for _geo in MAX_INDEX_GEOMETRIES:
+    _f, _b = _max_index_builders(_geo)
+    case("pool_more", "max_pool2d_forward_indices")(_f)
+    case("pool_more", "max_pool2d_backward_indices")(_b)
+
+# (x shape, output hw): repeated and out-of-plane indices, which kernels skip.
+UNPOOL_GEOMETRIES = [((2, 2, 2, 3), (4, 6)), ((1, 3, 3, 2), (3, 5))]
+
+
+def _unpool_indices(rng, xs, ohw):
+    size = ohw[0] * ohw[1]
+    idx = rng.integers(0, size, xs).astype(np.int64)
+    flat = idx.reshape(-1)
+    flat[1] = flat[0]  # a repeat within the first plane
+    flat[2] = flat[0]
+    flat[3] = -1
+    flat[-1] = size
+    return idx
+
+
+def _unpool_builders(geo):
+    xs, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def forward(rng, dtype):
+        return (_normal(rng, xs, dtype), _unpool_indices(rng, xs, ohw),
+                _empty(ys, dtype)), (2,)
+
+    def backward(rng, dtype):
+        return (_normal(rng, ys, dtype), _unpool_indices(rng, xs, ohw),
+                _empty(xs, dtype)), (2,)
+
+    return forward, backward
+
+
+for _geo in UNPOOL_GEOMETRIES:
+    _f, _b = _unpool_builders(_geo)
+    case("pool_more", "max_unpool2d_forward")(_f)
+    case("pool_more", "max_unpool2d_backward")(_b)
+
+# (x shape, output hw): even bins, overlapping bins, an output larger than the input.
+ADAPTIVE_GEOMETRIES = [((2, 2, 4, 4), (2, 2)), ((1, 2, 5, 7), (3, 4)),
+                       ((1, 1, 3, 2), (5, 3))]
+
+
+def _adaptive_builders(geo):
+    xs, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def forward(rng, dtype):
+        return (_normal(rng, xs, dtype), _empty(ys, dtype)), (1,)
+
+    def backward(rng, dtype):
+        return (_normal(rng, ys, dtype), _empty(xs, dtype)), (1,)
+
+    return forward, backward
+
+
+for _geo in ADAPTIVE_GEOMETRIES:
+    _f, _b = _adaptive_builders(_geo)
+    case("pool_more", "adaptive_avg_pool2d_forward")(_f)
+    case("pool_more", "adaptive_avg_pool2d_backward")(_b)
+
+
 # --------------------------------------------------------------------------- dense
 
 
@@ -256,27 +364,51 @@ def _(rng, dtype):
     return (_normal(rng, 11, dtype), _empty(1, dtype)), (1,)
 
 
-def _ce_args(rng, dtype, smoothing):
-    n, c = 5, 4
-    logits = (2 * rng.standard_normal((n, c))).astype(dtype)
-    labels = rng.integers(0, c, n).astype(np.int64)
+# (N, C, S): one position per sample, and several with positions of one sample in
+# different CUDA blocks.
+CE_SHAPES = [(5, 4, 1), (2, 3, 5)]
+
+
+def _ce_args(rng, dtype, smoothing, shape):
+    n, c, s = shape
+    logits = (2 * rng.standard_normal(shape)).astype(dtype)
+    labels = rng.integers(0, c, (n, s)).astype(np.int64)
+    # Some positions ignored: one label inside [0, C) is the ignored one here.
+    labels[rng.random((n, s)) < 0.3] = 1
     weight = rng.uniform(0.5, 2, c).astype(dtype)
     keep = dtype(1 - smoothing)
     spread = dtype(smoothing / c)
-    return logits, labels, weight, keep, spread
+    return logits, labels, weight, keep, spread, np.int64(1)
 
 
-for _smoothing in (0.0, 0.2):
+def _ce_prob_args(rng, dtype, smoothing, shape):
+    logits, _, weight, keep, spread, _ = _ce_args(rng, dtype, smoothing, shape)
+    target = rng.uniform(0, 1, shape).astype(dtype)
+    return logits, target, weight, keep, spread
+
+
+for _smoothing, _shape in ((0.0, CE_SHAPES[0]), (0.2, CE_SHAPES[0]),
+                           (0.2, CE_SHAPES[1])):
 
     @case("loss", "cross_entropy_forward")
-    def _(rng, dtype, smoothing=_smoothing):
-        args = _ce_args(rng, dtype, smoothing)
-        return (*args, _empty(5, dtype)), (5,)
+    def _(rng, dtype, smoothing=_smoothing, shape=_shape):
+        args = _ce_args(rng, dtype, smoothing, shape)
+        return (*args, _empty((shape[0], shape[2]), dtype)), (6,)
 
     @case("loss", "cross_entropy_backward")
-    def _(rng, dtype, smoothing=_smoothing):
-        args = _ce_args(rng, dtype, smoothing)
-        return (*args, dtype(0.2), _empty((5, 4), dtype)), (6,)
+    def _(rng, dtype, smoothing=_smoothing, shape=_shape):
+        args = _ce_args(rng, dtype, smoothing, shape)
+        return (*args, dtype(0.2), _empty(shape, dtype)), (7,)
+
+    @case("loss", "cross_entropy_prob_forward")
+    def _(rng, dtype, smoothing=_smoothing, shape=_shape):
+        args = _ce_prob_args(rng, dtype, smoothing, shape)
+        return (*args, _empty((shape[0], shape[2]), dtype)), (5,)
+
+    @case("loss", "cross_entropy_prob_backward")
+    def _(rng, dtype, smoothing=_smoothing, shape=_shape):
+        args = _ce_prob_args(rng, dtype, smoothing, shape)
+        return (*args, dtype(0.2), _empty(shape, dtype)), (6,)
 
 
 @case("loss", "mse_forward")
@@ -320,6 +452,13 @@ def _(rng, dtype):
     return (x, _empty(37, dtype), 0.3, dtype(1 / 0.7), seed), (1,)
 
 
+@case("dropout", "dropout2d_apply")
+def _(rng, dtype):
+    x = _normal(rng, (13, 3), dtype)
+    seed = np.uint64(0xDEADBEEFCAFEF00D)
+    return (x, _empty((13, 3), dtype), 0.4, dtype(1 / 0.6), seed), (1,)
+
+
 # ---------------------------------------------------------------------------- norm
 
 
@@ -346,6 +485,73 @@ for _training in (True, False):
         return (_normal(rng, (3, 2, 5), dtype), x, mean, invstd,
                 _normal(rng, 2, dtype), training, _empty((3, 2, 5), dtype),
                 _empty(2, dtype), _empty(2, dtype)), (6, 7, 8)
+
+
+# ---------------------------------------------------------------------- layer_norm
+# (R, D) rows, (N, G, K, S) groups and (N, C, S) pixels: a few hundred outputs, a
+# row longer than the patched block so the strided sums run.
+
+
+def _stats_of(x, axis):
+    """float64 mean and invstd over ``axis`` (what the stats kernels give)."""
+    x = x.astype(np.float64)
+    return x.mean(axis=axis), 1 / np.sqrt(x.var(axis=axis) + 1e-5)
+
+
+@case("layer_norm", "row_stats")
+def _(rng, dtype):
+    x = (5 + rng.standard_normal((4, 9))).astype(dtype)
+    return (x, 1e-5, _empty(4, np.float64), _empty(4, np.float64)), (2, 3)
+
+
+@case("layer_norm", "layer_norm_apply")
+def _(rng, dtype):
+    return (_normal(rng, (4, 9), dtype), rng.standard_normal(4),
+            rng.uniform(0.5, 2, 4), _normal(rng, 9, dtype), _normal(rng, 9, dtype),
+            _empty((4, 9), dtype)), (5,)
+
+
+@case("layer_norm", "layer_norm_backward")
+def _(rng, dtype):
+    x = _normal(rng, (5, 9), dtype)
+    return (_normal(rng, (5, 9), dtype), x, *_stats_of(x, 1), _normal(rng, 9, dtype),
+            _empty((5, 9), dtype), _empty(9, dtype), _empty(9, dtype)), (5, 6, 7)
+
+
+@case("layer_norm", "group_norm_apply")
+def _(rng, dtype):
+    return (_normal(rng, (2, 3, 2, 5), dtype), rng.standard_normal((2, 3)),
+            rng.uniform(0.5, 2, (2, 3)), _normal(rng, (3, 2), dtype),
+            _normal(rng, (3, 2), dtype), _empty((2, 3, 2, 5), dtype)), (5,)
+
+
+@case("layer_norm", "group_norm_backward")
+def _(rng, dtype):
+    x = _normal(rng, (2, 3, 2, 5), dtype)
+    return (_normal(rng, (2, 3, 2, 5), dtype), x, *_stats_of(x, (2, 3)),
+            _normal(rng, (3, 2), dtype), _empty((2, 3, 2, 5), dtype),
+            _empty((3, 2), dtype), _empty((3, 2), dtype)), (5, 6, 7)
+
+
+@case("layer_norm", "layer_norm2d_stats")
+def _(rng, dtype):
+    x = (5 + rng.standard_normal((2, 3, 7))).astype(dtype)
+    return (x, 1e-6, _empty((2, 7), np.float64), _empty((2, 7), np.float64)), (2, 3)
+
+
+@case("layer_norm", "layer_norm2d_apply")
+def _(rng, dtype):
+    return (_normal(rng, (2, 3, 7), dtype), rng.standard_normal((2, 7)),
+            rng.uniform(0.5, 2, (2, 7)), _normal(rng, 3, dtype),
+            _normal(rng, 3, dtype), _empty((2, 3, 7), dtype)), (5,)
+
+
+@case("layer_norm", "layer_norm2d_backward")
+def _(rng, dtype):
+    x = _normal(rng, (2, 3, 7), dtype)
+    return (_normal(rng, (2, 3, 7), dtype), x, *_stats_of(x, 1),
+            _normal(rng, 3, dtype), _empty((2, 3, 7), dtype), _empty(3, dtype),
+            _empty(3, dtype)), (5, 6, 7)
 
 
 # --------------------------------------------------------------------------- optim
@@ -437,6 +643,79 @@ def _(rng, dtype):
 @case("merge", "channel_copy_out")
 def _(rng, dtype):
     return (_normal(rng, (2, 6, 5), dtype), 1, _empty((2, 4, 5), dtype)), (2,)
+
+
+def _i64(*values):
+    return np.array(values, np.int64)
+
+
+# Broadcast products as functional/merge.py describes them: (dims, a strides,
+# b strides). A squeeze-and-excitation gate, x (2, 3, 2, 2) * s (2, 3, 1, 1) merged
+# to (6, 4); a (1, 3, 4) * b (2, 3, 1); and a gate on the middle axis only.
+MULTIPLY_TABLES = [
+    (_i64(6, 4), _i64(4, 1), _i64(1, 0)),
+    (_i64(2, 3, 4), _i64(0, 4, 1), _i64(3, 1, 0)),
+    (_i64(2, 3, 4), _i64(0, 1, 0), _i64(12, 4, 1)),
+]
+
+
+def _table_size(dims, strides):
+    return int(np.prod([n for n, s in zip(dims, strides, strict=True) if s]))
+
+
+for _tables in MULTIPLY_TABLES:
+
+    @case("merge", "multiply_forward")
+    def _(rng, dtype, t=_tables):
+        dims, sa, sb = t
+        return (_normal(rng, _table_size(dims, sa), dtype), sa,
+                _normal(rng, _table_size(dims, sb), dtype), sb, dims,
+                _empty(int(np.prod(dims)), dtype)), (5,)
+
+    # The gradient of each operand: a (broadcast, summed) and b (full or not).
+    @case("merge", "multiply_backward")
+    def _(rng, dtype, t=_tables):
+        dims, sa, sb = t
+        return (_normal(rng, int(np.prod(dims)), dtype),
+                _normal(rng, _table_size(dims, sb), dtype), sb, sa, dims,
+                _empty(_table_size(dims, sa), dtype)), (5,)
+
+    @case("merge", "multiply_backward")
+    def _(rng, dtype, t=_tables):
+        dims, sa, sb = t
+        return (_normal(rng, int(np.prod(dims)), dtype),
+                _normal(rng, _table_size(dims, sa), dtype), sa, sb, dims,
+                _empty(_table_size(dims, sb), dtype)), (5,)
+
+
+# ----------------------------------------------------------------------------- pad
+
+# (x shape, y shape, top, left): padding, cropping, and both at once.
+PAD_GEOMETRIES = [((2, 3, 4), (2, 5, 7), 1, 2), ((1, 4, 5), (1, 2, 3), -1, -1),
+                  ((2, 2, 3), (2, 5, 2), 2, -1)]
+
+for _geo in PAD_GEOMETRIES:
+
+    @case("pad", "pad_constant")
+    def _(rng, dtype, g=_geo):
+        xs, ys, top, left = g
+        return (_normal(rng, xs, dtype), _empty(ys, dtype), np.int64(top),
+                np.int64(left), dtype(-1.5)), (1,)
+
+
+# --------------------------------------------------------------------------- scale
+
+
+@case("scale", "channel_scale_forward")
+def _(rng, dtype):
+    return (_normal(rng, (2, 3, 4), dtype), _normal(rng, 3, dtype),
+            _empty((2, 3, 4), dtype)), (2,)
+
+
+@case("scale", "channel_scale_backward_weight")
+def _(rng, dtype):
+    return (_normal(rng, (3, 5, 4), dtype), _normal(rng, (3, 5, 4), dtype),
+            _empty(5, dtype)), (2,)
 
 
 # ------------------------------------------------- activation: gelu, silu, elu, ...

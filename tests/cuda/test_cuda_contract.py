@@ -34,8 +34,9 @@ def _public_functions(module) -> dict:
 
 def test_every_cpu_kernel_file_has_a_cuda_twin():
     assert SUBJECTS == sorted(
-        ["activation", "conv", "dense", "dropout", "loss", "merge", "norm", "optim",
-         "pool"]
+        ["activation", "conv", "dense", "dropout", "layer_norm", "loss", "merge",
+         "norm", "optim", "pad",
+         "pool", "pool_more", "scale"]
     )
     for subject in SUBJECTS:
         assert (ROOT / "fastcnn" / "kernels" / "cuda" / f"{subject}.py").is_file()

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-SUBJECTS = ("conv", "pool", "dense", "activation", "loss", "dropout", "norm", "optim",
-            "_layout")
+SUBJECTS = ("conv", "pool", "pool_more", "dense", "activation", "loss", "dropout",
+            "norm", "layer_norm", "optim", "merge", "pad", "scale", "_layout")
 CUDA_MODULES = [importlib.import_module(f"fastcnn.kernels.cuda.{s}") for s in SUBJECTS]
 DTYPES = [np.float32, np.float64]
 #: Outputs equal to the CPU's bit for bit: selections, masks and serial sums.

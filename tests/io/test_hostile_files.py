@@ -538,7 +538,10 @@ def test_state_shapes_match_what_build_creates(name):
     """The sizing above relies on state_shapes agreeing with build, layer by layer."""
     cls = LAYERS[name]
     needs = {"Conv2D": (3, 2), "Conv2DTranspose": (3, 2), "Dense": (3,),
-             "MaxPool2D": (2,), "AvgPool2D": (2,), "Reshape": ((-1,),)}.get(name, ())
+             "DepthwiseConv2D": (3,), "SeparableConv2D": (2, 3),
+             "MaxPool2D": (2,), "AvgPool2D": (2,), "Reshape": ((-1,),),
+             "AdaptiveAvgPool2D": (2,), "LayerNorm": ((5, 5),),
+             "GroupNorm": (2,)}.get(name, ())
     layer = cls(*needs)
     input_shape = (6,) if name in ("Dense", "BatchNorm1D") else (2, 5, 5)
     if cls.takes_many:

@@ -3,8 +3,9 @@
 The zoo's networks, and graph models using every exportable layer (each
 activation, fused and as a layer; strided, dilated, grouped and "same" convs;
 pools with ceil_mode and padding; BatchNorm with trained running statistics;
-nested models, Add, Concatenate, UpSampling2D, Conv2DTranspose, Reshape). Skipped
-without onnx and onnxruntime (the test extra installs both).
+nested models, Add, Concatenate, Multiply, UpSampling2D, Conv2DTranspose, Reshape,
+ZeroPadding2D, Scale, SpatialDropout2D). Skipped without onnx and onnxruntime (the
+test extra installs both).
 """
 
 import numpy as np
@@ -79,6 +80,11 @@ def _every_layer_model():
     b = layers.UpSampling2D(2, name="up")(b)
     c = layers.Conv2D(8, 3, padding=2, dilation=2, bias=False, name="c_dil")(x)
     c = layers.BatchNorm2D(name="bn")(c)
+    c = layers.LayerNorm2D(name="ln2d")(c)
+    c = layers.GroupNorm(4, name="gn")(c)
+    c = layers.DepthwiseConv2D(3, padding=1, activation="relu6", name="dw")(c)
+    c = layers.SeparableConv2D(8, 5, depth_multiplier=2, padding="same",
+                               activation="hard_swish", name="sep")(c)
     s = layers.Add(name="add")([a, b, c])
     s = layers.GELU(name="gelu")(s)
     t = layers.Concatenate(name="cat")([s, layers.GELU(approximate="tanh",
@@ -87,6 +93,17 @@ def _every_layer_model():
     t = layers.Conv2DTranspose(6, 3, stride=2, padding=1, output_padding=1,
                                activation="elu", name="deconv")(t)
     t = layers.AvgPool2D(2, padding=1, count_include_pad=False, name="avg")(t)
+    # Squeeze-and-excitation (Multiply, of three factors here), layer scale,
+    # channel dropout, and zero padding that an average pool takes back off.
+    g = layers.Dense(3, activation="relu", name="se_fc1")(
+        layers.GlobalAvgPool2D(name="se_pool")(t))
+    g = layers.Sigmoid(name="se_gate")(layers.Dense(6, name="se_fc2")(g))
+    g = layers.Reshape((6, 1, 1), name="se_shape")(g)
+    t = layers.Multiply(name="se")([t, g, g])
+    t = layers.Scale(0.5, name="layer_scale")(t)
+    t = layers.SpatialDropout2D(0.2, name="drop2d")(t)
+    t = layers.ZeroPadding2D(((1, 1), (2, 0)), name="zpad")(t)
+    t = layers.AvgPool2D(3, stride=1, name="unpad")(t)
     acts = [layers.LeakyReLU(0.1), layers.Hardswish(), layers.Hardsigmoid(),
             layers.ReLU6(), layers.Softplus(beta=2.0, threshold=1.0), layers.Mish(),
             layers.Sigmoid(), layers.Tanh(), layers.ELU(0.5), layers.ReLU()]
@@ -98,12 +115,27 @@ def _every_layer_model():
                                name="inner")
     t = inner(t)
     t = layers.Reshape((5, -1), name="reshape")(t)
+    t = layers.LayerNorm(64, name="ln")(t)
+    t = layers.BatchNorm1D(name="bn1d_cl")(t)
     t = layers.Flatten(name="flat")(t)
+    # Adaptive pooling with uneven bins (exported as two averaging MatMuls).
+    side = layers.Flatten(name="adapt_flat")(
+        layers.AdaptiveAvgPool2D((5, 7), name="adapt")(s))
+    t = layers.Concatenate(name="cat_adapt")([t, side])
     t = layers.Dense(16, activation="gelu", name="fc")(t)
     t = layers.BatchNorm1D(name="bn1d")(t)
     t = layers.Dense(5, name="logits")(t)
     out = layers.Softmax(dim=-1, name="softmax")(t)
-    return fastcnn.Model(x, out, name="every_layer")
+    model = fastcnn.Model(x, out, name="every_layer")
+    # One multiplier per channel, all different: a gamma on the wrong axis shows.
+    scale = next(la for la in model.layers if la.name == "layer_scale")
+    scale.params["weight"][...] = np.linspace(0.5, 2.0, 6)
+    for norm in model.layers:
+        if norm.name in ("ln2d", "gn", "ln"):
+            norm.params["weight"][...] = np.linspace(0.5, 2.0, norm.params[
+                "weight"].size).reshape(norm.params["weight"].shape)
+            norm.params["bias"][...] = -0.3 * norm.params["weight"]
+    return model
 
 
 def test_every_exportable_layer_matches_predict(tmp_path):
@@ -123,6 +155,26 @@ def test_float64(tmp_path):
                                 layers.ReLU(), layers.Dense(3), layers.Softmax()],
                                input_shape=(2, 3, 3), dtype="float64")
     assert _check(model, tmp_path, tolerance=1e-12) < 1e-12
+
+
+def test_sample_norms_on_features_float64(tmp_path):
+    # LayerNorm, GroupNorm and BatchNorm1D on (F,) and (C, L) samples, every
+    # parameter different, against predict to float64 rounding.
+    fastcnn.seed(4)
+    model = fastcnn.Sequential([layers.Flatten(), layers.Dense(12),
+                                layers.LayerNorm(12), layers.Reshape((4, 3)),
+                                layers.GroupNorm(2, eps=1e-3), layers.BatchNorm1D(),
+                                layers.LayerNorm((4, 3), elementwise_affine=False),
+                                layers.Flatten(), layers.Dense(3)],
+                               input_shape=(2, 3, 3), dtype="float64")
+    rng = np.random.default_rng(2)
+    for layer in model.layers[2:5]:
+        for p in layer.params.values():
+            p[...] = rng.standard_normal(p.shape)
+    # onnxruntime takes LayerNormalization's variance in one pass, as E[x^2] -
+    # E[x]^2, which costs a few digits more than the two passes here (1e-11 to
+    # 2.3e-10 measured over seeds).
+    _check(model, tmp_path, tolerance=1e-9)
 
 
 def test_the_file_is_valid_onnx_with_named_weights(tmp_path):

@@ -92,7 +92,9 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape,
     assert layer.output_shape == expected_output_shape
     assert layer.dtype == np.float64
     assert set(layer.grads) == set(layer.params)
-    assert set(layer.params) <= {"weight", "bias"}
+    # torch's parameter names: "weight" and "bias", or "<part>_weight" for a layer
+    # of several weights (SeparableConv2D).
+    assert all(k in ("weight", "bias") or k.endswith("_weight") for k in layer.params)
     for key, p in layer.params.items():
         assert p.dtype == np.float64, key
         assert layer.grads[key].shape == p.shape, key

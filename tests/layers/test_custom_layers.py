@@ -17,7 +17,7 @@ def registry():
 
 
 def _scale_class():
-    class Scale(layers.Layer):
+    class Gain(layers.Layer):
         def __init__(self, init=1.0, name=None):
             super().__init__(name=name)
             self.init = float(init)
@@ -36,7 +36,7 @@ def _scale_class():
             self.grads["scale"] = (dy * self._cache).sum(axis=(0, 2, 3))
             return dy * self.params["scale"][:, None, None]
 
-    return Scale
+    return Gain
 
 
 def _net(scale_cls):
@@ -48,7 +48,7 @@ def _net(scale_cls):
 
 def test_a_registered_layer_trains_saves_and_loads(registry, tmp_path, rng):
     scale = layers.register(_scale_class())
-    assert registry["Scale"] is scale
+    assert registry["Gain"] is scale
     model = _net(scale)
     x, y = rng.random((8, 2, 6, 6), dtype=np.float32), rng.integers(0, 2, 8)
     before = model.layers[1].params["scale"].copy()
@@ -92,7 +92,7 @@ def test_register_checks_its_argument(registry):
 def test_registering_a_name_again_replaces_the_class(registry):
     first, second = layers.register(_scale_class()), layers.register(_scale_class())
     assert first is not second
-    assert registry["Scale"] is second
+    assert registry["Gain"] is second
 
 
 def test_gradcheck_checks_a_frozen_layer_too(rng):

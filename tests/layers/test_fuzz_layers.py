@@ -60,6 +60,22 @@ def layer_case(draw, name):
         return cls, kw, image, lambda lay, x, t: F.conv2d(
             x, lay.params["weight"], lay.params.get("bias"), lay.stride, lay.padding,
             lay.dilation, lay.groups)
+    if name in ("DepthwiseConv2D", "SeparableConv2D"):
+        padding = draw(st.one_of(st.integers(0, 2), st.just("same"), st.just("valid")))
+        kw = {"kernel_size": draw(pairs), "depth_multiplier": draw(small),
+              "stride": draw(pairs), "padding": padding,
+              "dilation": draw(st.integers(1, 2)), "bias": draw(st.booleans())}
+        if name == "DepthwiseConv2D":
+            return cls, kw, image, lambda lay, x, t: F.conv2d(
+                x, lay.params["weight"], lay.params.get("bias"), lay.stride,
+                lay.padding, lay.dilation, x.shape[1])
+        kw["out_channels"] = draw(small)
+
+        def separable(lay, x, t):
+            mid = F.conv2d(x, lay.params["depthwise_weight"], None, lay.stride,
+                           lay.padding, lay.dilation, x.shape[1])
+            return F.conv2d(mid, lay.params["pointwise_weight"], lay.params.get("bias"))
+        return cls, kw, image, separable
     if name == "Conv2DTranspose":
         groups = draw(st.sampled_from([g for g in (1, 2) if image[0] % g == 0]))
         stride, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2))
@@ -82,6 +98,11 @@ def layer_case(draw, name):
         return cls, kw, image, lambda lay, x, t: fn(x, **kw)
     if name == "GlobalAvgPool2D":
         return cls, {}, image, lambda lay, x, t: F.global_avg_pool2d(x)
+    if name == "AdaptiveAvgPool2D":
+        size = st.one_of(st.none(), st.integers(0, 10))
+        out = draw(st.one_of(st.integers(0, 10), st.tuples(size, size)))
+        return cls, {"output_size": out}, image, lambda lay, x, t: (
+            F.adaptive_avg_pool2d(x, out))
     if name == "Dense":
         kw = {"out_features": draw(st.integers(1, 5)), "bias": draw(st.booleans())}
         return cls, kw, flat, lambda lay, x, t: F.linear(
@@ -89,7 +110,8 @@ def layer_case(draw, name):
     if name in ("BatchNorm2D", "BatchNorm1D"):
         kw = {"momentum": draw(st.sampled_from([0.0, 0.1, 1.0])),
               "eps": draw(st.sampled_from([1e-5, 0.1])), "affine": draw(st.booleans())}
-        shape = image if name == "BatchNorm2D" else flat
+        shape = image if name == "BatchNorm2D" else draw(st.sampled_from(
+            [flat, (flat[0], draw(st.integers(1, 4)))]))  # (F,) or (C, L)
 
         def bn(lay, x, t):
             return F.batch_norm(x, lay.buffers["running_mean"].copy(),
@@ -97,7 +119,25 @@ def layer_case(draw, name):
                                 lay.params.get("weight"), lay.params.get("bias"), t,
                                 lay.momentum, lay.eps)
         return cls, kw, shape, bn
+    if name in ("LayerNorm", "GroupNorm", "LayerNorm2D"):
+        return _sample_norm_case(draw, cls, image, flat)
+    if name == "ZeroPadding2D":
+        amount = st.integers(0, 2)
+        padding = draw(st.one_of(amount, st.tuples(amount, amount),
+                                 st.tuples(st.tuples(amount, amount),
+                                           st.tuples(amount, amount))))
+        (top, bottom), (left, right) = cls(padding).padding
+        return cls, {"padding": padding}, image, lambda lay, x, t: np.pad(
+            x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    if name == "SpatialDropout2D":
+        p = draw(st.sampled_from([0.0, 0.3, 1.0]))
+        # Masks are checked by tests/ops/test_structure_ops.py; here the identity.
+        return cls, {"p": p}, image, lambda lay, x, t: None if t and p else x
     shape = draw(st.sampled_from([image, flat]))
+    if name == "Scale":
+        kw = {"init_value": draw(st.floats(-2, 2))}
+        return cls, kw, shape, lambda lay, x, t: F.channel_scale(
+            x, lay.params["weight"])
     if name == "Flatten":
         return cls, {}, shape, lambda lay, x, t: x.reshape(x.shape[0], -1)
     if name == "Reshape":
@@ -128,6 +168,31 @@ def layer_case(draw, name):
           "Hardswish": F.hardswish, "Hardsigmoid": F.hardsigmoid,
           "ReLU6": F.relu6, "Mish": F.mish}[name]
     return cls, {}, shape, lambda lay, x, t: fn(x)
+
+
+def _sample_norm_case(draw, cls, image, flat):
+    """LayerNorm (any trailing shape), GroupNorm (a group count that divides the
+    channels) and LayerNorm2D, with the functional op as reference."""
+    shape = image if cls is L.LayerNorm2D else draw(st.sampled_from([image, flat]))
+    eps = draw(st.sampled_from([1e-5, 1e-6, 0.1]))
+    affine = draw(st.booleans())
+
+    def params(lay):
+        return lay.params.get("weight"), lay.params.get("bias")
+
+    if cls is L.LayerNorm:
+        k = draw(st.integers(1, len(shape)))
+        kw = {"normalized_shape": shape[len(shape) - k:], "eps": eps,
+              "elementwise_affine": affine}
+        return cls, kw, shape, lambda lay, x, t: F.layer_norm(
+            x, lay.normalized_shape, *params(lay), lay.eps)
+    if cls is L.GroupNorm:
+        groups = draw(st.sampled_from([g for g in (1, 2, 3) if shape[0] % g == 0]))
+        kw = {"num_groups": groups, "eps": eps, "affine": affine}
+        return cls, kw, shape, lambda lay, x, t: F.group_norm(
+            x, lay.num_groups, *params(lay), lay.eps)
+    return cls, {"eps": eps, "affine": affine}, shape, lambda lay, x, t: (
+        F.layer_norm2d(x, *params(lay), lay.eps))
 
 
 def _fits(cls, kw, shape):
@@ -174,6 +239,15 @@ BAD_INIT = {
                "padding": [*bad_sizes(0), "full", ""], "groups": [0, 2**64, None, 1.0],
                "bias": NOT_BOOLS, "kernel_initializer": ["nope", None, 3, ["torch"]],
                "name": ["", 3, b"n"]},
+    "DepthwiseConv2D": {"kernel_size": _SIZE, "stride": _SIZE, "dilation": _SIZE,
+                        "depth_multiplier": [0, -1, 2**64, None, 1.0, True],
+                        "padding": [*bad_sizes(0), "full", ""], "bias": NOT_BOOLS,
+                        "kernel_initializer": ["nope", None]},
+    "SeparableConv2D": {"out_channels": [-1, 2**31, 2**64, 2.0, True],
+                        "kernel_size": _SIZE, "stride": _SIZE,
+                        "depth_multiplier": [0, -1, None, 1.0, True],
+                        "padding": [*bad_sizes(0), "full"], "bias": NOT_BOOLS,
+                        "kernel_initializer": ["nope", None]},
     "Dense": {"out_features": [-1, 2**31, 2**64, None, 2.0, True, "3"],
               "bias": NOT_BOOLS, "kernel_initializer": ["nope", None]},
     "MaxPool2D": {"kernel_size": _SIZE, "stride": [v for v in _SIZE if v is not None],
@@ -181,6 +255,8 @@ BAD_INIT = {
     "AvgPool2D": {"kernel_size": _SIZE, "stride": [v for v in _SIZE if v is not None],
                   "padding": bad_sizes(0), "ceil_mode": NOT_BOOLS,
                   "count_include_pad": NOT_BOOLS},
+    # None alone is refused too (PyTorch's too); only entries of a pair may be None.
+    "AdaptiveAvgPool2D": {"output_size": [*bad_sizes(0), (None, -1), (2.0, None)]},
     "LeakyReLU": {"negative_slope": [*NOT_REALS, *NON_FINITE]},
     "GELU": {"approximate": ["erf", "", None, True, "TANH"]},
     "ELU": {"alpha": [*NOT_REALS, *NON_FINITE]},
@@ -188,14 +264,29 @@ BAD_INIT = {
                  "threshold": [*NOT_REALS, *NON_FINITE]},
     "Softmax": {"dim": [0, None, 1.0, True, "1"]},
     "Dropout": {"p": [*NOT_REALS, *NON_FINITE, -0.1, 1.1]},
+    "SpatialDropout2D": {"p": [*NOT_REALS, *NON_FINITE, -0.1, 1.1]},
+    "ZeroPadding2D": {"padding": [-1, (1, -1), ((1, 2), (0, -1)), 2**31, (0, 2**40),
+                                  1.0, None, "same", True, (1,), (1, 2, 3),
+                                  ((1,), (2,)), ((1, 2), 3), ((1, 2.0), (0, 0))]},
+    "Scale": {"init_value": [*NOT_REALS, *NON_FINITE]},
     "BatchNorm2D": {"momentum": [*NOT_REALS, *NON_FINITE, -0.1, 1.1],
                     "eps": [*NOT_REALS, *NON_FINITE, 0.0, -1e-5],
                     "affine": NOT_BOOLS},
 }
 BAD_INIT["BatchNorm1D"] = BAD_INIT["BatchNorm2D"]
+_EPS = [*NOT_REALS, *NON_FINITE, 0.0, -1e-5]
+BAD_INIT["LayerNorm"] = {
+    "normalized_shape": [(), [], None, -1, (2, -1), 2.0, "3", (2**31,), True, [2.0]],
+    "eps": _EPS, "elementwise_affine": NOT_BOOLS}
+BAD_INIT["GroupNorm"] = {"num_groups": [0, -1, 2**31, 2**64, None, 2.0, True, "2"],
+                         "eps": _EPS, "affine": NOT_BOOLS}
+BAD_INIT["LayerNorm2D"] = {"eps": _EPS, "affine": NOT_BOOLS}
 REQUIRED = {"Conv2D": {"out_channels": 2, "kernel_size": 1},
+            "DepthwiseConv2D": {"kernel_size": 1},
+            "SeparableConv2D": {"out_channels": 2, "kernel_size": 1},
             "Dense": {"out_features": 2}, "MaxPool2D": {"kernel_size": 1},
-            "AvgPool2D": {"kernel_size": 1}}
+            "AvgPool2D": {"kernel_size": 1}, "AdaptiveAvgPool2D": {"output_size": 1},
+            "LayerNorm": {"normalized_shape": 2}, "GroupNorm": {"num_groups": 1}}
 
 
 @examples(3.0)

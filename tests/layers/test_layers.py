@@ -29,6 +29,18 @@ CASES = [
      True),
     (L.Conv2D, {"out_channels": 2, "kernel_size": 3, "padding": "valid",
                 "name": "my_conv"}, (1, 4, 4), (2, 2, 2), 20, 0, True),
+    (L.DepthwiseConv2D, {"kernel_size": 3, "padding": 1}, (3, 5, 5), (3, 5, 5), 30, 0,
+     True),
+    (L.DepthwiseConv2D, {"kernel_size": (3, 2), "depth_multiplier": 2, "stride": 2,
+                         "dilation": (1, 2), "bias": False}, (2, 7, 7), (4, 3, 3), 24,
+     0, True),
+    (L.DepthwiseConv2D, {"kernel_size": 5, "padding": "same",
+                         "activation": "relu6"}, (2, 6, 6), (2, 6, 6), 52, 0, True),
+    (L.SeparableConv2D, {"out_channels": 4, "kernel_size": 3, "padding": 1},
+     (2, 5, 5), (4, 5, 5), 18 + 8 + 4, 0, True),
+    (L.SeparableConv2D, {"filters": 3, "kernel_size": 3, "depth_multiplier": 2,
+                         "stride": 2, "bias": False, "activation": "relu"},
+     (2, 7, 7), (3, 3, 3), 36 + 12, 0, True),
     (L.Conv2DTranspose, {"out_channels": 2, "kernel_size": 3}, (1, 3, 3), (2, 5, 5),
      20, 0, True),
     (L.Conv2DTranspose, {"out_channels": 4, "kernel_size": (2, 3), "stride": 2,
@@ -44,6 +56,10 @@ CASES = [
                    "ceil_mode": True, "count_include_pad": False},
      (1, 6, 5), (1, 4, 6), 0, 0, True),
     (L.GlobalAvgPool2D, {}, (3, 4, 5), (3,), 0, 0, True),
+    (L.AdaptiveAvgPool2D, {"output_size": 2}, (2, 4, 6), (2, 2, 2), 0, 0, True),
+    (L.AdaptiveAvgPool2D, {"output_size": [3, None]}, (1, 5, 4), (1, 3, 4), 0, 0,
+     True),
+    (L.AdaptiveAvgPool2D, {"output_size": (4, 3)}, (2, 3, 5), (2, 4, 3), 0, 0, True),
     (L.Dense, {"out_features": 4}, (5,), (4,), 24, 0, True),
     (L.Reshape, {"target_shape": (4, -1)}, (2, 3, 4), (4, 6), 0, 0, True),
     (L.Reshape, {"target_shape": [2, 1, 12]}, (24,), (2, 1, 12), 0, 0, True),
@@ -67,12 +83,33 @@ CASES = [
     (L.Softmax, {"dim": -1}, (2, 3, 4), (2, 3, 4), 0, 0, True),
     (L.Dropout, {"p": 0.3}, (4, 5), (4, 5), 0, 0, True),
     (L.Dropout, {"p": 0.3}, (4, 5), (4, 5), 0, 0, False),
+    (L.SpatialDropout2D, {"p": 0.3}, (4, 2, 3), (4, 2, 3), 0, 0, True),
+    (L.SpatialDropout2D, {}, (3, 2, 2), (3, 2, 2), 0, 0, False),
+    (L.ZeroPadding2D, {}, (2, 3, 4), (2, 5, 6), 0, 0, True),
+    (L.ZeroPadding2D, {"padding": (2, 0)}, (1, 3, 3), (1, 7, 3), 0, 0, True),
+    (L.ZeroPadding2D, {"padding": ((0, 2), [3, 1])}, (2, 2, 3), (2, 4, 7), 0, 0,
+     True),
+    (L.Scale, {}, (3, 4, 4), (3, 4, 4), 3, 0, True),
+    (L.Scale, {"init_value": 1e-6}, (5,), (5,), 5, 0, True),
     (L.BatchNorm2D, {}, (3, 4, 4), (3, 4, 4), 6, 6, True),
     (L.BatchNorm2D, {"momentum": 0.2, "eps": 1e-3}, (2, 3, 3), (2, 3, 3), 4, 4,
      False),
     (L.BatchNorm2D, {"affine": False}, (2, 3, 3), (2, 3, 3), 0, 4, True),
     (L.BatchNorm1D, {}, (5,), (5,), 10, 10, True),
     (L.BatchNorm1D, {"affine": False}, (4,), (4,), 0, 8, False),
+    (L.BatchNorm1D, {}, (3, 4), (3, 4), 6, 6, True),
+    (L.LayerNorm, {"normalized_shape": 5}, (5,), (5,), 10, 0, True),
+    (L.LayerNorm, {"normalized_shape": (3, 4), "eps": 1e-3}, (2, 3, 4), (2, 3, 4),
+     24, 0, False),
+    (L.LayerNorm, {"normalized_shape": [2, 3, 4], "elementwise_affine": False},
+     (2, 3, 4), (2, 3, 4), 0, 0, True),
+    (L.GroupNorm, {"num_groups": 2}, (4, 3, 3), (4, 3, 3), 8, 0, True),
+    (L.GroupNorm, {"num_groups": 3, "eps": 1e-3, "affine": False}, (6, 5), (6, 5),
+     0, 0, True),
+    (L.GroupNorm, {"num_groups": 1}, (3,), (3,), 6, 0, False),
+    (L.LayerNorm2D, {}, (3, 4, 4), (3, 4, 4), 6, 0, True),
+    (L.LayerNorm2D, {"eps": 1e-3, "affine": False}, (2, 3, 3), (2, 3, 3), 0, 0,
+     False),
 ]
 
 
@@ -98,13 +135,78 @@ def test_every_registered_layer_has_a_harness_case():
 # ------------------------------------------------------------------ torch parity
 
 
+def _chain_class(nn):
+    class Chain(nn.Module):
+        """A convolution (its parameters this module's own, as our layer's) and
+        an activation."""
+
+        def __init__(self, conv, act):
+            super().__init__()
+            self.conv, self.act = conv, act
+            self.weight, self.bias = conv.weight, conv.bias
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    return Chain
+
+
+def _Chain(conv, act):
+    import torch
+
+    return _chain_class(torch.nn)(conv, act)
+
+
+def _Separable(nn, c_in, layer):
+    """torch's depthwise-then-pointwise pair, parameters named as our layer's."""
+    mid = c_in * layer.depth_multiplier
+    depthwise = nn.Conv2d(c_in, mid, layer.kernel_size, layer.stride, layer.padding,
+                          layer.dilation, c_in, bias=False)
+    pointwise = nn.Conv2d(mid, layer.out_channels, 1, bias=layer.use_bias)
+    act = {None: nn.Identity, "relu": nn.ReLU}[layer.activation]()
+
+    class Separable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw, self.pw, self.act = depthwise, pointwise, act
+            self.depthwise_weight = depthwise.weight
+            self.pointwise_weight = pointwise.weight
+            self.bias = pointwise.bias
+
+        def forward(self, x):
+            return self.act(self.pw(self.dw(x)))
+
+    return Separable()
+
+
+def _Scale(torch, channels, ndim):
+    """gamma[:, None, None] * x (ConvNeXt's layer scale), gamma named as ours."""
+
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(channels))
+
+        def forward(self, x):
+            return self.weight.reshape(-1, *[1] * (ndim - 1)) * x
+
+    return Scale()
+
+
 def _torch_module(torch, layer):
     nn = torch.nn
     cfg = layer.get_config()
     c_in = layer.input_shape[0]
+    if isinstance(layer, L.DepthwiseConv2D):
+        conv = nn.Conv2d(c_in, layer.out_channels, layer.kernel_size, layer.stride,
+                         layer.padding, layer.dilation, c_in, layer.use_bias)
+        act = {None: nn.Identity, "relu6": nn.ReLU6}[layer.activation]
+        return _Chain(conv, act())
     if isinstance(layer, L.Conv2D):
         return nn.Conv2d(c_in, layer.out_channels, layer.kernel_size, layer.stride,
                          layer.padding, layer.dilation, layer.groups, layer.use_bias)
+    if isinstance(layer, L.SeparableConv2D):
+        return _Separable(nn, c_in, layer)
     if isinstance(layer, L.Conv2DTranspose):
         return nn.ConvTranspose2d(c_in, layer.out_channels, layer.kernel_size,
                                   layer.stride, layer.padding, layer.output_padding,
@@ -119,12 +221,25 @@ def _torch_module(torch, layer):
                             layer.ceil_mode, layer.count_include_pad)
     if isinstance(layer, L.GlobalAvgPool2D):
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if isinstance(layer, L.AdaptiveAvgPool2D):
+        return nn.AdaptiveAvgPool2d(layer.output_size)
     if isinstance(layer, L.Dense):
         return nn.Linear(c_in, layer.out_features, layer.use_bias)
     if isinstance(layer, L.BatchNorm2D):
         return nn.BatchNorm2d(c_in, cfg["eps"], cfg["momentum"], cfg["affine"])
     if isinstance(layer, L.BatchNorm1D):
         return nn.BatchNorm1d(c_in, cfg["eps"], cfg["momentum"], cfg["affine"])
+    if isinstance(layer, L.LayerNorm):
+        return nn.LayerNorm(layer.normalized_shape, layer.eps,
+                            layer.elementwise_affine)
+    if isinstance(layer, L.GroupNorm):
+        return nn.GroupNorm(layer.num_groups, c_in, layer.eps, layer.affine)
+    if isinstance(layer, L.LayerNorm2D):
+        class ChannelsLastLayerNorm(nn.LayerNorm):  # ConvNeXt's LayerNorm on NCHW
+            def forward(self, x):
+                return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+        return ChannelsLastLayerNorm(c_in, layer.eps, layer.affine)
     simple = {L.Flatten: nn.Flatten, L.ReLU: nn.ReLU, L.Sigmoid: nn.Sigmoid,
               L.Tanh: nn.Tanh, L.SiLU: nn.SiLU, L.Hardswish: nn.Hardswish,
               L.Hardsigmoid: nn.Hardsigmoid, L.ReLU6: nn.ReLU6, L.Mish: nn.Mish}
@@ -140,8 +255,15 @@ def _torch_module(torch, layer):
         return nn.LeakyReLU(layer.negative_slope)
     if isinstance(layer, L.Softmax):
         return nn.Softmax(layer.dim)
+    if isinstance(layer, L.SpatialDropout2D):
+        return nn.Dropout2d(layer.p)
     if isinstance(layer, L.Dropout):
         return nn.Dropout(layer.p)
+    if isinstance(layer, L.ZeroPadding2D):
+        (top, bottom), (left, right) = layer.padding
+        return nn.ZeroPad2d((left, right, top, bottom))
+    if isinstance(layer, L.Scale):
+        return _Scale(torch, c_in, len(layer.input_shape))
     if isinstance(layer, L.Reshape):  # torch has no Reshape module: this is one
         return nn.Sequential(nn.Flatten(), nn.Unflatten(1, layer.output_shape))
     raise AssertionError(type(layer))
@@ -149,7 +271,8 @@ def _torch_module(torch, layer):
 
 # Hardsigmoid is compared in test_activation_layers.py: PyTorch's float64 backward
 # multiplies by a float32 1/6 (3e-8 relative), beyond TOLERANCE.
-TORCH_CASES = [c for c in CASES if (c[0] is not L.Dropout or not c[-1])
+TORCH_CASES = [c for c in CASES if (c[0] not in (L.Dropout, L.SpatialDropout2D)
+                                     or not c[-1])
                and c[0] is not L.Hardsigmoid]
 TOLERANCE = {np.float32: (2e-5, 2e-6), np.float64: (1e-11, 1e-12)}
 
@@ -433,7 +556,7 @@ def test_bad_hyper_parameters(make, error, match):
     (L.Conv2D(2, 7), (1, 5, 5), ValueError, "larger than the padded input"),
     (L.MaxPool2D(7), (1, 5, 5), ValueError, "input is too small"),
     (L.Dense(3), (2, 4, 4), ValueError, "put a Flatten"),
-    (L.BatchNorm1D(), (2, 4, 4), ValueError, "1-D per-sample input"),
+    (L.BatchNorm1D(), (2, 4, 4), ValueError, "1-D or 2-D per-sample input"),
     (L.Softmax(4), (3, 2), ValueError, "dim=4 is out of range"),
     (L.ReLU(), (-1, 3), TypeError, "tuple of non-negative ints"),
     (L.ReLU(), "3", TypeError, "tuple of non-negative ints"),

@@ -165,6 +165,8 @@ def test_warmup_and_device_move_work_on_a_graph_model():
     (lambda x: L.Add()([L.Conv2D(2, 1)(x), L.Conv2D(3, 1)(x)]), "one shape"),
     (lambda x: L.Concatenate()([x, L.MaxPool2D(2)(x)]), "differ on axis 1 only"),
     (lambda x: L.Add()(x), "takes a list"),
+    (lambda x: L.Multiply()([x, L.GlobalAvgPool2D()(x)]), "one number of axes"),
+    (lambda x: L.Multiply()([x, L.MaxPool2D(2)(x)]), "does not broadcast"),
     (lambda x: L.ReLU()([x, x]), "takes one tensor"),
 ])
 def test_bad_joins_fail_when_the_network_is_written(build, message):
@@ -226,3 +228,92 @@ def test_merge_ops_match_numpy(rng):
         F.concatenate([a, a], axis=0)
     with pytest.raises(ValueError, match="add up to"):
         F.concatenate_backward(a, [1, 1])
+
+
+# ------------------------------------------------------------------------ Multiply
+
+
+def _squeeze_excite(dtype="float64", seed=0):
+    """x -> conv -+-> multiply -> flatten -> dense
+                  +-> pool -> dense -> relu -> dense -> sigmoid -> (C, 1, 1) --+"""
+    fastcnn.seed(seed)
+    x = fastcnn.Input((2, 4, 4), name="x")
+    h = L.Conv2D(4, 3, padding=1, name="conv")(x)
+    g = L.Dense(2, name="fc1")(L.GlobalAvgPool2D(name="pool")(h))
+    g = L.Dense(4, name="fc2")(L.ReLU(name="relu")(g))
+    g = L.Reshape((4, 1, 1), name="gate")(L.Sigmoid(name="sig")(g))
+    y = L.Multiply(name="excite")([h, g])
+    out = L.Dense(3, name="head")(L.Flatten(name="flat")(y))
+    return fastcnn.Model(x, out, name="se", dtype=dtype)
+
+
+def test_multiply_in_a_squeeze_and_excitation_block_matches_the_ops(rng):
+    model = _squeeze_excite()
+    p = model.state_dict()
+    x = rng.standard_normal((3, 2, 4, 4))
+    h = F.conv2d(x, p["conv.weight"], p["conv.bias"], padding=1)
+    z1 = F.linear(F.global_avg_pool2d(h), p["fc1.weight"], p["fc1.bias"])
+    z2 = F.linear(F.relu(z1), p["fc2.weight"], p["fc2.bias"])
+    gate = F.sigmoid(z2).reshape(3, 4, 1, 1)
+    y = F.multiply([h, gate])
+    np.testing.assert_array_equal(y, h * gate)
+    out = model.forward(x, training=True)
+    np.testing.assert_allclose(out, F.linear(y.reshape(3, -1), p["head.weight"],
+                                             p["head.bias"]), 1e-12, 1e-12)
+    dy = rng.standard_normal(out.shape)
+    dflat = F.linear_backward(dy, y.reshape(3, -1), p["head.weight"])[0]
+    dh, dgate = F.multiply_backward(dflat.reshape(y.shape), [h, gate])
+    model.backward(dy)
+    excite = next(layer for layer in model.layers if layer.name == "excite")
+    np.testing.assert_allclose(excite.backward(dflat.reshape(y.shape))[1], dgate,
+                               1e-12, 1e-12)
+    np.testing.assert_allclose(dgate, (dflat.reshape(y.shape) * h).sum(
+        axis=(2, 3), keepdims=True), 1e-12, 1e-12)
+    assert dh.shape == h.shape
+
+
+def test_gradcheck_passes_on_a_squeeze_and_excitation_model(rng):
+    model = _squeeze_excite()
+    report = fastcnn.gradcheck(model, rng.standard_normal((2, 2, 4, 4)),
+                               rng.integers(0, 3, 2))
+    assert report.passed, str(report)
+    assert {r.name for r in report.rows} >= {"conv", "fc1", "fc2", "head",
+                                             "(input)"}
+
+
+def test_multiply_of_three_inputs_with_gradcheck(rng):
+    fastcnn.seed(2)
+    x = fastcnn.Input((3, 2, 2), name="x")
+    a = L.Tanh(name="a")(x)
+    b = L.Reshape((3, 1, 1), name="b")(L.GlobalAvgPool2D(name="pool")(x))
+    c = L.Reshape((1, 2, 2), name="c")(L.Dense(4, name="fc")(L.Flatten()(x)))
+    out = L.Dense(2, name="head")(L.Flatten()(L.Multiply(name="m")([a, b, c])))
+    model = fastcnn.Model(x, out, dtype="float64")
+    assert model.layers[[la.name for la in model.layers].index("m")].output_shape \
+        == (3, 2, 2)
+    report = fastcnn.gradcheck(model, rng.standard_normal((2, 3, 2, 2)),
+                               rng.integers(0, 2, 2))
+    assert report.passed, str(report)
+
+
+def test_multiply_config_save_and_load(tmp_path, rng):
+    model = _squeeze_excite("float32")
+    path = tmp_path / "se.fastcnn"
+    model.save(path)
+    loaded = fastcnn.load_model(path)
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert "excite (Multiply) <- conv, gate" in model.summary(print_fn=None)
+
+
+def test_multiply_layer_refuses_what_it_cannot_join():
+    layer = L.Multiply()
+    with pytest.raises(ValueError, match="one number of axes"):
+        layer.compute_output_shape([(3, 4, 4), (3,)])
+    with pytest.raises(ValueError, match=r"input 1 has shape \(3, 2, 4\), which "
+                       r"does not broadcast"):
+        layer.compute_output_shape([(3, 4, 4), (3, 2, 4)])
+    assert layer.compute_output_shape([(3, 1, 4), (1, 5, 1)]) == (3, 5, 4)
+    with pytest.raises(ValueError, match="has 3 samples but x\\[0\\] has 2"):
+        layer.forward([np.ones((2, 3, 1, 1)), np.ones((3, 3, 1, 1))])

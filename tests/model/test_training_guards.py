@@ -316,14 +316,18 @@ def test_distributed_fit_stops_on_every_rank_at_the_global_loss():
         small_model().fit(x, y, verbose=0, distributed=OneRank())
 
 
-def test_one_hot_labels_get_the_argmax_hint():
+def test_one_hot_labels_are_probability_targets():
+    # As in torch's cross_entropy: rows of the output's shape are class
+    # probabilities, so one-hot rows give the loss of their class indices.
     model = fastcnn.models.lenet5()
-    model.compile("sgd", "cross_entropy")
-    x = np.zeros((4, 1, 28, 28), np.float32)
-    with pytest.raises(ValueError, match=r"did you mean y\.argmax\(1\)"):
-        model.fit(x, np.eye(10)[[1, 2, 3, 4]], epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"did you mean y\.argmax\(1\)"):
-        model.evaluate(x, np.eye(10, dtype=np.float32)[[1, 2, 3, 4]])
+    model.compile("sgd", "cross_entropy", ["accuracy"])
+    x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4])
+    want = model.evaluate(x, labels)
+    for one_hot in (np.eye(10)[labels], np.eye(10, dtype=np.float32)[labels]):
+        got = model.evaluate(x, one_hot)
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)
+        assert got["accuracy"] == want["accuracy"]
 
 
 def test_raw_integer_pixels_are_refused_but_0_1_masks_pass():

@@ -35,6 +35,14 @@ STEPS = 10
 SHAPE = (1, 10, 10)
 
 
+class ChannelsLastLayerNorm(nn.LayerNorm):
+    """ConvNeXt's LayerNorm of NCHW maps, as torch spells it: a LayerNorm over C
+    applied channels-last (fastcnn's LayerNorm2D)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 def to_torch(model: Sequential, dtype) -> "nn.Sequential":
     """An equivalent torch.nn.Sequential (same layer indices) with torch's own init."""
     mods = []
@@ -64,6 +72,15 @@ def to_torch(model: Sequential, dtype) -> "nn.Sequential":
         elif kind == "BatchNorm1D":
             mods.append(nn.BatchNorm1d(layer.input_shape[0], eps=c["eps"],
                                        momentum=c["momentum"], affine=c["affine"]))
+        elif kind == "LayerNorm":
+            mods.append(nn.LayerNorm(c["normalized_shape"], eps=c["eps"],
+                                     elementwise_affine=c["elementwise_affine"]))
+        elif kind == "GroupNorm":
+            mods.append(nn.GroupNorm(c["num_groups"], layer.input_shape[0],
+                                     eps=c["eps"], affine=c["affine"]))
+        elif kind == "LayerNorm2D":
+            mods.append(ChannelsLastLayerNorm(layer.input_shape[0], eps=c["eps"],
+                                              elementwise_affine=c["affine"]))
         elif kind == "Dropout":
             mods.append(nn.Dropout(c["p"]))
         elif kind == "LeakyReLU":

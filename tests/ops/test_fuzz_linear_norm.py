@@ -68,7 +68,7 @@ def test_linear_extreme_values_propagate_like_the_reference(case, seed):
 def bn_case(draw, fill=data):
     dtype = draw(st.sampled_from(FLOATS))
     shape = draw(st.sampled_from([(2, 3), (4, 2), (2, 2, 3, 2), (1, 3, 2, 2),
-                                  (3, 1, 1, 2)]))
+                                  (3, 1, 1, 2), (2, 3, 4), (1, 2, 3)]))
     shape = (draw(st.integers(2, 4)), *shape[1:]) if len(shape) == 2 else shape
     c = shape[1]
     x = draw(fill(shape, dtype))
@@ -131,7 +131,7 @@ def test_batch_norm_extreme_values_do_not_crash(case, seed):
                                   kw["eps"])
     assert y.shape == x.shape and y.dtype == x.dtype
     assert all(g.dtype == x.dtype for g in grads)
-    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    axes = (0, *range(2, x.ndim))
     bad_channel = ~np.isfinite(x).all(axis=axes)
     for array in (y, grads[0]):
         moved = np.moveaxis(array, 1, 0).reshape(x.shape[1], -1)
@@ -163,7 +163,13 @@ def test_linear_invalid_arguments(case, draw):
              np.zeros((a.shape[0], a.shape[1] + 1), a.dtype)]
         ))
     what = f"linear {which}"
-    if which != "dy":
+    # x with more or fewer leading (batch) axes is valid for linear, as in torch,
+    # but never with this dy: only linear_backward must refuse it.
+    new_x = arrays["x"]
+    other_rank = (which == "x" and isinstance(new_x, np.ndarray)
+                  and new_x.dtype == x.dtype and new_x.ndim != 2
+                  and new_x.shape[-1:] == (w.shape[1],))
+    if which != "dy" and not other_rank:
         expect_rejected(lambda: F.linear(arrays["x"], arrays["weight"],
                                          arrays["bias"]), what)
     if which != "bias":
@@ -184,8 +190,11 @@ def test_batch_norm_invalid_arguments(case, draw):
     per_channel = np.ones(c, x.dtype)
     if which == "x":
         x = draw.draw(st.sampled_from(
-            # Empty x is valid (an empty result), whatever axis is empty.
-            [*bad_arrays(x), *reshaped_bad(x, empty_first=False, empty_last=False)]
+            # Empty x is valid (an empty result), whatever axis is empty; so are
+            # 2-D, 3-D and 4-D x of another shape where nothing fixes C.
+            [*bad_arrays(x), np.zeros((1,) * 5, x.dtype)]
+            + [a for a in reshaped_bad(x, empty_first=False, empty_last=False)
+               if a.ndim not in (2, 3, 4)]
             + ([other_float(x)] if kw["running_mean"] is not None else [])
         ))
     elif which == "dy":
@@ -203,7 +212,7 @@ def test_batch_norm_invalid_arguments(case, draw):
             [*NOT_REALS, *NON_FINITE, -0.1] + ([0.0] if which == "eps" else [1.5])
         ))
     else:  # one value per channel cannot be normalised in training
-        x = x[:1, :, :1, :1] if x.ndim == 4 else x[:1]
+        x = x[(slice(0, 1), slice(None)) + (slice(0, 1),) * (x.ndim - 2)]
         dy = np.zeros_like(x)
         kw.update(training=True, running_mean=None, running_var=None, weight=None)
     what = f"batch_norm {which} {kw.get(which, '')!r:.60}"

@@ -163,15 +163,19 @@ def _ok():
 
 
 def test_rejects_wrong_ndim():
+    # x and dy may have any ndim >= 1 (tests/ops/test_linear_nd.py), not 0.
     x, w = _ok()
-    with pytest.raises(ValueError, match=r"linear: x must be 2-D, got 1-D"):
-        F.linear(x[0], w)
+    with pytest.raises(ValueError, match=r"linear: x must have at least 1 dim"):
+        F.linear(np.zeros(()), w)
     with pytest.raises(ValueError, match=r"linear: weight must be 2-D, got 3-D"):
         F.linear(x, w[None])
     with pytest.raises(ValueError, match=r"linear: bias must be 1-D, got 2-D"):
         F.linear(x, w, np.zeros((1, 3)))
-    with pytest.raises(ValueError, match=r"linear_backward: dy must be 2-D, got 1-D"):
+    with pytest.raises(ValueError, match=r"linear_backward: dy must have shape "
+                       r"\(2, 3\), got \(3,\)"):
         F.linear_backward(np.zeros(3), x, w)
+    with pytest.raises(ValueError, match=r"linear_backward: x must have at least"):
+        F.linear_backward(np.zeros(3), np.zeros(()), w)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16])

@@ -506,12 +506,18 @@ def test_ce_rejects_labels_shape_mismatch():
 
 
 @pytest.mark.parametrize("op", CE_OPS)
-def test_ce_rejects_wrong_logits_ndim(op):
+def test_ce_rejects_labels_that_do_not_fit_the_logits_ndim(op):
+    # (N, C, d1, ...) and unbatched (C,) logits are valid (test_loss_targets.py);
+    # the labels must then drop the class axis.
     logits, labels = _ce_ok()
-    with pytest.raises(ValueError, match=rf"{op}: logits must be 2-D, got 3-D"):
+    with pytest.raises(ValueError, match=rf"{op}: labels must have shape \(1, 4\), "
+                       r"got \(3,\)"):
         CE_OPS[op](logits[None], labels)
-    with pytest.raises(ValueError, match=rf"{op}: logits must be 2-D, got 1-D"):
+    with pytest.raises(ValueError, match=rf"{op}: labels must have shape \(\), got "
+                       r"\(3,\)"):
         CE_OPS[op](logits[0], labels)
+    with pytest.raises(ValueError, match=rf"{op}: logits must have at least 1 dim"):
+        CE_OPS[op](np.zeros(()), np.array(0))
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16])

@@ -260,7 +260,8 @@ def test_dropout(shape, training):
 
 # --------------------------------------------------------------------- BatchNorm
 
-BN_SHAPES = [(0, 3), (4, 0), (0, 0), (0, 3, 2, 2), (2, 3, 0, 2), (2, 0, 3, 3)]
+BN_SHAPES = [(0, 3), (4, 0), (0, 0), (0, 3, 2, 2), (2, 3, 0, 2), (2, 0, 3, 3),
+             (0, 3, 4), (2, 3, 0)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -456,8 +457,9 @@ def test_every_layer_takes_an_empty_batch_like_torch():
     fastcnn.seed(0)
     model = fastcnn.Sequential([
         L.Conv2D(4, 3, padding=1), L.BatchNorm2D(), L.LeakyReLU(0.1),
-        L.MaxPool2D(2), L.Conv2D(4, 3, padding=1, groups=2), L.Tanh(),
-        L.AvgPool2D(2), L.Conv2D(3, 1), L.Sigmoid(), L.GlobalAvgPool2D(),
+        L.MaxPool2D(2), L.Conv2D(4, 3, padding=1, groups=2), L.GroupNorm(2),
+        L.LayerNorm2D(), L.Tanh(), L.AvgPool2D(2), L.Conv2D(3, 1),
+        L.LayerNorm((2, 2)), L.Sigmoid(), L.GlobalAvgPool2D(),
         L.Dropout(0.5), L.Dense(5), L.BatchNorm1D(), L.ReLU(), L.Dense(0),
     ], input_shape=(2, 8, 8), dtype="float64")
     tmodel = to_torch(model, np.float64)

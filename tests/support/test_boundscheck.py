@@ -31,7 +31,8 @@ KERNEL_SUITES = [
     "tests/ops/test_dropout.py", "tests/ops/test_optim_kernels.py",
     "tests/ops/test_fuzz_conv.py", "tests/ops/test_fuzz_pool.py",
     "tests/ops/test_fuzz_linear_norm.py", "tests/ops/test_fuzz_activation.py",
-    "tests/ops/test_fuzz_loss.py", "tests/layers/test_layers.py",
+    "tests/ops/test_fuzz_loss.py", "tests/ops/test_structure_ops.py",
+    "tests/ops/test_fuzz_structure.py", "tests/layers/test_layers.py",
     "tests/layers/test_fuzz_layers.py", "tests/model/test_optimizers.py",
     "tests/model/test_model_state_fuzz.py", "tests/model/test_training_guards.py",
 ]

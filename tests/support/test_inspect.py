@@ -282,6 +282,7 @@ GRADCHECK_CASES = {
     "AvgPool2D": ([L.AvgPool2D(2, padding=1, count_include_pad=False)],
                   (2, 2, 5, 5)),
     "GlobalAvgPool2D": ([L.GlobalAvgPool2D()], (2, 3, 4, 4)),
+    "AdaptiveAvgPool2D": ([L.AdaptiveAvgPool2D((3, None))], (2, 2, 5, 4)),
     "Dense": ([L.Dense(3)], (2, 5)),
     "Flatten": ([L.Flatten()], (2, 2, 3, 3)),
     "Reshape": ([L.Reshape((3, -1))], (2, 2, 3, 3)),
@@ -299,8 +300,17 @@ GRADCHECK_CASES = {
     "ReLU6": ([L.ReLU6()], (2, 6)),
     "Mish": ([L.Mish()], (2, 6)),
     "Dropout": ([L.Dropout(0.4)], (2, 8)),
+    "SpatialDropout2D": ([L.SpatialDropout2D(0.4)], (2, 4, 2, 2)),
+    "ZeroPadding2D": ([L.ZeroPadding2D(((1, 0), (2, 1)))], (2, 2, 3, 3)),
+    "Scale": ([L.Scale(0.5)], (2, 3, 2, 2)),
     "BatchNorm2D": ([L.BatchNorm2D()], (3, 2, 3, 3)),
     "BatchNorm1D": ([L.BatchNorm1D()], (4, 5)),
+    "LayerNorm": ([L.LayerNorm((3, 3))], (2, 2, 3, 3)),
+    "GroupNorm": ([L.GroupNorm(2)], (2, 4, 2, 2)),
+    "LayerNorm2D": ([L.LayerNorm2D()], (2, 3, 2, 2)),
+    "DepthwiseConv2D": ([L.DepthwiseConv2D(3, 2, stride=(1, 2), padding=1)],
+                        (2, 2, 5, 6)),
+    "SeparableConv2D": ([L.SeparableConv2D(3, 3, padding="same")], (2, 2, 5, 5)),
     "Conv2DTranspose": ([L.Conv2DTranspose(4, 3, stride=2, padding=1,
                                            output_padding=1, groups=2)],
                         (2, 2, 3, 4)),
@@ -321,9 +331,9 @@ def test_gradcheck_passes_for_every_layer_type(name):
     x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32)
     report = gradcheck(layers if len(layers) > 1 else layers[0], x)
     assert report.passed, str(report)
-    has_params = name in ("Conv2D", "Conv2DTranspose", "Dense", "BatchNorm2D",
-                          "BatchNorm1D")
-    expected = {"x", "weight", "bias"} if has_params else {"x"}
+    # Every parameter is checked (gradcheck works on a copy), and the input.
+    shapes = layers[-1].state_shapes(x_shape[1:])
+    expected = {"x", *shapes} - {"running_mean", "running_var"}
     assert {r.tensor for r in report.rows} == expected
 
 

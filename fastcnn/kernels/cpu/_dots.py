@@ -1,6 +1,8 @@
 """Dot-product helpers of the weight gradients: sums over output positions (or
 tiles) of one gradient row times one input row, vectorised by reassociation."""
 
+import numpy as np
+
 from .._jit import cpu_helper, cpu_reduction
 
 
@@ -120,3 +122,14 @@ def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count)
         d0 = grad[co - g_off, g_start:g_stop]
         for k in range(n_rows):
             part[co, k0 + k] += _dot(d0, patch[k, :count], count)
+
+
+@cpu_reduction
+def _dot64(d0, r0):
+    """``sum(d0 * r0)`` of two rows of one length, each product and the sum in
+    float64, vectorised (see :func:`_dots_2x4`): the order is fixed by the machine
+    code and the length, never by the thread count."""
+    acc = 0.0
+    for j in range(d0.shape[0]):
+        acc += np.float64(d0[j]) * np.float64(r0[j])
+    return acc

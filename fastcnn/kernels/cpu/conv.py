@@ -39,6 +39,12 @@ from numba import prange
 from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from .._padding import padded_hw
+from ._depthwise import (
+    conv2d_depthwise,
+    conv2d_depthwise_input_grad,
+    conv2d_depthwise_weight_grad,
+    uses_depthwise,
+)
 from ._dots import _add_dots
 from ._gemm import (
     BLOCK_BYTES,
@@ -584,6 +590,9 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     cout_g, cin_g = c_out // groups, w.shape[1]
+    if uses_depthwise(x.shape, w.shape, groups):
+        conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw)
+        return
     if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
         u = np.empty((36, c_out, cin_g), dtype=y.dtype)
         winograd_filters(w, u, False)
@@ -617,6 +626,9 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     (:func:`_conv2d_backward_input_direct`, or Winograd) and cropped.
     """
     n_batch, c_in, h, wd = dx.shape
+    if sh == 1 and sw == 1 and uses_depthwise(dx.shape, w.shape, groups):
+        conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw)
+        return
     winograd = _uses_winograd(w.shape, sh, sw, dh, dw, groups)
     if winograd and pad_t <= 2 and pad_l <= 2:
         _winograd_input_grad(dy, w, dx, 2 - pad_t, 2 - pad_l)
@@ -723,6 +735,9 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
     and patch rows (:func:`_conv2d_backward_weight_direct`).
     """
+    if sh == 1 and sw == 1 and uses_depthwise(x.shape, dwt.shape, groups):
+        conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, dh, dw)
+        return
     if _uses_winograd(dwt.shape, sh, sw, dh, dw, groups):
         n_batch, c_out, oh_size, ow_size = dy.shape
         band_rows, slots = winograd_weight_plan(n_batch, dwt.shape[1], c_out,

@@ -64,3 +64,23 @@ def dropout_apply(x, y, p, scale, seed):
     for i in prange(x.shape[0]):
         keep = uniform01(seed, np.uint64(i)) >= p
         y[i] = x[i] * (scale if keep else zero)
+
+
+@cpu_kernel
+def dropout2d_apply(x, y, p, scale, seed):
+    """``y[r, :] = x[r, :] * (scale if uniform01(seed, r) >= p else 0)``: channel
+    dropout (``dropout2d``), whole rows kept or dropped.
+
+    Row ``r`` is channel ``c`` of sample ``n`` (``r = n * C + c``), so its mask is
+    the one :func:`dropout_apply` gives flat element ``r`` of an ``(N, C)`` array.
+    Forward and backward alike (as :func:`dropout_apply`).
+
+    Shape: x (R, S), y (R, S). Parallel over ``R``.
+    """
+    zero = y.dtype.type(0)
+    for r in prange(x.shape[0]):
+        factor = scale if uniform01(seed, np.uint64(r)) >= p else zero
+        src = x[r]
+        out = y[r]
+        for s in range(x.shape[1]):
+            out[s] = src[s] * factor

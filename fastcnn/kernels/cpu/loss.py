@@ -8,11 +8,14 @@ Shared conventions
 - Gradient kernels take ``scale`` (``1 / count`` for a mean, ``1`` for a sum) and
   give the gradient of the reduced loss directly.
 - Scalar hyper-parameters arrive already cast to the arrays' dtype, so float32 stays
-  float32.
+  float32 (``ignore_index`` as int64, the labels' type).
+- Cross-entropy reads logits as (N, C, S): a (N, C) batch is S = 1 and an
+  (N, C, d1, d2, ...) one a free reshape, per position along S.
 """
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
@@ -31,80 +34,227 @@ def sum_in_order(values, out):
     out[0] = acc
 
 
+#: Positions per task of the cross-entropy kernels, along the trailing axis ``S``
+#: of their (N, C, S) logits: each task runs its class loops over up to this many
+#: contiguous positions of one sample (inner loops that vectorise, and no transposed
+#: copy of the logits). The split depends on the shapes alone, never on the thread
+#: count.
+SPAN = 64
+
+
 @cpu_helper
-def _log_sum_exp_parts(row):
-    # log(sum(exp(row))) = m + log(s) with m the row max: exp never sees a positive
-    # argument, so logits of +-1e4 stay finite. A NaN anywhere makes s NaN.
-    m = row[0]
-    for j in range(1, row.size):
-        if row[j] > m:
-            m = row[j]
-    s = row.dtype.type(0)
-    for j in range(row.size):
-        s += math.exp(row[j] - m)
-    return m, s
+def _position_task(task, blocks, n_positions):
+    """Sample ``n`` and positions ``[s0, s1)`` of task number ``task``."""
+    n = task // blocks
+    s0 = (task % blocks) * SPAN
+    return n, s0, min(s0 + SPAN, n_positions)
+
+
+@cpu_helper
+def _softmax_parts(logits, n, s0, s1, parts):
+    """``parts[0, k]`` = the max over classes and ``parts[1, k]`` = the sum of
+    ``exp(z - max)`` at position ``s0 + k`` of sample ``n``: log-sum-exp is
+    ``max + log(sum)``, and exp never sees a positive argument, so logits of +-1e4
+    stay finite. A NaN among the classes makes the sum NaN."""
+    width = s1 - s0
+    top = parts[0, :width]
+    total = parts[1, :width]
+    first = logits[n, 0, s0:s1]
+    for k in range(width):
+        top[k] = first[k]
+        total[k] = 0
+    for c in range(1, logits.shape[1]):
+        z = logits[n, c, s0:s1]
+        for k in range(width):
+            if z[k] > top[k]:
+                top[k] = z[k]
+    for c in range(logits.shape[1]):
+        z = logits[n, c, s0:s1]
+        for k in range(width):
+            total[k] += math.exp(z[k] - top[k])
 
 
 @cpu_kernel
-def cross_entropy_forward(logits, labels, weight, keep, spread, losses):
-    """Per-sample cross-entropy from logits, with class weights and label smoothing.
+def cross_entropy_forward(logits, labels, weight, keep, spread, ignore_index, losses):
+    """Per-position cross-entropy from logits and class indices, with class weights,
+    label smoothing and an ignored label.
 
-    ``losses[i] = keep * w[t] * (lse - z[t]) + spread * sum_c w[c] * (lse - z[c])``
-    with ``z = logits[i]``, ``t = labels[i]``, ``lse = log(sum(exp(z)))``,
-    ``keep = 1 - label_smoothing`` and ``spread = label_smoothing / C``; the
-    smoothing sum is skipped when ``spread == 0`` (so ``-inf`` logits stay harmless).
+    ``losses[n, s] = keep * w[t] * (lse - z[t]) + spread * sum_c w[c] * (lse - z[c])``
+    with ``z = logits[n, :, s]``, ``t = labels[n, s]``, ``lse = log(sum(exp(z)))``,
+    ``keep = 1 - label_smoothing`` and ``spread = label_smoothing / C``; 0 where
+    ``t == ignore_index``. The smoothing sum is skipped when ``spread == 0`` (so
+    ``-inf`` logits stay harmless, as in PyTorch).
 
-    Shape: logits (N, C), labels (N,) int64, weight (C,), losses (N,). Parallel over
-    ``N``.
+    Shape: logits (N, C, S) with C >= 1, labels (N, S) int64, weight (C,), losses
+    (N, S). Parallel over ``N`` times blocks of :data:`SPAN` positions.
     """
-    n_batch, n_classes = logits.shape
+    n_batch, n_classes, n_positions = logits.shape
+    blocks = (n_positions + SPAN - 1) // SPAN
+    cols = min(SPAN, n_positions)
     zero = losses.dtype.type(0)
-    for i in prange(n_batch):
-        z = logits[i]
-        t = labels[i]
-        m, s = _log_sum_exp_parts(z)
-        log_s = math.log(s)
-        loss = keep * weight[t] * (log_s - (z[t] - m))
+    for task in prange(n_batch * blocks):
+        n, s0, s1 = _position_task(np.int64(task), blocks, n_positions)
+        width = s1 - s0
+        parts = np.empty((3, cols), dtype=losses.dtype)
+        _softmax_parts(logits, n, s0, s1, parts)
+        top = parts[0, :width]
+        log_total = parts[1, :width]
+        smooth = parts[2, :width]
+        for k in range(width):
+            log_total[k] = math.log(log_total[k])
+            smooth[k] = zero
         if spread != zero:
-            smooth = zero
             for c in range(n_classes):
-                smooth += weight[c] * (log_s - (z[c] - m))
-            loss += spread * smooth
-        losses[i] = loss
+                z = logits[n, c, s0:s1]
+                w = weight[c]
+                for k in range(width):
+                    smooth[k] += w * (log_total[k] - (z[k] - top[k]))
+        targets = labels[n, s0:s1]
+        out = losses[n, s0:s1]
+        for k in range(width):
+            t = targets[k]
+            if t == ignore_index:
+                out[k] = zero
+                continue
+            loss = keep * weight[t] * (log_total[k] - (logits[n, t, s0 + k] - top[k]))
+            if spread != zero:
+                loss += spread * smooth[k]
+            out[k] = loss
 
 
 @cpu_kernel
-def cross_entropy_backward(logits, labels, weight, keep, spread, scale, dlogits):
-    """Gradient of ``scale * sum_i losses[i]`` (see :func:`cross_entropy_forward`).
+def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, scale,
+                           dlogits):
+    """Gradient of ``scale * sum losses`` (see :func:`cross_entropy_forward`).
 
-    ``dlogits[i, j] = scale * (S * p[j] - keep * w[t] * [j == t] - spread * w[j])``
-    with ``p = softmax(z)`` and ``S = keep * w[t] + spread * sum_c w[c]``.
+    ``dlogits[n, j, s] = scale * (M * p[j] - spread * w[j] - keep * w[t] * [j == t])``
+    with ``p = softmax(z)`` and ``M = keep * w[t] + spread * sum_c w[c]``; 0 at an
+    ignored position.
 
-    Shape: logits (N, C), labels (N,) int64, weight (C,), dlogits (N, C). Parallel
-    over ``N``.
+    Shape: logits (N, C, S) with C >= 1, labels (N, S) int64, weight (C,), dlogits
+    (N, C, S). Parallel over ``N`` times blocks of :data:`SPAN` positions.
     """
-    n_batch, n_classes = logits.shape
+    n_batch, n_classes, n_positions = logits.shape
+    blocks = (n_positions + SPAN - 1) // SPAN
+    cols = min(SPAN, n_positions)
     zero = dlogits.dtype.type(0)
     weight_total = zero
     for c in range(n_classes):
         weight_total += weight[c]
-    for i in prange(n_batch):
-        z = logits[i]
-        t = labels[i]
-        dst = dlogits[i]
-        m, s = _log_sum_exp_parts(z)
-        hit = keep * weight[t]
-        total = hit
-        if spread != zero:
-            total += spread * weight_total
-        for j in range(n_classes):
-            dst[j] = total * (math.exp(z[j] - m) / s)
-        if spread != zero:
-            for j in range(n_classes):
-                dst[j] -= spread * weight[j]
-        dst[t] -= hit
-        for j in range(n_classes):
-            dst[j] *= scale
+    for task in prange(n_batch * blocks):
+        n, s0, s1 = _position_task(np.int64(task), blocks, n_positions)
+        width = s1 - s0
+        parts = np.empty((4, cols), dtype=dlogits.dtype)
+        _softmax_parts(logits, n, s0, s1, parts)
+        top = parts[0, :width]
+        total = parts[1, :width]
+        hit = parts[2, :width]
+        mass = parts[3, :width]
+        targets = labels[n, s0:s1]
+        for k in range(width):
+            h = zero
+            if targets[k] != ignore_index:
+                h = keep * weight[targets[k]]
+            hit[k] = h
+            mass[k] = h
+            if spread != zero:
+                mass[k] += spread * weight_total
+        for c in range(n_classes):
+            z = logits[n, c, s0:s1]
+            dst = dlogits[n, c, s0:s1]
+            for k in range(width):
+                dst[k] = mass[k] * (math.exp(z[k] - top[k]) / total[k])
+            if spread != zero:
+                sub = spread * weight[c]
+                for k in range(width):
+                    dst[k] -= sub
+        for k in range(width):
+            t = targets[k]
+            if t != ignore_index:
+                dlogits[n, t, s0 + k] -= hit[k]
+        for c in range(n_classes):
+            dst = dlogits[n, c, s0:s1]
+            for k in range(width):
+                dst[k] *= scale
+        for k in range(width):
+            if targets[k] == ignore_index:
+                # Zeroed last, not computed: a NaN logit at an ignored position, or
+                # the NaN scale of a mean over no kept position, must not leak into
+                # the gradient (0 * NaN).
+                for c in range(n_classes):
+                    dlogits[n, c, s0 + k] = zero
+
+
+@cpu_kernel
+def cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
+    """Per-position cross-entropy from logits and class probabilities.
+
+    ``losses[n, s] = sum_c w[c] * q[c] * (lse - z[c])`` with ``z = logits[n, :, s]``,
+    ``lse = log(sum(exp(z)))`` and the smoothed target ``q = keep * target[n, :, s]
+    + spread`` (``keep = 1 - label_smoothing``, ``spread = label_smoothing / C``).
+
+    Shape: logits (N, C, S) with C >= 1, target (N, C, S), weight (C,), losses
+    (N, S). Parallel over ``N`` times blocks of :data:`SPAN` positions.
+    """
+    n_batch, n_classes, n_positions = logits.shape
+    blocks = (n_positions + SPAN - 1) // SPAN
+    cols = min(SPAN, n_positions)
+    for task in prange(n_batch * blocks):
+        n, s0, s1 = _position_task(np.int64(task), blocks, n_positions)
+        width = s1 - s0
+        parts = np.empty((2, cols), dtype=losses.dtype)
+        _softmax_parts(logits, n, s0, s1, parts)
+        top = parts[0, :width]
+        log_total = parts[1, :width]
+        out = losses[n, s0:s1]
+        for k in range(width):
+            log_total[k] = math.log(log_total[k])
+            out[k] = 0
+        for c in range(n_classes):
+            z = logits[n, c, s0:s1]
+            q = target[n, c, s0:s1]
+            w = weight[c]
+            for k in range(width):
+                out[k] += w * (keep * q[k] + spread) * (log_total[k] - (z[k] - top[k]))
+
+
+@cpu_kernel
+def cross_entropy_prob_backward(logits, target, weight, keep, spread, scale,
+                                dlogits):
+    """Gradient of ``scale * sum losses`` (see :func:`cross_entropy_prob_forward`).
+
+    ``dlogits[n, j, s] = scale * (M * p[j] - w[j] * q[j])`` with ``p = softmax(z)``
+    and ``M = sum_c w[c] * q[c]``.
+
+    Shape: logits (N, C, S) with C >= 1, target (N, C, S), weight (C,), dlogits
+    (N, C, S). Parallel over ``N`` times blocks of :data:`SPAN` positions.
+    """
+    n_batch, n_classes, n_positions = logits.shape
+    blocks = (n_positions + SPAN - 1) // SPAN
+    cols = min(SPAN, n_positions)
+    for task in prange(n_batch * blocks):
+        n, s0, s1 = _position_task(np.int64(task), blocks, n_positions)
+        width = s1 - s0
+        parts = np.empty((3, cols), dtype=dlogits.dtype)
+        _softmax_parts(logits, n, s0, s1, parts)
+        top = parts[0, :width]
+        total = parts[1, :width]
+        mass = parts[2, :width]
+        for k in range(width):
+            mass[k] = 0
+        for c in range(n_classes):
+            q = target[n, c, s0:s1]
+            w = weight[c]
+            for k in range(width):
+                mass[k] += w * (keep * q[k] + spread)
+        for c in range(n_classes):
+            z = logits[n, c, s0:s1]
+            q = target[n, c, s0:s1]
+            dst = dlogits[n, c, s0:s1]
+            w = weight[c]
+            for k in range(width):
+                p = math.exp(z[k] - top[k]) / total[k]
+                dst[k] = scale * (mass[k] * p - w * (keep * q[k] + spread))
 
 
 @cpu_kernel

@@ -54,3 +54,23 @@ def dropout_apply(x, y, p, scale, seed):
     """
     _launch.run_threads(_dropout_apply, x.shape[0], THREADS_PER_BLOCK,
                         (x, y, p, scale, seed), out=(1,))
+
+
+@cuda_kernel
+def _dropout2d_apply(x, y, p, scale, seed):
+    i = cuda.grid(1)
+    if i < y.size:
+        r = i // x.shape[1]
+        keep = uniform01(seed, np.uint64(r)) >= p
+        y[r, i % x.shape[1]] = x[r, i % x.shape[1]] * (scale if keep
+                                                        else y.dtype.type(0))
+
+
+def dropout2d_apply(x, y, p, scale, seed):
+    """``y[r, :] = x[r, :] * (scale if uniform01(seed, r) >= p else 0)`` (see the CPU
+    kernel: one mask value per row, forward and backward alike).
+
+    Shape: x (R, S), y (R, S). Grid: one thread per element.
+    """
+    _launch.run_threads(_dropout2d_apply, y.size, THREADS_PER_BLOCK,
+                        (x, y, p, scale, seed), out=(1,))

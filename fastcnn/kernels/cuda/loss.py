@@ -2,8 +2,9 @@
 losses into a buffer, reduced by :func:`sum_in_order`; gradient kernels take
 ``scale``; scalars in the arrays' dtype).
 
-Cross-entropy kernels run one thread per sample (its row's log-sum-exp serially, in
-the CPU's order); the elementwise losses one thread per element.
+Cross-entropy kernels run one thread per position of their (N, C, S) logits (the
+log-sum-exp over the classes serially, in the CPU's order); the elementwise losses
+one thread per element.
 :func:`sum_in_order` runs ONE thread that adds the values in index order: the same
 sum, bit for bit, as the CPU's, which a tree reduction would not give. The buffers
 it reduces hold one value per sample (or per output element), so it stays cheap.
@@ -46,83 +47,156 @@ def sum_in_order(values, out):
 
 
 @cuda_device
-def _log_sum_exp_parts(z, i):
-    # Twin of the CPU helper on row i of z: (max, sum(exp(z - max))).
-    n_classes = z.shape[1]
-    m = z[i, 0]
-    for j in range(1, n_classes):
-        if z[i, j] > m:
-            m = z[i, j]
-    s = z.dtype.type(0)
-    for j in range(n_classes):
-        s += math.exp(z[i, j] - m)
-    return m, s
+def _softmax_parts(logits, n, s):
+    # Twin of the CPU helper at position s of sample n: (max, sum(exp(z - max))),
+    # over the classes in the CPU's order.
+    n_classes = logits.shape[1]
+    m = logits[n, 0, s]
+    for c in range(1, n_classes):
+        if logits[n, c, s] > m:
+            m = logits[n, c, s]
+    total = logits.dtype.type(0)
+    for c in range(n_classes):
+        total += math.exp(logits[n, c, s] - m)
+    return m, total
 
 
 @cuda_kernel
-def _cross_entropy_forward(logits, labels, weight, keep, spread, losses):
+def _cross_entropy_forward(logits, labels, weight, keep, spread, ignore_index,
+                           losses):
     i = cuda.grid(1)
-    if i >= logits.shape[0]:
+    n_batch, n_classes, n_positions = logits.shape
+    if i >= n_batch * n_positions:
         return
-    n_classes = logits.shape[1]
+    n = i // n_positions
+    s = i % n_positions
     zero = losses.dtype.type(0)
-    t = labels[i]
-    m, s = _log_sum_exp_parts(logits, i)
-    log_s = math.log(s)
-    loss = keep * weight[t] * (log_s - (logits[i, t] - m))
+    t = labels[n, s]
+    if t == ignore_index:
+        losses[n, s] = zero
+        return
+    m, total = _softmax_parts(logits, n, s)
+    log_total = math.log(total)
+    loss = keep * weight[t] * (log_total - (logits[n, t, s] - m))
     if spread != zero:
         smooth = zero
         for c in range(n_classes):
-            smooth += weight[c] * (log_s - (logits[i, c] - m))
+            smooth += weight[c] * (log_total - (logits[n, c, s] - m))
         loss += spread * smooth
-    losses[i] = loss
+    losses[n, s] = loss
 
 
-def cross_entropy_forward(logits, labels, weight, keep, spread, losses):
-    """Per-sample cross-entropy from logits, with class weights and label smoothing
-    (see the CPU kernel for the formula).
+def cross_entropy_forward(logits, labels, weight, keep, spread, ignore_index, losses):
+    """Per-position cross-entropy from logits and class indices, with class weights,
+    label smoothing and an ignored label (see the CPU kernel for the formula).
 
-    Shape: logits (N, C), labels (N,) int64, weight (C,), losses (N,). Grid: one
-    thread per sample.
+    Shape: logits (N, C, S) with C >= 1, labels (N, S) int64, weight (C,), losses
+    (N, S). Grid: one thread per position.
     """
-    _run(_cross_entropy_forward, logits.shape[0], logits, labels, weight, keep,
-         spread, losses)
+    _run(_cross_entropy_forward, logits.shape[0] * logits.shape[2], logits, labels,
+         weight, keep, spread, ignore_index, losses)
 
 
 @cuda_kernel
-def _cross_entropy_backward(logits, labels, weight, keep, spread, scale, dlogits):
+def _cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, scale,
+                            dlogits):
     i = cuda.grid(1)
-    if i >= logits.shape[0]:
+    n_batch, n_classes, n_positions = logits.shape
+    if i >= n_batch * n_positions:
         return
-    n_classes = logits.shape[1]
+    n = i // n_positions
+    s = i % n_positions
     zero = dlogits.dtype.type(0)
+    t = labels[n, s]
+    if t == ignore_index:
+        for c in range(n_classes):
+            dlogits[n, c, s] = zero
+        return
     weight_total = zero
     for c in range(n_classes):
         weight_total += weight[c]
-    t = labels[i]
-    m, s = _log_sum_exp_parts(logits, i)
+    m, total = _softmax_parts(logits, n, s)
     hit = keep * weight[t]
-    total = hit
+    mass = hit
     if spread != zero:
-        total += spread * weight_total
-    for j in range(n_classes):
-        dlogits[i, j] = total * (math.exp(logits[i, j] - m) / s)
+        mass += spread * weight_total
+    for c in range(n_classes):
+        dlogits[n, c, s] = mass * (math.exp(logits[n, c, s] - m) / total)
     if spread != zero:
-        for j in range(n_classes):
-            dlogits[i, j] -= spread * weight[j]
-    dlogits[i, t] -= hit
-    for j in range(n_classes):
-        dlogits[i, j] *= scale
+        for c in range(n_classes):
+            dlogits[n, c, s] -= spread * weight[c]
+    dlogits[n, t, s] -= hit
+    for c in range(n_classes):
+        dlogits[n, c, s] *= scale
 
 
-def cross_entropy_backward(logits, labels, weight, keep, spread, scale, dlogits):
-    """Gradient of ``scale * sum_i losses[i]`` (see the CPU kernel for the formula).
+def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, scale,
+                           dlogits):
+    """Gradient of ``scale * sum losses`` (see the CPU kernel for the formula).
 
-    Shape: logits (N, C), labels (N,) int64, weight (C,), dlogits (N, C). Grid: one
-    thread per sample.
+    Shape: logits (N, C, S) with C >= 1, labels (N, S) int64, weight (C,), dlogits
+    (N, C, S). Grid: one thread per position.
     """
-    _run(_cross_entropy_backward, logits.shape[0], logits, labels, weight, keep,
-         spread, scale, dlogits)
+    _run(_cross_entropy_backward, logits.shape[0] * logits.shape[2], logits, labels,
+         weight, keep, spread, ignore_index, scale, dlogits)
+
+
+@cuda_kernel
+def _cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
+    i = cuda.grid(1)
+    n_batch, n_classes, n_positions = logits.shape
+    if i >= n_batch * n_positions:
+        return
+    n = i // n_positions
+    s = i % n_positions
+    m, total = _softmax_parts(logits, n, s)
+    log_total = math.log(total)
+    loss = losses.dtype.type(0)
+    for c in range(n_classes):
+        q = keep * target[n, c, s] + spread
+        loss += weight[c] * q * (log_total - (logits[n, c, s] - m))
+    losses[n, s] = loss
+
+
+def cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
+    """Per-position cross-entropy from logits and class probabilities (see the CPU
+    kernel for the formula).
+
+    Shape: logits (N, C, S) with C >= 1, target (N, C, S), weight (C,), losses
+    (N, S). Grid: one thread per position.
+    """
+    _run(_cross_entropy_prob_forward, logits.shape[0] * logits.shape[2], logits,
+         target, weight, keep, spread, losses)
+
+
+@cuda_kernel
+def _cross_entropy_prob_backward(logits, target, weight, keep, spread, scale,
+                                 dlogits):
+    i = cuda.grid(1)
+    n_batch, n_classes, n_positions = logits.shape
+    if i >= n_batch * n_positions:
+        return
+    n = i // n_positions
+    s = i % n_positions
+    m, total = _softmax_parts(logits, n, s)
+    mass = dlogits.dtype.type(0)
+    for c in range(n_classes):
+        mass += weight[c] * (keep * target[n, c, s] + spread)
+    for c in range(n_classes):
+        p = math.exp(logits[n, c, s] - m) / total
+        q = keep * target[n, c, s] + spread
+        dlogits[n, c, s] = scale * (mass * p - weight[c] * q)
+
+
+def cross_entropy_prob_backward(logits, target, weight, keep, spread, scale,
+                                dlogits):
+    """Gradient of ``scale * sum losses`` (see the CPU kernel for the formula).
+
+    Shape: logits (N, C, S) with C >= 1, target (N, C, S), weight (C,), dlogits
+    (N, C, S). Grid: one thread per position.
+    """
+    _run(_cross_entropy_prob_backward, logits.shape[0] * logits.shape[2], logits,
+         target, weight, keep, spread, scale, dlogits)
 
 
 @cuda_kernel
