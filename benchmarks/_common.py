@@ -38,7 +38,8 @@ def use_threads(n: int = THREADS) -> int:
 
 
 class ConvCase(NamedTuple):
-    """One convolution: input shape, output channels, square kernel, stride, pad."""
+    """One convolution: input shape, output channels, square kernel, stride, pad,
+    groups (``groups == C_in``: depthwise)."""
 
     label: str
     x_shape: tuple[int, int, int, int]
@@ -46,6 +47,7 @@ class ConvCase(NamedTuple):
     kernel: int
     stride: int = 1
     padding: int = 0
+    groups: int = 1
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -59,14 +61,14 @@ class ConvCase(NamedTuple):
 
     @property
     def w_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.x_shape[1], self.kernel, self.kernel)
+        return (self.c_out, self.x_shape[1] // self.groups, self.kernel, self.kernel)
 
     @property
     def forward_flops(self) -> int:
         """Multiply-adds of the forward pass, counted as 2 flops each."""
         n, c_in = self.x_shape[:2]
         oh, ow = self.out_hw
-        return 2 * n * self.c_out * oh * ow * c_in * self.kernel**2
+        return 2 * n * self.c_out * oh * ow * (c_in // self.groups) * self.kernel**2
 
     @property
     def backward_flops(self) -> int:
@@ -83,12 +85,18 @@ def _conv_cases() -> dict[str, ConvCase]:
         ((32, 64, 56, 56), 64, 3, 1, 1),  # the large 3x3 (peak-fraction target)
         ((32, 64, 56, 56), 128, 3, 2, 1),
     ]
+    depthwise = [  # the two depthwise shapes of issue 21 (MobileNet, ConvNeXt)
+        ((32, 64, 56, 56), 64, 3, 1, 1),
+        ((32, 96, 28, 28), 96, 7, 1, 3),
+    ]
     cases = {}
-    for i, (x_shape, c_out, k, s, p) in enumerate(specs, start=1):
+    for i, (x_shape, c_out, k, s, p) in enumerate(specs + depthwise, start=1):
+        groups = x_shape[1] if i > len(specs) else 1
         hyper = f"k{k}" + (f"s{s}" if s != 1 else "") + (f"p{p}" if p else "")
+        hyper += " depthwise" if groups > 1 else ""
         shape = ",".join(map(str, x_shape))
         label = f"{i} ({shape})->{c_out} {hyper}"
-        cases[label] = ConvCase(label, x_shape, c_out, k, s, p)
+        cases[label] = ConvCase(label, x_shape, c_out, k, s, p, groups)
     return cases
 
 
@@ -105,7 +113,7 @@ def conv_inputs(case: ConvCase, dtype="float32", seed: int = 0):
     """Seeded ``x, weight, bias, dy`` (weights scaled by 1/sqrt(fan_in))."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
-    fan_in = case.x_shape[1] * case.kernel**2
+    fan_in = case.x_shape[1] // case.groups * case.kernel**2
     x = rng.standard_normal(case.x_shape, dtype=dtype)
     w = rng.standard_normal(case.w_shape, dtype=dtype) / dtype.type(np.sqrt(fan_in))
     b = rng.standard_normal(case.c_out, dtype=dtype) / dtype.type(10)
@@ -134,7 +142,9 @@ def pool_inputs(shape=POOL_SHAPE, kernel: int = POOL_KERNEL, dtype="float32",
 # ----------------------------------------------------------------------- models
 
 #: model name -> per-sample input shape (MNIST-sized for LeNet-5, CIFAR-sized else)
-MODEL_INPUTS = {"lenet5": (1, 28, 28), "simple_cnn": (3, 32, 32)}
+MODEL_INPUTS = {"lenet5": (1, 28, 28), "simple_cnn": (3, 32, 32),
+                "mobilenet_v2": (3, 32, 32), "efficientnet_lite0": (3, 32, 32),
+                "convnext": (3, 32, 32)}
 NUM_CLASSES = 10
 
 

@@ -17,7 +17,8 @@ class _ConvBase:
         use_threads()
         case = CONV_CASES[label]
         self.x, self.w, self.b, self.dy = conv_inputs(case, dtype)
-        self.kw = {"stride": case.stride, "padding": case.padding}
+        self.kw = {"stride": case.stride, "padding": case.padding,
+                   "groups": case.groups}
         self._forward_backward()  # compile every kernel outside the timings
 
     def _forward(self):
@@ -67,7 +68,8 @@ class Conv2dDtype(_ConvBase):
 #: The standard shapes that take the Winograd path (3x3, stride 1, >= 8 channels).
 WINOGRAD_LABELS = [label for label in CONV_LABELS
                    if CONV_CASES[label].kernel == 3 and CONV_CASES[label].stride == 1
-                   and min(CONV_CASES[label].x_shape[1], CONV_CASES[label].c_out) >= 8]
+                   and min(CONV_CASES[label].x_shape[1], CONV_CASES[label].c_out) >= 8
+                   and CONV_CASES[label].groups == 1]
 
 
 class Conv2dKernelPath(_ConvBase):

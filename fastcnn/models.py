@@ -1,5 +1,6 @@
-"""A small model zoo: LeNet-5, a VGG-style CNN and CIFAR-style ResNets, for any
-input shape and class count.
+"""A small model zoo: LeNet-5, a VGG-style CNN, CIFAR-style ResNets and (from
+:mod:`fastcnn.modern_models`) MobileNetV2, EfficientNet-lite0 and ConvNeXt, for
+any input shape and class count.
 
 Each returns a model built for ``input_shape`` (:class:`fastcnn.Sequential`, or a
 graph :class:`fastcnn.Model` for the ResNet); compile and fit it as usual.
@@ -20,6 +21,7 @@ from .layers import (
     ReLU,
 )
 from .model import Sequential
+from .modern_models import convnext, efficientnet_lite0, mobilenet_v2
 
 
 def _input_shape(name: str, input_shape) -> tuple[int, int, int]:
@@ -163,7 +165,9 @@ def resnet(depth: int = 20, input_shape=(3, 32, 32), num_classes: int = 10,
     return Model(x, y, name=f"resnet{depth}", dtype=dtype)
 
 
-MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "resnet": resnet}
+MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "resnet": resnet,
+          "mobilenet_v2": mobilenet_v2, "efficientnet_lite0": efficientnet_lite0,
+          "convnext": convnext}
 
 
 def get(name: str):

@@ -284,13 +284,13 @@ def _torch_conv_fns(torch, case, x, w, b, dy):
     tF = torch.nn.functional
     tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
     gx, gw, gb = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
-    s, p = case.stride, case.padding
+    s, p, g = case.stride, case.padding, case.groups
 
     def forward():
-        return tF.conv2d(tx, tw, tb, stride=s, padding=p)
+        return tF.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
 
     def forward_backward():
-        y = tF.conv2d(gx, gw, gb, stride=s, padding=p)
+        y = tF.conv2d(gx, gw, gb, stride=s, padding=p, groups=g)
         return torch.autograd.grad(y, (gx, gw, gb), tdy)
 
     return forward, forward_backward
@@ -299,7 +299,7 @@ def _torch_conv_fns(torch, case, x, w, b, dy):
 def _fastcnn_conv_fns(case, x, w, b, dy):
     import fastcnn.functional as F
 
-    kw = {"stride": case.stride, "padding": case.padding}
+    kw = {"stride": case.stride, "padding": case.padding, "groups": case.groups}
 
     def forward():
         return F.conv2d(x, w, b, **kw)
@@ -490,6 +490,9 @@ MODEL_CASES = [  # (row label, model, batch, what)
     ("LeNet-5 train_step, batch 256", "lenet5", 256, "train"),
     ("simple_cnn train_step, batch 64", "simple_cnn", 64, "train"),
     ("LeNet-5 predict, batch 256", "lenet5", 256, "predict"),
+    ("MobileNetV2 train_step, batch 32", "mobilenet_v2", 32, "train"),
+    ("EfficientNet-lite0 train_step, batch 32", "efficientnet_lite0", 32, "train"),
+    ("ConvNeXt (32-256 wide) train_step, batch 32", "convnext", 32, "train"),
 ]
 
 
@@ -502,7 +505,12 @@ def run_models(budget: Budget, torch, checks: list) -> dict:
         tmodel = None
         if torch is not None:
             try:
-                tmodel = torch_twin(torch, model)
+                if hasattr(model, "inbound"):  # a graph model (the modern zoo)
+                    from tests.model.torch_twin import TorchGraph
+
+                    tmodel = TorchGraph(model)
+                else:
+                    tmodel = torch_twin(torch, model)
                 tx, ty = torch.from_numpy(x), torch.from_numpy(y)
                 tmodel.eval()
                 with torch.no_grad():

@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "fastcnn.model", "fastcnn.network", "fastcnn.graph", "fastcnn.training",
         "fastcnn.losses", "fastcnn.metrics",
         "fastcnn.optimizers", "fastcnn.schedules", "fastcnn.callbacks",
-        "fastcnn.distributed", "fastcnn.models", "fastcnn.inspect",
+        "fastcnn.distributed", "fastcnn.models", "fastcnn.modern_models",
+        "fastcnn.inspect",
         "fastcnn.warmup", "fastcnn._warmup_worker",
         # Writes model files for Sequential.save, needing no more than the model
         # does (reading them, fastcnn.saving, builds models: a layer up).
