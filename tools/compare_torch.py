@@ -508,7 +508,7 @@ def run_models(budget: Budget, torch, checks: list) -> dict:
                 if hasattr(model, "inbound"):  # a graph model (the modern zoo)
                     from tests.model.torch_twin import TorchGraph
 
-                    tmodel = TorchGraph(model)
+                    tmodel = TorchGraph(model, random_dropout=True)
                 else:
                     tmodel = torch_twin(torch, model)
                 tx, ty = torch.from_numpy(x), torch.from_numpy(y)

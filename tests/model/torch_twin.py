@@ -32,8 +32,9 @@ def _padding(layer):
 class TorchLayer(nn.Module):
     """One of our single-input layers in torch."""
 
-    def __init__(self, layer, dtype):
+    def __init__(self, layer, dtype, random_dropout=False):
         super().__init__()
+        self.random_dropout = random_dropout
         self.kind = type(layer).__name__
         self.layer = layer
         for key, value in layer.params.items():
@@ -89,6 +90,8 @@ class TorchLayer(nn.Module):
         if kind == "Flatten":
             return x.flatten(1)
         if kind == "Dropout":
+            if self.random_dropout:
+                return tF.dropout(x, lay.p, self.training)
             assert lay.p == 0 or not self.training, "random masks cannot match"
             return x
         return {"ReLU": tF.relu, "ReLU6": tF.relu6, "SiLU": tF.silu, "GELU": tF.gelu,
@@ -100,14 +103,17 @@ class TorchGraph(nn.Module):
     """A graph Model's layers as :class:`TorchLayer` modules, run along its
     ``inbound`` lists (Add sums, Multiply multiplies with broadcasting)."""
 
-    def __init__(self, model):
+    def __init__(self, model, random_dropout=False):
+        """``random_dropout``: run dropout layers with torch's own random masks (for
+        timing); otherwise a dropout layer that drops anything in training is an
+        error, since its masks cannot match ours."""
         super().__init__()
         dtype = torch.float64 if model.dtype == np.float64 else torch.float32
         self.inbound = model.inbound
         self.kinds = [type(layer).__name__ for layer in model.layers]
         self.keys = [key for key, _ in model._keyed_layers()]
         self.mods = nn.ModuleDict({
-            key.replace(".", "_"): TorchLayer(layer, dtype)
+            key.replace(".", "_"): TorchLayer(layer, dtype, random_dropout)
             for key, layer in model._keyed_layers() if not layer.takes_many})
 
     def forward(self, x):
