@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from ._zoo_args import _input_shape, _num_classes
 from .graph import Input, Model
 from .layers import (
     GELU,
@@ -33,23 +34,11 @@ from .layers.activation import activation_layer
 
 
 def _check_shape(name: str, input_shape, minimum: int) -> tuple[int, int, int]:
-    ok = isinstance(input_shape, tuple | list) and len(input_shape) == 3
-    if not ok or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                         for s in input_shape):
-        raise ValueError(f"{name}: input_shape must be (channels, height, width) with "
-                         f"positive ints, got {input_shape!r}.")
-    if min(input_shape[1:]) < minimum:
+    shape = _input_shape(name, input_shape)
+    if min(shape[1:]) < minimum:
         raise ValueError(f"{name}: the input must be at least {minimum}x{minimum}, "
-                         f"got {input_shape[1]}x{input_shape[2]}.")
-    return tuple(input_shape)
-
-
-def _check_classes(name: str, num_classes) -> int:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
-        raise TypeError(f"{name}: num_classes must be an int, got {num_classes!r}.")
-    if num_classes < 2:
-        raise ValueError(f"{name}: num_classes must be at least 2, got {num_classes}.")
-    return num_classes
+                         f"got {shape[1]}x{shape[2]}.")
+    return shape
 
 
 def _check_mult(name: str, arg: str, value) -> float:
@@ -156,7 +145,7 @@ def mobilenet_v2(input_shape=(3, 32, 32), num_classes: int = 10,
     """
     name = "mobilenet_v2"
     c, h, w = _check_shape(name, input_shape, 8)
-    num_classes = _check_classes(name, num_classes)
+    num_classes = _num_classes(name, num_classes)
     width_mult = _check_mult(name, "width_mult", width_mult)
     depth_mult = _check_mult(name, "depth_mult", depth_mult)
     x = Input((c, h, w), name="image")
@@ -207,7 +196,7 @@ def efficientnet_lite0(input_shape=(3, 32, 32), num_classes: int = 10,
     """
     name = "efficientnet_lite0"
     c, h, w = _check_shape(name, input_shape, 8)
-    num_classes = _check_classes(name, num_classes)
+    num_classes = _num_classes(name, num_classes)
     width_mult = _check_mult(name, "width_mult", width_mult)
     depth_mult = _check_mult(name, "depth_mult", depth_mult)
     activation_layer(name, activation)
@@ -274,7 +263,7 @@ def convnext(input_shape=(3, 32, 32), num_classes: int = 10,
         raise ValueError(f"{name}: dims and depths must be sequences of positive ints "
                          f"of the same length, got {dims!r} and {depths!r}.")
     c, h, w = _check_shape(name, input_shape, 2 ** len(dims))
-    num_classes = _check_classes(name, num_classes)
+    num_classes = _num_classes(name, num_classes)
     if isinstance(layer_scale, bool) or not isinstance(layer_scale, int | float) \
             or not math.isfinite(layer_scale) or layer_scale < 0:
         raise ValueError(f"{name}: layer_scale must be a number >= 0, got "

@@ -167,14 +167,13 @@ class SeparableConv2D(Layer):
         if self.use_bias:
             self.params["bias"] = pw.params["bias"]
 
-    def _sync(self) -> bool:
-        """Hand this layer's parameters to the two inner convolutions; True where
-        they still have the shapes build gave them (the trusted path)."""
+    def _sync(self) -> None:
+        """Hand this layer's parameters to the two inner convolutions (each checks
+        them against what it was built with, as any Conv2D does)."""
         self._depthwise.params["weight"] = self.params["depthwise_weight"]
         self._pointwise.params["weight"] = self.params["pointwise_weight"]
         if self.use_bias:
             self._pointwise.params["bias"] = self.params["bias"]
-        return self._params_as_built()
 
     def _forward(self, x, training):
         self._sync()

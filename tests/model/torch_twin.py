@@ -101,7 +101,8 @@ class TorchLayer(nn.Module):
 
 class TorchGraph(nn.Module):
     """A graph Model's layers as :class:`TorchLayer` modules, run along its
-    ``inbound`` lists (Add sums, Multiply multiplies with broadcasting)."""
+    ``inbound`` lists (Add sums, Concatenate joins, Multiply multiplies with
+    broadcasting)."""
 
     def __init__(self, model, random_dropout=False):
         """``random_dropout``: run dropout layers with torch's own random masks (for
@@ -112,6 +113,8 @@ class TorchGraph(nn.Module):
         self.inbound = model.inbound
         self.kinds = [type(layer).__name__ for layer in model.layers]
         self.keys = [key for key, _ in model._keyed_layers()]
+        self.mods_axis = {key: layer.axis for key, layer in model._keyed_layers()
+                          if type(layer).__name__ == "Concatenate"}
         self.mods = nn.ModuleDict({
             key.replace(".", "_"): TorchLayer(layer, dtype, random_dropout)
             for key, layer in model._keyed_layers() if not layer.takes_many})
@@ -125,6 +128,8 @@ class TorchGraph(nn.Module):
                 out = ins[0]
                 for other in ins[1:]:
                     out = out + other
+            elif kind == "Concatenate":
+                out = torch.cat(ins, dim=self.mods_axis[key])
             elif kind == "Multiply":
                 out = ins[0]
                 for other in ins[1:]:

@@ -33,7 +33,8 @@ def test_site_builds_strictly_with_the_api_reference(tmp_path):
     from fastcnn.layers import BUILTIN_LAYERS
 
     layers_page = (site / "api" / "layers" / "index.html").read_text()
-    missing = [n for n in BUILTIN_LAYERS if f'id="fastcnn.layers.{n}"' not in layers_page]
+    missing = [n for n in BUILTIN_LAYERS
+               if f'id="fastcnn.layers.{n}"' not in layers_page]
     assert not missing
     for name in ("mobilenet_v2", "efficientnet_lite0", "convnext"):
         assert name in models
