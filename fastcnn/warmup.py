@@ -19,17 +19,37 @@ import time
 
 import numpy as np
 
-#: Rough compile cost of a layer type, in units of about a second on a cold cache:
-#: what the split over worker processes balances. A convolution compiles three
-#: or four large kernels; a ReLU two tiny ones.
-_COMPILE_COST = {"Conv2D": 8.0, "DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
-                 "Dense": 4.0, "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
+#: Rough compile seconds of a layer type on a cold cache (Conv2D and Dense are
+#: counted kernel by kernel, in :data:`_KERNEL_COST`); a type not listed, like
+#: an activation, about half a second.
+_COMPILE_COST = {"DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
+                 "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
                  "LayerNorm": 1.5, "GroupNorm": 2.0, "LayerNorm2D": 4.0,
-                 "MaxPool2D": 2.0, "AvgPool2D": 2.0, "GlobalAvgPool2D": 2.0,
+                 "MaxPool2D": 1.0, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
                  "AdaptiveAvgPool2D": 2.0,
                  "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
                  "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
-_LOSS_COST = 2.0
+_LOSS_COST = 1.1
+
+#: Compile seconds of the kernels that layers share: what the schedule of
+#: :func:`_split` simulates. Measured cold with two processes compiling at once on
+#: two cores (AMD EPYC, float32; each about 1.25x its time alone). A convolution's
+#: kernels are named by ``kernels.cpu._conv_plan.kernel_plan``, so two convolutions
+#: that run the same kernel are known to share it.
+_KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
+                "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
+                "conv2d/winograd": 10.5, "conv2d/input:direct": 6.3,
+                "conv2d/input:depthwise": 2.5, "conv2d/weight:direct": 5.0,
+                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.4,
+                "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
+                "dense/forward": 1.35, "dense/input": 0.95, "dense/weight": 1.1,
+                "dense/bias": 0.3, "optimizer": 0.6}
+
+#: Seconds to load a kernel that another process has already put in the cache.
+_LOAD_COST = 0.1
+
+#: What a process's first compile costs on top (LLVM and Numba setting up).
+_START_COST = 1.8
 
 
 def warmup(model, batch_size: int = 2, loss: str | None = None,
@@ -197,6 +217,7 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
                           spec["input_shape"], spec["input_grad"]], sort_keys=True)
         if key not in seen:
             seen.add(key)
+            spec["kernels"] = _kernels_of(layer, entry, batch_size, input_grad)
             specs.append(spec)
     return {"dtype": twin.dtype.name, "batch_size": batch_size, "layers": specs,
             "optimizer": _entry(optimizer) if optimizer is not None else None,
@@ -204,24 +225,111 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
             "output_shape": list(twin.output_shape)}
 
 
+def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[str]:
+    """Names of the kernels (or kernel families) running ``layer`` compiles, in the
+    order it compiles them: what :func:`_split` shares out. Layers of one name
+    share those kernels (same dtype, one model)."""
+    from .kernels.cpu._conv_plan import kernel_plan
+
+    name = entry["class_name"]
+    config = entry["config"]
+    if name == "Conv2D":
+        weight = layer.params["weight"].shape
+        kernels = ["conv2d/" + k for k in kernel_plan(
+            (batch_size, *layer.input_shape), weight, (batch_size, *layer.output_shape),
+            layer.stride, layer.dilation, layer.groups, input_grad)]
+        if not layer.use_bias:
+            kernels.remove("conv2d/bias")
+    elif name == "Dense":
+        kernels = ["dense/forward", *(["dense/input"] if input_grad else []),
+                   "dense/weight", *(["dense/bias"] if layer.use_bias else [])]
+    else:
+        settings = {k: v for k, v in config.items() if k != "name"}
+        kernels = [name + "/" + json.dumps(settings, sort_keys=True)]
+    if config.get("activation") not in (None, "linear"):
+        kernels.append("activation/" + str(config["activation"]))
+    if layer.params and layer.trainable:
+        kernels.append("optimizer")
+    return kernels
+
+
+def _kernel_cost(kernel: str) -> float:
+    """Estimated compile seconds of a name :func:`_kernels_of` gives."""
+    if kernel in _KERNEL_COST:
+        return _KERNEL_COST[kernel]
+    family = kernel.split("/", 1)[0]
+    if family == "activation":
+        return 0.55
+    return _COMPILE_COST.get(family, 0.55)
+
+
 def _split(job: dict, parts: int) -> list[dict]:
-    """``job`` shared out into at most ``parts`` jobs of about equal compile cost
-    (largest first, each to the least loaded part)."""
-    items = [(_COMPILE_COST.get(spec["entry"]["class_name"], 1.0), "layer", spec)
-             for spec in job["layers"]]
-    if job["loss"] is not None:
-        items.append((_LOSS_COST, "loss", None))
-    items.sort(key=lambda item: -item[0])
-    loads = [0.0] * parts
-    shares = [{**job, "layers": [], "loss": None} for _ in range(parts)]
-    for cost, kind, spec in items:
-        k = loads.index(min(loads))
-        loads[k] += cost
-        if kind == "layer":
-            shares[k]["layers"].append(spec)
-        else:
-            shares[k]["loss"] = job["loss"]
+    """``job`` shared out into at most ``parts`` jobs that finish at about the same
+    time, without two compiling one kernel where that can be helped.
+
+    A list schedule, simulated with the kernels' estimated compile seconds
+    (:func:`_schedule`), tried with each layer as the first one this process
+    compiles; the one that finishes first is kept. For LeNet-5 that starts one
+    process on the first convolution, whose kernels the second then finds in the
+    cache, so it compiles only the input gradient.
+    """
+    best = None
+    for first in [None, *range(len(job["layers"]))]:
+        makespan, order = _schedule(job["layers"], parts, first)
+        if best is None or makespan < best[0] - 1e-9:
+            best = (makespan, order)
+    orders, loss_part = best[1]
+    shares = [{**job, "layers": [job["layers"][k] for k in order],
+               "loss": job["loss"] if part == loss_part else None}
+              for part, order in enumerate(orders)]
     return [share for share in shares if share["layers"] or share["loss"]]
+
+
+def _schedule(specs: list[dict], parts: int, first: int | None):
+    """Simulate a list schedule of ``specs`` on ``parts`` processes: the process
+    that is free first takes the layer that would compile least of what another
+    process is compiling at that moment (a kernel already in the cache only
+    loads), and among those the longest. With ``first``, process 0 starts with
+    that layer. Returns (seconds until all finish, ([layer indices per process],
+    the process that runs the loss))."""
+    clocks = [_START_COST] * parts
+    known = [set() for _ in range(parts)]  # kernels each process has compiled/loaded
+    cached: dict[str, float] = {}  # kernel -> when some process has it in the cache
+    orders: list[list[int]] = [[] for _ in range(parts)]
+
+    def run(spec, part, commit=False):
+        """(seconds of duplicated compiling, seconds) of ``spec`` on ``part``."""
+        clock, duplicated = clocks[part], 0.0
+        for kernel in spec["kernels"]:
+            if kernel in known[part]:
+                continue
+            ready = cached.get(kernel)
+            if ready is not None and ready <= clock:
+                clock += _LOAD_COST
+            else:
+                cost = _kernel_cost(kernel)
+                duplicated += cost if ready is not None else 0.0
+                clock += cost
+                if commit and ready is None:
+                    cached[kernel] = clock
+            if commit:
+                known[part].add(kernel)
+        return duplicated, clock - clocks[part]
+
+    remaining = list(range(len(specs)))
+    while remaining:
+        part = clocks.index(min(clocks))
+        if first is not None and not orders[0]:
+            part, pick = 0, first
+        else:
+            pick = min(remaining, key=lambda k: (lambda d, t: (d, -t))(
+                *run(specs[k], part)))
+        remaining.remove(pick)
+        clocks[part] += run(specs[pick], part, commit=True)[1]
+        orders[part].append(pick)
+    loss_part = clocks.index(min(clocks))
+    clocks[loss_part] += _LOSS_COST
+    return max(clocks), (orders, loss_part)
 
 
 def _compile_in_parallel(job: dict, processes: int, verbose: bool) -> None:

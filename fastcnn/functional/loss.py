@@ -66,6 +66,9 @@ class _CrossEntropyCase(NamedTuple):
     ignore_index: np.int64
     denominator: Any  # what a mean divides by, in the logits' dtype
     loss_shape: tuple  # the shape of reduction="none"'s result
+    # One position per sample, no weights, smoothing or ignored label: the lean
+    # cross_entropy_plain_* kernels give the same bits with less to compile.
+    plain: bool = False
 
 
 def _ignore_index_arg(op: str, value) -> int:
@@ -155,8 +158,10 @@ def _cross_entropy_args(op, logits, labels, weight, reduction, label_smoothing,
         if picked.size:
             backend.device_of(picked).kernels("loss").sum_in_order(picked, out)
         denominator = out[0]
+    plain = (weight is None and smoothing == 0 and positions == 1
+             and kept.size == labels.size)
     return _CrossEntropyCase(logits3, labels, False, class_weight, keep, spread,
-                             np.int64(ignore_index), denominator, loss_shape)
+                             np.int64(ignore_index), denominator, loss_shape, plain)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray,
@@ -215,6 +220,9 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray,
         if case.probabilities:
             k.cross_entropy_prob_forward(z, case.target, case.weight, case.keep,
                                          case.spread, losses)
+        elif case.plain:
+            k.cross_entropy_plain_forward(z.reshape(n, n_classes),
+                                          case.target.reshape(n), losses.reshape(n))
         else:
             k.cross_entropy_forward(z, case.target, case.weight, case.keep,
                                     case.spread, case.ignore_index, losses)
@@ -249,6 +257,10 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
     if case.probabilities:
         k.cross_entropy_prob_backward(z, case.target, case.weight, case.keep,
                                       case.spread, scale, dlogits)
+    elif case.plain:
+        k.cross_entropy_plain_backward(z.reshape(z.shape[:2]),
+                                       case.target.reshape(z.shape[0]), scale,
+                                       dlogits.reshape(z.shape[:2]))
     else:
         k.cross_entropy_backward(z, case.target, case.weight, case.keep, case.spread,
                                  case.ignore_index, scale, dlogits)

@@ -411,6 +411,21 @@ for _smoothing, _shape in ((0.0, CE_SHAPES[0]), (0.2, CE_SHAPES[0]),
         return (*args, dtype(0.2), _empty(shape, dtype)), (6,)
 
 
+def _ce_plain_args(rng, dtype):
+    logits = (2 * rng.standard_normal((5, 4))).astype(dtype)
+    return logits, rng.integers(0, 4, 5).astype(np.int64)
+
+
+@case("loss", "cross_entropy_plain_forward")
+def _(rng, dtype):
+    return (*_ce_plain_args(rng, dtype), _empty(5, dtype)), (2,)
+
+
+@case("loss", "cross_entropy_plain_backward")
+def _(rng, dtype):
+    return (*_ce_plain_args(rng, dtype), dtype(0.2), _empty((5, 4), dtype)), (3,)
+
+
 @case("loss", "mse_forward")
 def _(rng, dtype):
     return (_normal(rng, 9, dtype), _normal(rng, 9, dtype), _empty(9, dtype)), (2,)

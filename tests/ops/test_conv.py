@@ -91,9 +91,66 @@ TILED_CASES = [
 ]
 
 
+# (n, c_in, h, c_out, kernel, stride, groups, input_grad) -> kernel_plan's names
+PLAN_CASES = [
+    ((4, 6, 14, 16, (5, 5), 1, 1, True),
+     ("forward:rows", "input:direct", "weight:direct", "bias")),
+    ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:direct", "bias")),
+    ((2, 8, 6, 8, (3, 3), 1, 1, True), ("winograd", "weight:winograd", "bias")),
+    ((2, 8, 30, 64, (1, 1), 1, 1, True),
+     ("forward:shifted", "input:direct", "weight:direct", "bias")),
+    ((2, 8, 6, 96, (3, 3), 2, 1, True),
+     ("forward:im2col", "input:direct", "weight:gemm", "bias")),
+    ((2, 4, 6, 4, (3, 3), 1, 4, True),
+     ("forward:depthwise", "input:depthwise", "weight:depthwise", "bias")),
+]
+
+_PLAN_NAMES = {
+    "_conv2d_forward_rows": "forward:rows",
+    "_conv2d_forward_shifted": "forward:shifted",
+    "_conv2d_forward_im2col": "forward:im2col", "winograd_conv3x3": "winograd",
+    "conv2d_depthwise": "forward:depthwise",
+    "_conv2d_backward_input_direct": "input:direct",
+    "conv2d_depthwise_input_grad": "input:depthwise",
+    "_conv2d_backward_weight_direct": "weight:direct",
+    "conv2d_backward_weight_gemm": "weight:gemm",
+    "winograd_weight_grad3x3": "weight:winograd",
+    "conv2d_depthwise_weight_grad": "weight:depthwise",
+    "conv2d_backward_bias": "bias",
+}
+
+
+@pytest.mark.parametrize("case, expected", PLAN_CASES)
+def test_kernel_plan_names_the_kernels_that_run(case, expected, rng, monkeypatch):
+    # fastcnn.warmup shares the compiling out by kernel_plan: it must name exactly
+    # the kernels the dispatch in conv.py runs.
+    from fastcnn.kernels.cpu import _conv_plan
+    from fastcnn.kernels.cpu import conv as kernels
+
+    n, c_in, h, c_out, k, stride, groups, input_grad = case
+    ran = []
+    for name, token in _PLAN_NAMES.items():
+        original = getattr(kernels, name)
+
+        def record(*args, _original=original, _token=token):
+            ran.append(_token)
+            return _original(*args)
+
+        monkeypatch.setattr(kernels, name, record)
+    x = rng.standard_normal((n, c_in, h, h))
+    wt = rng.standard_normal((c_out, c_in // groups, *k))
+    y = F.conv2d(x, wt, np.zeros(c_out), stride, 1, 1, groups)
+    F.conv2d_backward(np.ones_like(y), x, wt, stride, 1, 1, groups,
+                      input_grad=input_grad)
+    plan = _conv_plan.kernel_plan(x.shape, wt.shape, y.shape, (stride, stride),
+                                  (1, 1), groups, input_grad)
+    assert plan == expected
+    assert tuple(dict.fromkeys(ran)) == expected
+
+
 @pytest.mark.parametrize("case", TILED_CASES)
 def test_tiled_and_chunked_paths_match_naive(case, rng):
-    from fastcnn.kernels.cpu.conv import _gemm_tiles
+    from fastcnn.kernels.cpu._conv_plan import _gemm_tiles
 
     n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case
     geo = conv_geometry("test", (n, c_in, h, w), (c_out, c_in // groups, *k), stride,

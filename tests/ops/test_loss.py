@@ -123,6 +123,58 @@ def test_cross_entropy_property(n, c, weighted, smoothing, reduction, seed):
                  naive.cross_entropy_backward(logits, *args), 1e-12, 1e-12, "dlogits")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_cross_entropy_kernels_give_the_general_kernels_bits(dtype, rng):
+    # The common case (N, C) logits, no weight/smoothing/ignored label runs lean
+    # kernels; they must give exactly the general kernels' bits, NaN, inf and all.
+    from fastcnn.kernels.cpu import loss as k
+
+    logits = (8 * rng.standard_normal((37, 11))).astype(dtype)
+    logits[3, 2] = np.nan
+    logits[5, 0] = np.inf
+    logits[6, 4] = -np.inf
+    logits[7, :] = -np.inf
+    logits[8, 1] = 1e4
+    labels = rng.integers(0, 11, 37).astype(np.int64)
+    ones, keep, zero = np.ones(11, dtype), dtype(1), dtype(0)
+    general = np.empty((37, 1), dtype)
+    plain = np.empty(37, dtype)
+    k.cross_entropy_forward(logits[:, :, None], labels[:, None], ones, keep, zero,
+                            np.int64(-100), general)
+    k.cross_entropy_plain_forward(logits, labels, plain)
+    assert general.ravel().tobytes() == plain.tobytes()
+    grad_general = np.empty((37, 11, 1), dtype)
+    grad_plain = np.empty((37, 11), dtype)
+    k.cross_entropy_backward(logits[:, :, None], labels[:, None], ones, keep, zero,
+                             np.int64(-100), dtype(1 / 37), grad_general)
+    k.cross_entropy_plain_backward(logits, labels, dtype(1 / 37), grad_plain)
+    assert grad_general.ravel().tobytes() == grad_plain.ravel().tobytes()
+
+
+def test_cross_entropy_runs_the_plain_kernels_only_in_their_case(rng, monkeypatch):
+    # Which kernel runs is chosen in Python: pin the rule.
+    from fastcnn.kernels.cpu import loss as k
+
+    called = []
+    for name in ("cross_entropy_forward", "cross_entropy_plain_forward",
+                 "cross_entropy_backward", "cross_entropy_plain_backward"):
+        monkeypatch.setattr(k, name, lambda *a, _n=name: called.append(_n))
+    logits = rng.standard_normal((4, 3)).astype(np.float32)
+    labels = np.array([0, 2, 1, 1])
+    cases = [({}, "plain"), ({"weight": np.ones(3, np.float32)}, "general"),
+             ({"label_smoothing": 0.1}, "general"), ({"ignore_index": 2}, "general"),
+             ({"ignore_index": 7}, "plain")]
+    for kwargs, kind in cases:
+        for op in (F.cross_entropy, F.cross_entropy_backward):
+            called.clear()
+            op(logits, labels, reduction="none", **kwargs)
+            assert ("plain" in called[0]) == (kind == "plain"), (kwargs, called)
+    called.clear()
+    F.cross_entropy(rng.standard_normal((2, 3, 4)).astype(np.float32),
+                    np.zeros((2, 4), np.int64), reduction="none")
+    assert called == ["cross_entropy_forward"]
+
+
 # --------------------------------------------------------------------------- mse_loss
 
 

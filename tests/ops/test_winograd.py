@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import fastcnn.functional as F
-from fastcnn.kernels.cpu import _winograd
-from fastcnn.kernels.cpu import conv as conv_kernels
+from fastcnn.kernels.cpu import _conv_plan, _winograd
 
 from .. import naive
 from ..gradcheck import assert_close, check_finite_differences
@@ -51,8 +50,8 @@ def _assert_relative(actual, expected, bound, what):
 
 
 def test_rule_pins_which_convolutions_use_winograd():
-    uses = conv_kernels._uses_winograd
-    assert conv_kernels.WINOGRAD_MIN_CHANNELS == 8
+    uses = _conv_plan._uses_winograd
+    assert _conv_plan.WINOGRAD_MIN_CHANNELS == 8
     assert uses((8, 8, 3, 3), 1, 1, 1, 1, 1)
     assert uses((64, 32, 3, 3), 1, 1, 1, 1, 1)
     assert not uses((8, 7, 3, 3), 1, 1, 1, 1, 1)  # too few input channels
@@ -69,7 +68,7 @@ def test_rule_pins_which_convolutions_use_winograd():
 @pytest.mark.parametrize("case", CASES)
 def test_forward_and_input_gradient_match_naive(case, dtype, rng):
     n, c_in, h, w, c_out, padding = case
-    assert conv_kernels._uses_winograd((c_out, c_in, 3, 3), 1, 1, 1, 1, 1)
+    assert _conv_plan._uses_winograd((c_out, c_in, 3, 3), 1, 1, 1, 1, 1)
     x, wt, b = _case(rng, n, c_in, h, w, c_out, dtype)
     pad_h, pad_w = _pads(padding)
     expected = naive.conv2d(x.astype(np.float64), wt.astype(np.float64),

@@ -39,11 +39,16 @@ from numba import prange
 from ... import _buffers
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from .._padding import padded_hw
+from ._conv_plan import (
+    _forward_path,
+    _gemm_tiles,
+    _input_grad_path,
+    _weight_grad_path,
+)
 from ._depthwise import (
     conv2d_depthwise,
     conv2d_depthwise_input_grad,
     conv2d_depthwise_weight_grad,
-    uses_depthwise,
 )
 from ._dots import _add_dots
 from ._gemm import (
@@ -55,7 +60,7 @@ from ._gemm import (
     _accumulate_vector_rows,
     _gemm_rows_store,
 )
-from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm, uses_weight_gemm
+from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
     winograd_filters,
@@ -63,9 +68,6 @@ from ._winograd import (
     winograd_weight_grad3x3,
     winograd_weight_plan,
 )
-
-#: Target size, in elements, of one patch tile (128 KiB of float32: it stays in L2).
-TILE_ELEMENTS = 32768
 
 
 @cpu_helper
@@ -126,42 +128,6 @@ def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow
                             dst[(ow + t) * sw + kw * dw] += src[t]
                     k += 1
         j += seg
-
-
-@cpu_helper
-def _gemm_tiles(c_out_g, positions, k_taps, c_in_g, n_batch):
-    """Tile sizes of a product ``out (M x positions) += coef @ rows`` done in slices:
-    ``(tile, chunk, images)``. ``tile`` is the output columns per task: a multiple
-    of 16 in [64, 512] of one image's positions, or, when an image has fewer
-    positions than that, ``images`` whole images side by side (leaving at least 4
-    tasks). ``chunk`` is the input channels (``chunk * k_taps`` patch rows) per pass.
-
-    Measured on this machine (one thread, float32): the 4-row accumulation below
-    reaches 60-75 GFLOP/s when the ``M x tile`` output and the ``chunk x tile``
-    patch each stay within 128 KiB and the rows are a few hundred long, against
-    28 GFLOP/s for 64-long rows (a whole 576-row patch squeezed into 128 KiB).
-    Several images per task: LeNet's second convolution (8x8 outputs) 20-30%
-    faster, forward and dx.
-    """
-    tile = (TILE_ELEMENTS // max(c_out_g, 1)) // 16 * 16
-    tile = min(max(tile, 64), 512)
-    images = 1
-    if positions <= tile:
-        # Whole images per task, up to the tile's width, leaving at least 4 tasks.
-        images = max(min(tile // positions, (n_batch + 3) // 4), 1)
-        tile = positions * images
-    else:
-        # Equal tiles (rounded up to 16): no short last tile.
-        tiles = (positions + tile - 1) // tile
-        tile = ((positions + tiles - 1) // tiles + 15) // 16 * 16
-    chunk = max((TILE_ELEMENTS // tile) // max(k_taps, 1), 1)
-    if chunk >= 4:
-        # A multiple of 4 channels gives a multiple of 4 patch rows, so no pass is
-        # left with fewer than 4 rows (the patch may grow to 1.5 x TILE_ELEMENTS).
-        # Measured: 32 -> 32 channels, 32x32, 3x3: 9% faster forward.
-        chunk = (chunk + 2) // 4 * 4
-    chunk = min(chunk, c_in_g)
-    return tile, chunk, images
 
 
 @cpu_helper
@@ -537,21 +503,6 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups):
                             dst[t] = src[t]
 
 
-#: Winograd (``_winograd.py``) is used for 3x3 stride-1 convolutions whose input and
-#: output both have at least this many channels: with fewer, its transforms cost
-#: more than the multiplications it saves.
-WINOGRAD_MIN_CHANNELS = 8
-
-
-def _uses_winograd(w_shape, sh, sw, dh, dw, groups) -> bool:
-    """Whether the convolution with filters of shape ``w_shape`` (and this stride,
-    dilation and groups) runs through Winograd F(4x4, 3x3), forward and input
-    gradient."""
-    c_out, cin_g, kh, kw = w_shape
-    return (kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
-            and groups == 1 and min(c_out, cin_g) >= WINOGRAD_MIN_CHANNELS)
-
-
 def _padded(x, pad_t, pad_l, hp, wp):
     """``x`` placed at ``(pad_t, pad_l)`` in zeros of height ``hp`` and width ``wp``
     (``x`` itself when that adds nothing), in a pooled buffer."""
@@ -576,24 +527,30 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
     passes its edge. Plain Python that picks the kernel (so a network compiles
     only the ones it runs): 3x3 stride-1 convolutions with enough channels go
     through Winograd (:func:`_uses_winograd`), which pads virtually; the others get
-    a padded copy of ``x``. In stride-1 ones with images big enough to fill a tile
-    the product runs on shifted windows of the padded input directly
-    (:func:`_conv2d_forward_shifted`); with smaller images, several go side by side
-    in a task, their rows copied once per kernel row (:func:`_conv2d_forward_rows`);
-    strided ones copy patches (:func:`_conv2d_forward_im2col`). The three sum in
-    the same order: the choice changes the time, not the bits.
+    a padded copy of ``x``. Stride-1 ones copy the rows of the padded input once
+    per kernel row, several small images side by side in a task
+    (:func:`_conv2d_forward_rows`), except kernels one column wide on images big
+    enough to fill a tile, which run on shifted windows of the padded input
+    directly (:func:`_conv2d_forward_shifted`: with one column there is no row to
+    share between taps); strided ones copy patches
+    (:func:`_conv2d_forward_im2col`). The three sum in the same order: the choice
+    changes the time, not the bits. One stride-1 kernel for the rest keeps a
+    network like LeNet-5 to one forward kernel to compile (about 2 s cold).
 
-    Measured, 2 threads, float32, against the im2col path: (64,6,14,14)->16 5x5
-    (LeNet's second convolution) 0.61 -> 0.32 ms with the rows kernel,
-    (64,6,12,12)->16 0.32 -> 0.20 ms; for images that fill a tile the rows and
-    shifted kernels are within 3% of each other.
+    Measured, 2 threads, float32 (ms, shifted -> rows): LeNet's (64,1,28,28)->6
+    5x5 p2 0.114 -> 0.112, (64,3,32,32)->32 3x3 p1 0.83 -> 0.49, a 3x3 of
+    dilation 2 on (32,32,32,32) 2.32 -> 1.96, 1x7 0.90 -> 0.79, 7x7 the same, 3x3
+    groups 4 1.77 -> 1.89; but 7x1 0.71 -> 1.76 and 1x1 on (32,64,56,56)->64 4.09
+    -> 4.29. Against the im2col path, (64,6,14,14)->16 5x5 (LeNet's second
+    convolution) 0.61 -> 0.32 ms with the rows kernel.
     """
     n_batch, c_out, oh_size, ow_size = y.shape
-    cout_g, cin_g = c_out // groups, w.shape[1]
-    if uses_depthwise(x.shape, w.shape, groups):
+    path = _forward_path(x.shape, w.shape, y.shape, sh, sw, dh, dw, groups)
+    if path == "depthwise":
         conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw)
         return
-    if _uses_winograd(w.shape, sh, sw, dh, dw, groups):
+    if path == "winograd":
+        cin_g = w.shape[1]
         u = np.empty((36, c_out, cin_g), dtype=y.dtype)
         winograd_filters(w, u, False)
         plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
@@ -601,11 +558,9 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
         return
     hp, wp = padded_hw(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
     xp = _padded(x, pad_t, pad_l, hp, wp)
-    images = _gemm_tiles.py_func(cout_g, oh_size * ow_size, w.shape[2] * w.shape[3],
-                                 cin_g, n_batch)[2]
-    if sh == 1 and sw == 1 and images == 1:
+    if path == "shifted":
         _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups)
-    elif sh == 1 and sw == 1:
+    elif path == "rows":
         _conv2d_forward_rows(xp, w, b, y, dh, dw, groups)
     else:
         _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups)
@@ -626,10 +581,11 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     (:func:`_conv2d_backward_input_direct`, or Winograd) and cropped.
     """
     n_batch, c_in, h, wd = dx.shape
-    if sh == 1 and sw == 1 and uses_depthwise(dx.shape, w.shape, groups):
+    path = _input_grad_path(dx.shape, w.shape, sh, sw, dh, dw, groups)
+    if path == "depthwise":
         conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw)
         return
-    winograd = _uses_winograd(w.shape, sh, sw, dh, dw, groups)
+    winograd = path == "winograd"
     if winograd and pad_t <= 2 and pad_l <= 2:
         _winograd_input_grad(dy, w, dx, 2 - pad_t, 2 - pad_l)
         return
@@ -735,10 +691,11 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
     and patch rows (:func:`_conv2d_backward_weight_direct`).
     """
-    if sh == 1 and sw == 1 and uses_depthwise(x.shape, dwt.shape, groups):
+    path = _weight_grad_path(x.shape, dwt.shape, sh, sw, dh, dw, groups)
+    if path == "depthwise":
         conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, dh, dw)
         return
-    if _uses_winograd(dwt.shape, sh, sw, dh, dw, groups):
+    if path == "winograd":
         n_batch, c_out, oh_size, ow_size = dy.shape
         band_rows, slots = winograd_weight_plan(n_batch, dwt.shape[1], c_out,
                                                 oh_size, ow_size)
@@ -746,8 +703,7 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
         return
     xp = _padded(x, pad_t, pad_l, *padded_hw(x.shape, dy.shape, dwt.shape, pad_t,
                                                   pad_l, sh, sw, dh, dw))
-    if uses_weight_gemm(dwt.shape[0] // groups, dwt.shape[1] * dwt.shape[2]
-                        * dwt.shape[3]):
+    if path == "gemm":
         conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
     else:
         _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)

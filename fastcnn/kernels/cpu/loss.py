@@ -186,6 +186,56 @@ def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, s
 
 
 @cpu_kernel
+def cross_entropy_plain_forward(logits, labels, losses):
+    """:func:`cross_entropy_forward` in its common case, one position per sample
+    with no class weights, no smoothing and no ignored label: ``losses[n] = lse -
+    z[t]``, computed as that kernel computes it (the same bits), in a kernel with
+    far less to compile (about 0.3 s cold against 1.3 s).
+
+    Shape: logits (N, C) with C >= 1, labels (N,) int64 in ``[0, C)``, losses (N,).
+    Parallel over ``N``.
+    """
+    n_batch, n_classes = logits.shape
+    for n in prange(n_batch):
+        z = logits[n]
+        top = z[0]
+        for c in range(1, n_classes):
+            if z[c] > top:
+                top = z[c]
+        total = losses.dtype.type(0)
+        for c in range(n_classes):
+            total += math.exp(z[c] - top)
+        losses[n] = math.log(total) - (z[labels[n]] - top)
+
+
+@cpu_kernel
+def cross_entropy_plain_backward(logits, labels, scale, dlogits):
+    """Gradient of ``scale * sum losses`` (see :func:`cross_entropy_plain_forward`):
+    ``dlogits[n, j] = scale * (p[j] - [j == t])`` with ``p = softmax(z)``, the same
+    bits as :func:`cross_entropy_backward` gives in that case.
+
+    Shape: logits (N, C) with C >= 1, labels (N,) int64 in ``[0, C)``, dlogits
+    (N, C). Parallel over ``N``.
+    """
+    n_batch, n_classes = logits.shape
+    for n in prange(n_batch):
+        z = logits[n]
+        dst = dlogits[n]
+        top = z[0]
+        for c in range(1, n_classes):
+            if z[c] > top:
+                top = z[c]
+        total = dlogits.dtype.type(0)
+        for c in range(n_classes):
+            total += math.exp(z[c] - top)
+        for c in range(n_classes):
+            dst[c] = math.exp(z[c] - top) / total
+        dst[labels[n]] -= 1
+        for c in range(n_classes):
+            dst[c] *= scale
+
+
+@cpu_kernel
 def cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
     """Per-position cross-entropy from logits and class probabilities.
 

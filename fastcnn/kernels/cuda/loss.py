@@ -142,6 +142,62 @@ def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, s
 
 
 @cuda_kernel
+def _cross_entropy_plain_forward(logits, labels, losses):
+    n = cuda.grid(1)
+    if n >= logits.shape[0]:
+        return
+    n_classes = logits.shape[1]
+    top = logits[n, 0]
+    for c in range(1, n_classes):
+        if logits[n, c] > top:
+            top = logits[n, c]
+    total = losses.dtype.type(0)
+    for c in range(n_classes):
+        total += math.exp(logits[n, c] - top)
+    losses[n] = math.log(total) - (logits[n, labels[n]] - top)
+
+
+def cross_entropy_plain_forward(logits, labels, losses):
+    """Cross-entropy of one position per sample, no weights, smoothing or ignored
+    label (see the CPU kernel).
+
+    Shape: logits (N, C) with C >= 1, labels (N,) int64 in ``[0, C)``, losses (N,).
+    Grid: one thread per sample.
+    """
+    _run(_cross_entropy_plain_forward, logits.shape[0], logits, labels, losses)
+
+
+@cuda_kernel
+def _cross_entropy_plain_backward(logits, labels, scale, dlogits):
+    n = cuda.grid(1)
+    if n >= logits.shape[0]:
+        return
+    n_classes = logits.shape[1]
+    top = logits[n, 0]
+    for c in range(1, n_classes):
+        if logits[n, c] > top:
+            top = logits[n, c]
+    total = dlogits.dtype.type(0)
+    for c in range(n_classes):
+        total += math.exp(logits[n, c] - top)
+    for c in range(n_classes):
+        dlogits[n, c] = math.exp(logits[n, c] - top) / total
+    dlogits[n, labels[n]] -= 1
+    for c in range(n_classes):
+        dlogits[n, c] *= scale
+
+
+def cross_entropy_plain_backward(logits, labels, scale, dlogits):
+    """Gradient of ``scale * sum losses`` (see the CPU kernel).
+
+    Shape: logits (N, C) with C >= 1, labels (N,) int64 in ``[0, C)``, dlogits
+    (N, C). Grid: one thread per sample.
+    """
+    _run(_cross_entropy_plain_backward, logits.shape[0], logits, labels, scale,
+         dlogits)
+
+
+@cuda_kernel
 def _cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
     i = cuda.grid(1)
     n_batch, n_classes, n_positions = logits.shape
