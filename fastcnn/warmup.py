@@ -38,9 +38,9 @@ _LOSS_COST = 1.1
 #: that run the same kernel are known to share it.
 _KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
-                "conv2d/winograd": 10.5, "conv2d/input:direct": 6.3,
+                "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
                 "conv2d/input:depthwise": 2.5, "conv2d/weight:direct": 5.0,
-                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.4,
+                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,
                 "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
                 "dense/forward": 1.35, "dense/input": 0.95, "dense/weight": 1.1,
                 "dense/bias": 0.3, "optimizer": 0.6}
