@@ -6,6 +6,7 @@ never lands in a timing.
 """
 
 import fastcnn.functional as F
+from fastcnn.kernels._clamp import bounds
 
 from ._common import CONV_CASES, CONV_LABELS, SMALL_CONV, conv_inputs, use_threads
 
@@ -95,7 +96,8 @@ class Conv2dKernelPath(_ConvBase):
             self.fns = (kernels.conv2d_forward, kernels.conv2d_backward_input,
                         kernels.conv2d_backward_weight)
         else:
-            self.fns = (kernels._conv2d_forward_shifted,
+            # The stride-1 direct forward conv2d_forward runs (see _conv_plan).
+            self.fns = (kernels._conv2d_forward_rows,
                         kernels._conv2d_backward_input_direct,
                         kernels._conv2d_backward_weight_direct)
         self.path = path
@@ -106,7 +108,8 @@ class Conv2dKernelPath(_ConvBase):
         if self.path == "winograd":  # the public kernel: padded input, no padding
             self.fns[0](self.xp, self.w, self.b, self.y, 0, 0, 1, 1, 1, 1, 1)
         else:
-            self.fns[0](self.xp, self.w, self.b, self.y, 1, 1, 1)
+            self.fns[0](self.xp, self.w, self.b, self.y, 1, 1, 1,
+                        *bounds(None, self.y.dtype))
 
     def time_input_grad(self, label, path):
         if self.path == "winograd":

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backend
+from ..kernels._clamp import clamp_host
 from . import _validate as v
 
 
@@ -174,11 +175,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
     return conv2d_trusted(x, weight, bias, geo)
 
 
-def conv2d_trusted(x, weight, bias, geo: ConvGeometry):
+def conv2d_trusted(x, weight, bias, geo: ConvGeometry, clamp=None):
     """:func:`conv2d` on arguments that passed its checks (C-contiguous arrays of
     one float dtype, matching shapes, ``geo`` from :func:`conv_geometry` for these
     shapes); ``bias`` may be None. Checks nothing: layers call it with what they
-    validated at build."""
+    validated at build. ``clamp``: an interval of ``kernels._clamp.CLAMPS`` that the
+    kernel limits the output to as it stores it (a fused ReLU or ReLU6)."""
     c_out = weight.shape[0]
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
@@ -187,11 +189,11 @@ def conv2d_trusted(x, weight, bias, geo: ConvGeometry):
     if _is_degenerate(x, weight):
         # No input channels: every output is its bias (an empty sum).
         y = np.zeros(shape, x.dtype) + dev.to_host(bias)[:, None, None]
-        return dev.move_in(y)
+        return dev.move_in(clamp_host(y, clamp))
     y = dev.empty(shape, x.dtype)
     dev.kernels("conv").conv2d_forward(
         x, weight, bias, y, geo.pad_h[0], geo.pad_w[0], *geo.stride, *geo.dilation,
-        geo.groups
+        geo.groups, clamp
     )
     return y
 

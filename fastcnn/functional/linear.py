@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import backend
+from ..kernels._clamp import clamp_host
 from . import _validate as v
 
 
@@ -69,10 +70,12 @@ def linear(x: np.ndarray, weight: np.ndarray,
     return y.reshape(*tuple(x.shape)[:-1], weight.shape[0])
 
 
-def linear_trusted(x, weight, bias):
+def linear_trusted(x, weight, bias, clamp=None):
     """:func:`linear` on arguments that passed its checks (C-contiguous arrays of
     one float dtype, matching shapes); ``bias`` may be None. Checks nothing:
-    layers call it with what they validated at build."""
+    layers call it with what they validated at build. ``clamp``: an interval of
+    ``kernels._clamp.CLAMPS`` that the kernel limits the output to as it stores it
+    (a fused ReLU or ReLU6)."""
     c_out = weight.shape[0]
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
@@ -80,11 +83,11 @@ def linear_trusted(x, weight, bias):
     if _is_degenerate(x, weight):
         # No input features: every output is its bias (an empty sum).
         y = np.zeros((x.shape[0], c_out), x.dtype) + dev.to_host(bias)
-        return dev.move_in(y)
+        return dev.move_in(clamp_host(y, clamp))
     y = dev.empty((x.shape[0], c_out), x.dtype)
     # The kernel walks contiguous rows of weight.T so that its inner loop vectorises.
     wt = dev.transpose(weight)
-    dev.kernels("dense").linear_forward(x, wt, bias, y)
+    dev.kernels("dense").linear_forward(x, wt, bias, y, clamp)
     return y
 
 

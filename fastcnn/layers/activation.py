@@ -19,6 +19,7 @@ from ..functional.activation import (
     softmax_trusted,
     softplus_args,
 )
+from ..kernels._clamp import CLAMPS
 from .base import Layer
 
 
@@ -367,3 +368,41 @@ def activation_layer(op: str, activation) -> Layer | None:
         raise ValueError(f"{op}: activation must be one of {sorted(ACTIVATIONS)}, "
                          f"'linear' or None, got {activation!r:.100}.")
     return cls(name="activation")
+
+
+class Epilogue:
+    """The ``activation=`` of a Conv2D or Dense layer.
+
+    ReLU and ReLU6 run fused: the layer's kernel limits each output to the
+    activation's interval as it stores it (``kernels._clamp``), so there is no
+    pass of its own and no pre-activation to keep; the gradient reads the output
+    (``relu_backward(dy, y)`` is bitwise ``relu_backward(dy, x)``). The others run
+    as their layer after the kernel.
+    """
+
+    _KERNELS = {"relu": ("relu_forward", "relu_backward"),
+                "relu6": ("relu6_forward", "relu6_backward")}
+
+    def __init__(self, op: str, activation) -> None:
+        self.layer = activation_layer(op, activation)
+        name = activation if isinstance(activation, str) else None
+        self.clamp = CLAMPS.get(name)
+        self._name = name
+        self._output = None
+
+    def after_kernel(self, y, training: bool, fused: bool):
+        """The layer's output from the kernel's ``y``: ``fused`` says the kernel
+        was given :attr:`clamp` (else the clamp runs here as a pass)."""
+        if self.clamp is not None:
+            if not fused:
+                y = elementwise_trusted(self._KERNELS[self._name][0], y)
+            self._output = y
+            return y
+        return y if self.layer is None else self.layer.forward(y, training)
+
+    def grad(self, dy):
+        """The gradient before the activation from the one after it."""
+        if self.clamp is not None:
+            return elementwise_trusted(self._KERNELS[self._name][1], dy,
+                                       self._output)
+        return dy if self.layer is None else self.layer.backward(dy)

@@ -14,7 +14,7 @@ from ..functional.conv import (
     same_padding,
 )
 from ._init import initial_bias, initial_weight
-from .activation import activation_layer
+from .activation import Epilogue
 from .base import Layer, Window, canonical_pair, keras_alias
 
 
@@ -66,7 +66,8 @@ class Conv2D(Layer):
         if kernel_size is None:
             raise TypeError(f"{op}: missing kernel_size.")
         self.activation = None if activation == "linear" else activation
-        self._act = activation_layer(op, activation)
+        self._epilogue = Epilogue(op, activation)
+        self._act = self._epilogue.layer
         # 0 is allowed, as in torch.nn.Conv2d: an empty output.
         self.out_channels = v.non_negative_int(op, "out_channels", out_channels)
         self.kernel_size = v.pair(op, "kernel_size", kernel_size, minimum=1)
@@ -157,17 +158,16 @@ class Conv2D(Layer):
     def _forward(self, x, training):
         self._cache = x
         weight, bias = self.params["weight"], self.params.get("bias")
-        if self._geo is not None and self._params_as_built():
-            y = conv2d_trusted(x, weight, bias, self._geo)
+        fused = self._geo is not None and self._params_as_built()
+        if fused:
+            y = conv2d_trusted(x, weight, bias, self._geo, self._epilogue.clamp)
         else:
             y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation,
                          self.groups)
-        return y if self._act is None else self._act.forward(y, training)
+        return self._epilogue.after_kernel(y, training, fused)
 
     def _backward(self, dy, input_grad=True):
-        if self._act is not None:
-            dy = self._act.backward(dy)
-        return self._backward_conv(dy, input_grad)
+        return self._backward_conv(self._epilogue.grad(dy), input_grad)
 
     def _backward_conv(self, dy, input_grad=True):
         weight = self.params["weight"]
@@ -189,8 +189,7 @@ class Conv2D(Layer):
         self._backward(dy, input_grad=False)
 
     def _backward_input(self, dy):
-        if self._act is not None:
-            dy = self._act.backward(dy)
+        dy = self._epilogue.grad(dy)
         if self._geo is not None and self._params_as_built():
             return conv2d_backward_trusted(dy, self._cache, self.params["weight"],
                                            self._geo, param_grads=False)[0]

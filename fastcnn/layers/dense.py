@@ -9,7 +9,7 @@ from .. import initializers
 from ..functional import _validate as v
 from ..functional.linear import linear_backward_trusted, linear_trusted
 from ._init import initial_bias, initial_weight
-from .activation import activation_layer
+from .activation import Epilogue
 from .base import Layer, keras_alias
 
 
@@ -50,7 +50,8 @@ class Dense(Layer):
         self.out_features = v.non_negative_int(self._op, "out_features",
                                                out_features)
         self.activation = None if activation == "linear" else activation
-        self._act = activation_layer(self._op, activation)
+        self._epilogue = Epilogue(self._op, activation)
+        self._act = self._epilogue.layer
         self.use_bias = v.boolean(self._op, "bias", bias)
         initializers.get(kernel_initializer)
         self.kernel_initializer = kernel_initializer
@@ -89,16 +90,15 @@ class Dense(Layer):
     def _forward(self, x, training):
         self._cache = x
         weight, bias = self.params["weight"], self.params.get("bias")
-        if self._params_as_built():
-            y = linear_trusted(x, weight, bias)
+        fused = self._params_as_built()
+        if fused:
+            y = linear_trusted(x, weight, bias, self._epilogue.clamp)
         else:
             y = F.linear(x, weight, bias)
-        return y if self._act is None else self._act.forward(y, training)
+        return self._epilogue.after_kernel(y, training, fused)
 
     def _backward(self, dy):
-        if self._act is not None:
-            dy = self._act.backward(dy)
-        return self._backward_affine(dy)
+        return self._backward_affine(self._epilogue.grad(dy))
 
     def _backward_affine(self, dy):
         weight = self.params["weight"]
@@ -112,8 +112,7 @@ class Dense(Layer):
         return dx
 
     def _backward_input(self, dy):
-        if self._act is not None:
-            dy = self._act.backward(dy)
+        dy = self._epilogue.grad(dy)
         if self._params_as_built():
             return linear_backward_trusted(dy, self._cache, self.params["weight"],
                                            param_grads=False)[0]

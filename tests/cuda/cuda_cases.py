@@ -91,6 +91,21 @@ for _geo in CONV_GEOMETRIES:
     case("conv", "conv2d_backward_bias")(_b)
 
 
+# The fused ReLU / ReLU6 epilogue (kernels._clamp), on the first geometry.
+_FIRST_FORWARD = _conv_builders(CONV_GEOMETRIES[0])[0]
+for _clamp in ((0.0, np.inf), (0.0, 6.0)):
+
+    @case("conv", "conv2d_forward")
+    def _(rng, dtype, clamp=_clamp):
+        args, out = _FIRST_FORWARD(rng, dtype)
+        return (*args, clamp), out
+
+    @case("dense", "linear_forward")
+    def _(rng, dtype, clamp=_clamp):
+        return (_normal(rng, (5, 7), dtype), _normal(rng, (7, 3), dtype),
+                _normal(rng, 3, dtype), _empty((5, 3), dtype), clamp), (3,)
+
+
 # ---------------------------------------------------------------------------- pool
 
 # (x shape, (kh, kw, sh, sw, ph, pw, dh, dw), output hw)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import fastcnn.functional as F
 from fastcnn.functional.conv import conv_geometry
+from fastcnn.kernels._clamp import bounds
 
 from .. import naive
 from ..gradcheck import assert_close, check_finite_differences
@@ -186,10 +187,11 @@ def test_both_stride_1_forward_kernels_match_naive(dtype, dilation, groups, rng)
                  "_conv2d_forward_im2col"):
         y = np.full(expected.shape, np.nan, dtype=dtype)
         kernel = getattr(kernels, name)
+        no_clamp = bounds(None, dtype)
         if name == "_conv2d_forward_im2col":
-            kernel(xp, wt, b, y, 1, 1, dilation, dilation, groups)
+            kernel(xp, wt, b, y, 1, 1, dilation, dilation, groups, *no_clamp)
         else:
-            kernel(xp, wt, b, y, dilation, dilation, groups)
+            kernel(xp, wt, b, y, dilation, dilation, groups, *no_clamp)
         assert_close(y, expected, tol, tol, name)
         results.append(y.tobytes())
     assert results[0] == results[1] == results[2]

@@ -36,6 +36,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
+from ._clamp import _clamp
 
 #: Planes per parallel task: a task allocates its buffers once.
 PLANES_PER_TASK = 8
@@ -156,8 +157,9 @@ def _add_taps(acc, buf, offs, wts, length, first):
 
 
 @cpu_kernel
-def depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq):
-    """``y = depthwise_conv(pad(x), w) + b``.
+def depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq, lo, hi):
+    """``y = depthwise_conv(pad(x), w) + b``, limited to ``[lo, hi]``
+    (:func:`._clamp._clamp`).
 
     Shape: x (N, C, H, W), w (C*M, 1, KH, KW), b (C*M,), y (N, C*M, OH, OW);
     ``offs`` (KH*KW,) from :func:`tap_offsets`, ``hq, wq`` from
@@ -192,7 +194,7 @@ def depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq):
                     src = acc[i * wq:i * wq + ow_size]
                     dst = y[n, co, i]
                     for j in range(ow_size):
-                        dst[j] = src[j] + bias
+                        dst[j] = _clamp(src[j] + bias, lo, hi)
 
 
 @cpu_helper
@@ -367,13 +369,13 @@ def depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, hq, wq):
                 dwt[co, 0, r, c] = sums[r * kw_size + c]
 
 
-def conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw):
+def conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, lo, hi):
     """:func:`depthwise_forward` with its layout worked out (see
     ``conv.conv2d_forward`` for the arguments)."""
     kh, kw = w.shape[2], w.shape[3]
     hq, wq, plane = depthwise_layout(y.shape[2], y.shape[3], kh, kw, sh, sw, dh, dw)
     offs = tap_offsets(kh, kw, sh, sw, dh, dw, wq, plane)
-    depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq)
+    depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq, lo, hi)
 
 
 def conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw):

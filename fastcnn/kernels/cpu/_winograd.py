@@ -45,6 +45,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
+from ._clamp import _clamp
 from ._gemm import _gemm_rows, _gemm_rows_store
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
@@ -208,9 +209,10 @@ def _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v):
 
 
 @cpu_helper
-def _output_band(m, mco, co, r0, rows, nth, ntw, bias, y, tmp, out):
+def _output_band(m, mco, co, r0, rows, nth, ntw, bias, y, tmp, out, lo, hi):
     """``y[n, co]``'s rows of the band's tiles from ``m[:, mco, :]`` (columns as in
-    :func:`_input_band`), plus the bias. Scratch: ``tmp`` (6, rows * wb), ``out``
+    :func:`_input_band`), plus the bias, limited to ``[lo, hi]``
+    (:func:`._clamp._clamp`). Scratch: ``tmp`` (6, rows * wb), ``out``
     (4, rows * wb)."""
     oh_size, ow_size = y.shape[2], y.shape[3]
     two, four, eight = y.dtype.type(2), y.dtype.type(4), y.dtype.type(8)
@@ -256,17 +258,19 @@ def _output_band(m, mco, co, r0, rows, nth, ntw, bias, y, tmp, out):
             dst = y[n, co, oh0 + i, :count]
             src = out[i, rl * wb : rl * wb + count]
             for c in range(count):
-                dst[c] = src[c]
+                dst[c] = _clamp(src[c], lo, hi)
 
 
 @cpu_kernel
-def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
+def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers, lo,
+                     hi):
     """``y = conv3x3(x, w) + b`` (stride 1), ``u`` the transformed filters.
 
     Shape: x (N, C_in, H, W), u (36, C_out, C_in) from :func:`winograd_filters`,
     b (C_out,), y (N, C_out, OH, OW), where
     ``y[n, co, oh, ow] = b[co] + sum x[n, ci, oh + kh - pad_t, ow + kw - pad_l]
-    * w[co, ci, kh, kw]`` with zeros outside ``x``. Parallel over bands of
+    * w[co, ci, kh, kw]`` with zeros outside ``x``, limited to ``[lo, hi]`` as it
+    is stored (:func:`._clamp._clamp`). Parallel over bands of
     ``band_rows`` tile rows (disjoint rows of ``y``), a run of bands for each of
     ``workers``; output channels are taken ``co_chunk`` at a time.
     """
@@ -309,7 +313,8 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers):
                     _gemm_rows_store(m[e], zero, c_count, u[e], c0, v[e], c_in, zero,
                                      count)
                 for co in range(c_count):
-                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tmp, out)
+                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tmp, out,
+                                 lo, hi)
 
 
 def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):

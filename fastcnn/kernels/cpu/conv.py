@@ -37,8 +37,10 @@ import numpy as np
 from numba import prange
 
 from ... import _buffers
+from .._clamp import bounds
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from .._padding import padded_hw
+from ._clamp import _clamp
 from ._conv_plan import (
     _forward_path,
     _gemm_tiles,
@@ -322,7 +324,7 @@ def _pack_images(planes, n0, count, c0, out):
 
 
 @cpu_kernel
-def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
+def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` through patches copied out of ``xp`` (any stride).
 
     Parallel over tiles of output positions: part of one image, or several whole
@@ -369,11 +371,11 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups):
                     src = acc[co, i * width : (i + 1) * width]
                     dst = yv[n0 + i, co0 + co, p0 : p0 + width]
                     for j in range(width):
-                        dst[j] = src[j]
+                        dst[j] = _clamp(src[j], lo, hi)
 
 
 @cpu_kernel
-def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
+def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` for stride 1, without copying patches.
 
     With stride 1, output ``(oh, ow)`` reads tap ``(kh, kw)`` of channel ``ci`` at
@@ -415,15 +417,15 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups):
             # Keep the columns that are outputs (ow < OW) of each output row.
             oh = q0 // wp
             while oh * wp < q0 + count:
-                lo = max(q0, oh * wp)
-                hi = min(q0 + count, oh * wp + ow_size)
+                start = max(q0, oh * wp)
+                end = min(q0 + count, oh * wp + ow_size)
                 for co in range(cout_g):
                     # Slices, so the copy has no signed offsets (which would cost
                     # a wraparound check per element and keep it scalar).
-                    src = acc[co, lo - q0 : hi - q0]
-                    dst = y[n, co0 + co, oh, lo - oh * wp : hi - oh * wp]
-                    for t in range(hi - lo):
-                        dst[t] = src[t]
+                    src = acc[co, start - q0 : end - q0]
+                    dst = y[n, co0 + co, oh, start - oh * wp : end - oh * wp]
+                    for t in range(end - start):
+                        dst[t] = _clamp(src[t], lo, hi)
                 oh += 1
 
 
@@ -451,7 +453,7 @@ def _copy_band_rows(xp, n0, count, ci0, c_count, kh_size, dh, oh_size, band):
 
 
 @cpu_kernel
-def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups):
+def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` for stride 1 with several small images per task.
 
     The im2col path copies one patch row per (channel, kh, kw): ``KH*KW`` times
@@ -500,7 +502,7 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups):
                         src = acc[co, i * span + oh * wp : i * span + oh * wp + ow_size]
                         dst = y[n0 + i, co0 + co, oh]
                         for t in range(ow_size):
-                            dst[t] = src[t]
+                            dst[t] = _clamp(src[t], lo, hi)
 
 
 def _padded(x, pad_t, pad_l, hp, wp):
@@ -518,8 +520,9 @@ def _padded(x, pad_t, pad_l, hp, wp):
     return xp
 
 
-def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
-    """``y = conv(pad(x), w) + b``.
+def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups, clamp=None):
+    """``y = conv(pad(x), w) + b``, limited to ``clamp``'s interval as it is stored
+    (:mod:`fastcnn.kernels._clamp`: ReLU or ReLU6 in the epilogue; None: as is).
 
     Shape: x (N, C_in, H, W), w (C_out, C_in/groups, KH, KW), b (C_out,),
     y (N, C_out, OH, OW); ``x`` is read as if padded with ``pad_t`` rows of zeros
@@ -546,24 +549,25 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     path = _forward_path(x.shape, w.shape, y.shape, sh, sw, dh, dw, groups)
+    lo, hi = bounds(clamp, y.dtype)
     if path == "depthwise":
-        conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw)
+        conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, lo, hi)
         return
     if path == "winograd":
         cin_g = w.shape[1]
         u = np.empty((36, c_out, cin_g), dtype=y.dtype)
         winograd_filters(w, u, False)
         plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
-        winograd_conv3x3(x, u, b, y, pad_t, pad_l, *plan)
+        winograd_conv3x3(x, u, b, y, pad_t, pad_l, *plan, lo, hi)
         return
     hp, wp = padded_hw(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
     xp = _padded(x, pad_t, pad_l, hp, wp)
     if path == "shifted":
-        _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups)
+        _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi)
     elif path == "rows":
-        _conv2d_forward_rows(xp, w, b, y, dh, dw, groups)
+        _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi)
     else:
-        _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups)
+        _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi)
 
 
 def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
@@ -608,7 +612,8 @@ def _winograd_input_grad(dy, w, dx, pad_t, pad_l):
     winograd_filters(w, u, True)
     plan = winograd_plan(n_batch, w.shape[0], c_in, h, wd)
     zero_bias = np.zeros(c_in, dtype=dx.dtype)
-    winograd_conv3x3(dy, u, zero_bias, dx, pad_t, pad_l, *plan)
+    winograd_conv3x3(dy, u, zero_bias, dx, pad_t, pad_l, *plan,
+                     *bounds(None, dx.dtype))
 
 
 @cpu_kernel

@@ -16,7 +16,9 @@ inside one iteration, so results are bitwise the same for any thread count.
 import numpy as np
 from numba import prange
 
+from .._clamp import bounds
 from .._jit import cpu_helper, cpu_kernel
+from ._clamp import _clamp
 from ._gemm import _gemm_rows
 
 #: Output columns per task: a multiple of the micro-kernel's blocks, wide enough to
@@ -41,15 +43,22 @@ def _span(task, blocks, rows, cols):
     return r0, min(r0 + 4, rows), j0, min(j0 + COLUMN_BLOCK, cols)
 
 
-@cpu_kernel
-def linear_forward(x, wt, b, y):
-    """``y[n, o] = b[o] + sum_k x[n, k] * wt[k, o]``, summed over ``k`` in order.
+def linear_forward(x, wt, b, y, clamp=None):
+    """``y[n, o] = b[o] + sum_k x[n, k] * wt[k, o]``, summed over ``k`` in order,
+    limited to ``clamp``'s interval as it is stored (:mod:`fastcnn.kernels._clamp`:
+    ReLU or ReLU6 in the epilogue; None: as is).
 
     Shape: x (N, IN), wt (IN, OUT), b (OUT,), y (N, OUT), all C-contiguous.
     Parallel over four rows of ``y`` by :data:`COLUMN_BLOCK` columns, each
     through the register-blocked micro-kernel (``_gemm.py``).
     """
+    _linear_forward(x, wt, b, y, *bounds(clamp, y.dtype))
+
+
+@cpu_kernel
+def _linear_forward(x, wt, b, y, lo, hi):
     n_batch, c_out = y.shape
+    clamps = lo > -np.inf or hi < np.inf
     c_in = x.shape[1]
     groups, blocks = _tasks(n_batch, c_out)
     for task in prange(groups * blocks):
@@ -60,6 +69,12 @@ def linear_forward(x, wt, b, y):
             for j in range(j1 - j0):
                 dst[j] = bias[j]
         _gemm_rows(y, n0, n1, x, n0, wt, c_in, j0, j1)
+        if clamps:
+            # The task's block is still in cache: no pass of its own.
+            for n in range(n0, n1):
+                dst = y[n, j0:j1]
+                for j in range(j1 - j0):
+                    dst[j] = _clamp(dst[j], lo, hi)
 
 
 @cpu_kernel

@@ -26,6 +26,16 @@ def maximum(a, b):
 
 
 @cuda_device
+def clamp(v, lo, hi):
+    """Twin of ``cpu._clamp._clamp``: ``v`` limited to ``[lo, hi]``, NaN kept."""
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+@cuda_device
 def unravel4(i, size1, size2, size3):
     """The 4-D index ``(a, b, c, d)`` of flat position ``i`` in a C-ordered array
     whose last three sizes are ``size1, size2, size3`` (one thread per element)."""

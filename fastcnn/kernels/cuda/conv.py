@@ -24,10 +24,11 @@ non-negative).
 import numpy as np
 from numba import cuda
 
+from .._clamp import bounds
 from .._jit import cuda_kernel
 from .._padding import padded_hw
 from . import _launch, _layout
-from ._device import block_sum, minimum, unravel4
+from ._device import block_sum, clamp, minimum, unravel4
 
 #: Threads per block of the 1-D kernels (patched small by tests).
 THREADS_PER_BLOCK = 256
@@ -47,7 +48,7 @@ CO_PER_THREAD = 4
 
 
 @cuda_kernel
-def _forward_tiled(xp, w, b, y, sh, sw, dh, dw, groups, patch_h, patch_w):
+def _forward_tiled(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi, patch_h, patch_w):
     n_batch, c_out, oh_size, ow_size = y.shape
     hp, wp = xp.shape[2], xp.shape[3]
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
@@ -107,11 +108,11 @@ def _forward_tiled(xp, w, b, y, sh, sw, dh, dw, groups, patch_h, patch_w):
                         acc[j] += smem[tap + j * n_taps] * xv
     if inside:
         for j in range(n_co):
-            y[n, co0 + j, oh, ow] = acc[j]
+            y[n, co0 + j, oh, ow] = clamp(acc[j], lo, hi)
 
 
 @cuda_kernel
-def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups):
+def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi):
     i = cuda.grid(1)
     if i >= y.size:
         return
@@ -126,7 +127,7 @@ def _forward_direct(xp, w, b, y, sh, sw, dh, dw, groups):
             for kw in range(kw_size):
                 acc += w[co, cil, kh, kw] * xp[n, ci0 + cil, oh * sh + kh * dh,
                                               ow * sw + kw * dw]
-    y[n, co, oh, ow] = acc
+    y[n, co, oh, ow] = clamp(acc, lo, hi)
 
 
 def _padded(x, hw, pad_t, pad_l):
@@ -140,8 +141,9 @@ def _padded(x, hw, pad_t, pad_l):
     return xp
 
 
-def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
-    """``y = conv(pad(x), w) + b``.
+def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups, clamp=None):
+    """``y = conv(pad(x), w) + b``, limited to ``clamp``'s interval as it is stored
+    (see the CPU twin).
 
     Shape: x (N, C_in, H, W), w (C_out, C_in/groups, KH, KW), b (C_out,),
     y (N, C_out, OH, OW); padding as in the CPU twin. Grid: ``(N * groups *
@@ -161,7 +163,8 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups):
     n_shared = patch_h * patch_w + CO_PER_THREAD * kh_size * kw_size
     shared_bytes = n_shared * np.dtype(y.dtype).itemsize
     with _launch.staged(xp, w, b, y, out=(3,)) as (xp_d, w_d, b_d, y_d):
-        args = (xp_d, w_d, b_d, y_d, sh, sw, dh, dw, groups)
+        args = (xp_d, w_d, b_d, y_d, sh, sw, dh, dw, groups,
+                *bounds(clamp, y.dtype))
         if shared_bytes > _launch.MAX_SHARED_BYTES:
             tpb = THREADS_PER_BLOCK
             _launch.launch(_forward_direct, _launch.n_blocks(y.size, tpb), tpb, args)

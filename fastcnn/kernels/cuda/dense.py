@@ -12,9 +12,10 @@ summing over the batch in order.
 import numpy as np
 from numba import cuda
 
+from .._clamp import bounds
 from .._jit import cuda_kernel
 from . import _launch
-from ._device import minimum
+from ._device import clamp, minimum
 
 #: Threads per block of the 1-D kernel (patched small by tests).
 THREADS_PER_BLOCK = 256
@@ -23,7 +24,7 @@ TILE = 16
 
 
 @cuda_kernel
-def _matmul(a, b, bias, c, a_transposed, has_bias):
+def _matmul(a, b, bias, c, a_transposed, has_bias, lo, hi):
     # c[i, j] = (bias[j] or 0) + sum_t A[i, t] * b[t, j] over t ascending, where
     # A = a, or a.T when a_transposed (a is then (T, I)).
     rows, cols = c.shape
@@ -58,20 +59,22 @@ def _matmul(a, b, bias, c, a_transposed, has_bias):
         for u in range(minimum(tile, depth - t0)):
             acc += smem[ty * stride + u] * smem[b_off + u * stride + tx]
     if i < rows and j < cols:
-        c[i, j] = acc
+        c[i, j] = clamp(acc, lo, hi)
 
 
-def _product(a, b, bias, c, a_transposed, has_bias):
+def _product(a, b, bias, c, a_transposed, has_bias, clamp_to=None):
     rows, cols = c.shape
     tile = TILE
     grid = (_launch.n_blocks(cols, tile), _launch.n_blocks(rows, tile))
     shared_bytes = 2 * tile * (tile + 1) * np.dtype(c.dtype).itemsize
     _launch.launch(_matmul, grid, (tile, tile),
-                   (a, b, bias, c, a_transposed, has_bias), shared_bytes)
+                   (a, b, bias, c, a_transposed, has_bias,
+                    *bounds(clamp_to, c.dtype)), shared_bytes)
 
 
-def linear_forward(x, wt, b, y):
-    """``y[n, o] = b[o] + sum_k x[n, k] * wt[k, o]``, summed over ``k`` in order.
+def linear_forward(x, wt, b, y, clamp=None):
+    """``y[n, o] = b[o] + sum_k x[n, k] * wt[k, o]``, summed over ``k`` in order,
+    limited to ``clamp``'s interval as it is stored (see the CPU twin).
 
     Shape: x (N, IN), wt (IN, OUT), b (OUT,), y (N, OUT). Grid: TILE x TILE tiles of
     ``y``.
@@ -79,7 +82,7 @@ def linear_forward(x, wt, b, y):
     if y.size == 0:
         return
     with _launch.staged(x, wt, b, y, out=(3,)) as (x_d, wt_d, b_d, y_d):
-        _product(x_d, wt_d, b_d, y_d, False, True)
+        _product(x_d, wt_d, b_d, y_d, False, True, clamp)
 
 
 def linear_backward_input(dy, w, dx):
