@@ -257,10 +257,7 @@ def _kernel_cost(kernel: str) -> float:
     """Estimated compile seconds of a name :func:`_kernels_of` gives."""
     if kernel in _KERNEL_COST:
         return _KERNEL_COST[kernel]
-    family = kernel.split("/", 1)[0]
-    if family == "activation":
-        return 0.55
-    return _COMPILE_COST.get(family, 0.55)
+    return _COMPILE_COST.get(kernel.split("/", 1)[0], 0.55)
 
 
 def _split(job: dict, parts: int) -> list[dict]:
@@ -322,8 +319,11 @@ def _schedule(specs: list[dict], parts: int, first: int | None):
         if first is not None and not orders[0]:
             part, pick = 0, first
         else:
-            pick = min(remaining, key=lambda k: (lambda d, t: (d, -t))(
-                *run(specs[k], part)))
+            def rank(k, part=part):
+                duplicated, seconds = run(specs[k], part)
+                return duplicated, -seconds
+
+            pick = min(remaining, key=rank)
         remaining.remove(pick)
         clocks[part] += run(specs[pick], part, commit=True)[1]
         orders[part].append(pick)

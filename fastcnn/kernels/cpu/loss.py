@@ -185,6 +185,20 @@ def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, s
                     dlogits[n, c, s0 + k] = zero
 
 
+@cpu_helper
+def _row_softmax_parts(z):
+    """``(max(z), sum(exp(z - max)))`` over a row of class scores, in the order
+    :func:`_softmax_parts` sums them (the same bits)."""
+    top = z[0]
+    for c in range(1, z.size):
+        if z[c] > top:
+            top = z[c]
+    total = z.dtype.type(0)
+    for c in range(z.size):
+        total += math.exp(z[c] - top)
+    return top, total
+
+
 @cpu_kernel
 def cross_entropy_plain_forward(logits, labels, losses):
     """:func:`cross_entropy_forward` in its common case, one position per sample
@@ -195,16 +209,9 @@ def cross_entropy_plain_forward(logits, labels, losses):
     Shape: logits (N, C) with C >= 1, labels (N,) int64 in ``[0, C)``, losses (N,).
     Parallel over ``N``.
     """
-    n_batch, n_classes = logits.shape
-    for n in prange(n_batch):
+    for n in prange(logits.shape[0]):
         z = logits[n]
-        top = z[0]
-        for c in range(1, n_classes):
-            if z[c] > top:
-                top = z[c]
-        total = losses.dtype.type(0)
-        for c in range(n_classes):
-            total += math.exp(z[c] - top)
+        top, total = _row_softmax_parts(z)
         losses[n] = math.log(total) - (z[labels[n]] - top)
 
 
@@ -221,13 +228,7 @@ def cross_entropy_plain_backward(logits, labels, scale, dlogits):
     for n in prange(n_batch):
         z = logits[n]
         dst = dlogits[n]
-        top = z[0]
-        for c in range(1, n_classes):
-            if z[c] > top:
-                top = z[c]
-        total = dlogits.dtype.type(0)
-        for c in range(n_classes):
-            total += math.exp(z[c] - top)
+        top, total = _row_softmax_parts(z)
         for c in range(n_classes):
             dst[c] = math.exp(z[c] - top) / total
         dst[labels[n]] -= 1

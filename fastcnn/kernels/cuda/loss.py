@@ -141,19 +141,25 @@ def cross_entropy_backward(logits, labels, weight, keep, spread, ignore_index, s
          weight, keep, spread, ignore_index, scale, dlogits)
 
 
+@cuda_device
+def _row_softmax_parts(logits, n):
+    # Twin of the CPU helper on row n of (N, C) logits: (max, sum(exp(z - max))).
+    top = logits[n, 0]
+    for c in range(1, logits.shape[1]):
+        if logits[n, c] > top:
+            top = logits[n, c]
+    total = logits.dtype.type(0)
+    for c in range(logits.shape[1]):
+        total += math.exp(logits[n, c] - top)
+    return top, total
+
+
 @cuda_kernel
 def _cross_entropy_plain_forward(logits, labels, losses):
     n = cuda.grid(1)
     if n >= logits.shape[0]:
         return
-    n_classes = logits.shape[1]
-    top = logits[n, 0]
-    for c in range(1, n_classes):
-        if logits[n, c] > top:
-            top = logits[n, c]
-    total = losses.dtype.type(0)
-    for c in range(n_classes):
-        total += math.exp(logits[n, c] - top)
+    top, total = _row_softmax_parts(logits, n)
     losses[n] = math.log(total) - (logits[n, labels[n]] - top)
 
 
@@ -173,13 +179,7 @@ def _cross_entropy_plain_backward(logits, labels, scale, dlogits):
     if n >= logits.shape[0]:
         return
     n_classes = logits.shape[1]
-    top = logits[n, 0]
-    for c in range(1, n_classes):
-        if logits[n, c] > top:
-            top = logits[n, c]
-    total = dlogits.dtype.type(0)
-    for c in range(n_classes):
-        total += math.exp(logits[n, c] - top)
+    top, total = _row_softmax_parts(logits, n)
     for c in range(n_classes):
         dlogits[n, c] = math.exp(logits[n, c] - top) / total
     dlogits[n, labels[n]] -= 1
