@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from ..kernels._arrays import is_device_array
-from ..kernels.cuda import _layout
+from ..kernels.cuda import _layout, _pool
 from .device import Device
 
 
@@ -26,7 +26,13 @@ class CudaDevice(Device):
         super().__init__("cuda")
 
     def empty(self, shape, dtype):
-        return cuda.device_array(shape, dtype=dtype)
+        # Pooled: a step's activations and gradients reuse the last step's memory.
+        return _pool.empty(shape, dtype)
+
+    def empty_cache(self) -> int:
+        """Free the pooled device buffers nothing uses (``torch.cuda.empty_cache``);
+        returns how many were freed."""
+        return _pool.release()
 
     def zeros(self, shape, dtype):
         return cuda.to_device(np.zeros(shape, dtype=dtype))
@@ -51,10 +57,13 @@ class CudaDevice(Device):
     def move_in(self, array):
         if is_device_array(array):
             return array
-        return cuda.to_device(np.ascontiguousarray(array))
+        out = _pool.empty(array.shape, array.dtype)
+        if out.size:
+            out.copy_to_device(np.ascontiguousarray(array))
+        return out
 
     def copy(self, array):
-        out = cuda.device_array(array.shape, dtype=array.dtype)
+        out = _pool.empty(array.shape, array.dtype)
         # An empty array has nothing to copy, and numba compares the strides of
         # the two sides, which differ for empty arrays (a reshaped view of one).
         if array.size:
@@ -76,6 +85,6 @@ class CudaDevice(Device):
         return array
 
     def transpose(self, a):
-        out = cuda.device_array((a.shape[1], a.shape[0]), dtype=a.dtype)
+        out = _pool.empty((a.shape[1], a.shape[0]), a.dtype)
         _layout.transpose2d(a, out)
         return out

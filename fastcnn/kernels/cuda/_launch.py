@@ -15,9 +15,10 @@ import numpy as np
 from numba import cuda
 
 from .._arrays import is_device_array
+from . import _pool
 
 #: When set, a callable ``(kernel, args)`` that replaces every launch, and staging
-#: and scratch buffers stay NumPy: ``tests/cuda/test_cuda_ptx.py`` runs the launchers
+#: and scratch buffers stay NumPy: ``tools/gpu_check.py --ptx`` runs the launchers
 #: this way to learn every kernel's argument types, then compiles each one to PTX.
 RECORDER = None
 
@@ -45,7 +46,10 @@ def to_device(value):
     if RECORDER is not None:
         return value
     if isinstance(value, np.ndarray):
-        return cuda.to_device(np.ascontiguousarray(value))
+        out = _pool.empty(value.shape, value.dtype)
+        if out.size:
+            out.copy_to_device(np.ascontiguousarray(value))
+        return out
     if getattr(value, "__cuda_ndarray__", False):
         return value
     if hasattr(value, "__cuda_array_interface__"):
@@ -80,10 +84,11 @@ def staged(*arrays, out=()):
 
 
 def scratch(shape, dtype):
-    """An uninitialised device buffer (a NumPy one while recording)."""
+    """An uninitialised device buffer from the pool (a NumPy one while
+    recording)."""
     if RECORDER is not None:
         return np.empty(shape, dtype=dtype)
-    return cuda.device_array(shape, dtype=dtype)
+    return _pool.empty(shape, dtype)
 
 
 def launch(kernel, grid, block, args, shared_bytes: int = 0) -> None:
