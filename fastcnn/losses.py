@@ -53,6 +53,17 @@ class Loss:
                  sample_weight=None) -> np.ndarray:
         raise NotImplementedError
 
+    def forward_backward(self, output, target, class_weight=None,
+                         sample_weight=None):
+        """``(J, dJ/d(output))`` of one batch, as :meth:`forward` and
+        :meth:`backward` give them; a loss that can compute both in one pass
+        overrides this (the training step calls it), and its J may be an object
+        whose ``float()`` reads the value (a GPU's loss is read once, at the end of
+        the step)."""
+        extra = () if sample_weight is None else (sample_weight,)
+        return (self.forward(output, target, class_weight, *extra),
+                self.backward(output, target, class_weight, *extra))
+
     def prepare_target(self, target: np.ndarray, output: np.ndarray) -> np.ndarray:
         """The target as the functional loss wants it (dtype and shape)."""
         return target
@@ -216,6 +227,14 @@ class CrossEntropy(Loss):
         denominator = self.batch_weight(output, target, class_weight, sample_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(total) / np.float64(denominator))
+
+    def forward_backward(self, output, target, class_weight=None,
+                         sample_weight=None):
+        if sample_weight is None:
+            # One kernel in the common case; the loss stays on the device till read.
+            return F.cross_entropy_with_grad(output, target,
+                                             **self._kwargs(class_weight))
+        return super().forward_backward(output, target, class_weight, sample_weight)
 
     def backward(self, output, target, class_weight=None, sample_weight=None):
         if sample_weight is None:

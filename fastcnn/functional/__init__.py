@@ -59,6 +59,7 @@ from .loss import (
     binary_cross_entropy_with_logits_backward,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_with_grad,
     mse_loss,
     mse_loss_backward,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "log_softmax_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "cross_entropy_with_grad",
     "mse_loss",
     "mse_loss_backward",
     "binary_cross_entropy_with_logits",

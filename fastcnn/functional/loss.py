@@ -267,6 +267,64 @@ def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
     return dlogits.reshape(shape)
 
 
+class DeferredLoss:
+    """A reduced loss still on its device: ``float(loss)`` reads it (one copy) and
+    divides for a mean exactly as :func:`_reduce` does. A training step asks for
+    it once, after the optimizer's kernels are queued, so the GPU never waits for
+    the host in the middle of a step."""
+
+    __slots__ = ("_total", "_reduction", "_denominator", "_value")
+
+    def __init__(self, total, reduction: str, denominator) -> None:
+        self._total = total
+        self._reduction = reduction
+        self._denominator = denominator
+        self._value = None
+
+    def __float__(self) -> float:
+        if self._value is None:
+            total = backend.to_host(self._total)[0]
+            if self._reduction == "mean":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    total = total / self._denominator
+            self._value = float(total)
+        return self._value
+
+
+def cross_entropy_with_grad(logits, labels, weight=None, reduction: str = "mean",
+                            label_smoothing: float = 0.0, ignore_index: int = -100):
+    """``(cross_entropy(...), cross_entropy_backward(...))`` of the same arguments,
+    the same bits, computed together: the common case (one position per sample,
+    no weights, smoothing or ignored label) runs one kernel, and on a GPU the loss
+    stays there until read. The loss is a :class:`DeferredLoss` (``float(loss)``
+    reads it) for ``"mean"`` and ``"sum"``, and the array of losses for
+    ``"none"``.
+
+    Shape: as :func:`cross_entropy` and :func:`cross_entropy_backward`.
+    """
+    case = _cross_entropy_args("cross_entropy", logits, labels, weight, reduction,
+                               label_smoothing, ignore_index)
+    z = case.logits
+    if not case.plain or z.size == 0 or reduction == "none":
+        loss = cross_entropy(logits, labels, weight, reduction, label_smoothing,
+                             ignore_index)
+        if reduction != "none":
+            loss = DeferredLoss(np.array([loss]), "sum", None)
+        return loss, cross_entropy_backward(logits, labels, weight, reduction,
+                                            label_smoothing, ignore_index)
+    n, n_classes = z.shape[:2]
+    dev = backend.device_of(z)
+    labels = dev.move_in(case.target.reshape(n))  # copied in once
+    losses = dev.empty(n, z.dtype)
+    total = dev.empty(1, z.dtype)
+    dlogits = dev.empty((n, n_classes), z.dtype)
+    dev.kernels("loss").cross_entropy_plain_forward_backward(
+        z.reshape(n, n_classes), labels, _scale(reduction, case.denominator, z.dtype),
+        losses, total, dlogits)
+    return (DeferredLoss(total, reduction, case.denominator),
+            dlogits.reshape(tuple(logits.shape)))
+
+
 # -------------------------------------------------------------------------- mse_loss
 
 

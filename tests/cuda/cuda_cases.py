@@ -3,7 +3,7 @@
 ``CASES[(module, function)]`` is a list of builders ``build(rng, dtype) -> (args,
 outs)``: positional arguments for the CPU kernel and its CUDA twin, and the positions
 of the arrays they write. ``tests/cuda/test_cuda_kernels.py`` runs both and compares the
-outputs (on the simulator); ``tests/cuda/test_cuda_ptx.py`` runs the CUDA launchers in
+outputs (on the simulator); ``tools/gpu_check.py --ptx`` runs the CUDA launchers in
 recording mode to learn each kernel's argument types. Shapes stay tiny: the
 simulator runs about 2,000 GPU threads a second.
 
@@ -48,7 +48,11 @@ CONV_GEOMETRIES = [
     (1, 4, 7, 7, 4, 3, 3, 2, 1, 1, 2, 2, 1, 1),  # groups, stride and dilation
     (1, 3, 5, 6, 3, 2, 2, 1, 2, 2, 1, 3, 0, 0),  # depthwise
     (1, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 2, 1, 1),  # depthwise x2, CPU's own kernels
+    (1, 2, 7, 8, 2, 2, 2, 2, 2, 2, 1, 1, 1, 0),  # sh = dh = 2: dx rows no tap hits
 ]
+#: conv2d_backward_params with its positions split into several chunks (50: 17, 17
+#: and 16 with the tests' TILE = 2), whose partial tiles the last block adds.
+PARAMS_SPLIT_GEOMETRY = (2, 2, 7, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1)
 
 
 def _conv_shapes(geo):
@@ -80,15 +84,22 @@ def _conv_builders(geo):
     def backward_bias(rng, dtype):
         return (_normal(rng, ys, dtype), _empty(ws[0], dtype)), (1,)
 
-    return forward, backward_input, backward_weight, backward_bias
+    def backward_params(rng, dtype):
+        args = (_normal(rng, ys, dtype), _normal(rng, xs, dtype), _empty(ws, dtype),
+                _empty(ws[0], dtype), *hyper)
+        return args, (2, 3)
+
+    return forward, backward_input, backward_weight, backward_bias, backward_params
 
 
+case("conv", "conv2d_backward_params")(_conv_builders(PARAMS_SPLIT_GEOMETRY)[4])
 for _geo in CONV_GEOMETRIES:
-    _f, _i, _w, _b = _conv_builders(_geo)
+    _f, _i, _w, _b, _p = _conv_builders(_geo)
     case("conv", "conv2d_forward")(_f)
     case("conv", "conv2d_backward_input")(_i)
     case("conv", "conv2d_backward_weight")(_w)
     case("conv", "conv2d_backward_bias")(_b)
+    case("conv", "conv2d_backward_params")(_p)
 
 
 # The fused ReLU / ReLU6 epilogue (kernels._clamp), on the first geometry.
@@ -314,6 +325,46 @@ def _(rng, dtype):
     return (_normal(rng, (5, 3), dtype), _empty(3, dtype)), (1,)
 
 
+# The matrix product's tiles are (TILE * MICRO)^2 outputs, stepping TILE along the
+# summed axis: 8 x 8 by 2 with the tests' TILE = 2. (N, IN, OUT) = (11, 5, 13) has
+# two blocks each way, partial on every edge (11 = 8 + 3, 13 = 8 + 5, 5 = 2 + 2 + 1).
+@case("dense", "linear_forward")
+def _(rng, dtype):
+    return (_normal(rng, (11, 5), dtype), _normal(rng, (5, 13), dtype),
+            _normal(rng, 13, dtype), _empty((11, 13), dtype)), (3,)
+
+
+@case("dense", "linear_backward_input")
+def _(rng, dtype):
+    return (_normal(rng, (11, 13), dtype), _normal(rng, (13, 9), dtype),
+            _empty((11, 9), dtype)), (2,)
+
+
+@case("dense", "linear_backward_weight")
+def _(rng, dtype):
+    return (_normal(rng, (5, 11), dtype), _normal(rng, (5, 13), dtype),
+            _empty((11, 13), dtype)), (2,)
+
+
+for _clamp in (None, (0.0, np.inf)):
+
+    @case("dense", "linear_forward_untransposed")
+    def _(rng, dtype, clamp=_clamp):
+        return (_normal(rng, (11, 5), dtype), _normal(rng, (13, 5), dtype),
+                _normal(rng, 13, dtype), _empty((11, 13), dtype), clamp), (3,)
+
+
+# (N, OUT, IN): [dw | db] is (OUT, IN + 1); the ones column (db) inside a partial
+# tile, then alone in a block of its own (IN a multiple of 8), then with N < TILE.
+for _shape in ((5, 11, 12), (3, 9, 8), (1, 3, 2)):
+
+    @case("dense", "linear_backward_params")
+    def _(rng, dtype, shape=_shape):
+        n, c_out, c_in = shape
+        return (_normal(rng, (n, c_out), dtype), _normal(rng, (n, c_in), dtype),
+                _empty((c_out, c_in), dtype), _empty(c_out, dtype)), (2, 3)
+
+
 # ---------------------------------------------------------------------- activation
 
 
@@ -439,6 +490,12 @@ def _(rng, dtype):
 @case("loss", "cross_entropy_plain_backward")
 def _(rng, dtype):
     return (*_ce_plain_args(rng, dtype), dtype(0.2), _empty((5, 4), dtype)), (3,)
+
+
+@case("loss", "cross_entropy_plain_forward_backward")
+def _(rng, dtype):
+    return (*_ce_plain_args(rng, dtype), dtype(0.2), _empty(5, dtype),
+            _empty(1, dtype), _empty((5, 4), dtype)), (3, 4, 5)
 
 
 @case("loss", "mse_forward")

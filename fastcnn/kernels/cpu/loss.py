@@ -236,6 +236,23 @@ def cross_entropy_plain_backward(logits, labels, scale, dlogits):
             dst[c] *= scale
 
 
+def cross_entropy_plain_forward_backward(logits, labels, scale, losses, total,
+                                        dlogits):
+    """:func:`cross_entropy_plain_forward`, the sum of its losses and
+    :func:`cross_entropy_plain_backward` in one call: ``losses[n]`` as the forward
+    kernel, ``total[0] = losses[0] + losses[1] + ...`` in index order, ``dlogits``
+    the gradient of ``scale * total``. Here a plain composition of those kernels
+    (nothing new to compile); the CUDA twin does it in one launch, so that a
+    training step's loss costs one kernel and one read of ``total``.
+
+    Shape: logits (N, C) with N, C >= 1, labels (N,) int64 in ``[0, C)``, losses
+    (N,), total (1,), dlogits (N, C).
+    """
+    cross_entropy_plain_forward(logits, labels, losses)
+    sum_in_order(losses, total)
+    cross_entropy_plain_backward(logits, labels, scale, dlogits)
+
+
 @cpu_kernel
 def cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
     """Per-position cross-entropy from logits and class probabilities.

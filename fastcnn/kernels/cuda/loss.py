@@ -198,6 +198,47 @@ def cross_entropy_plain_backward(logits, labels, scale, dlogits):
 
 
 @cuda_kernel
+def _cross_entropy_plain_forward_backward(logits, labels, scale, losses, total,
+                                          dlogits):
+    # One block: its threads take rows n = tid, tid + width, ...; thread 0 then sums
+    # the losses in row order, as sum_in_order does.
+    tid = cuda.threadIdx.x
+    n_batch, n_classes = logits.shape
+    for n in range(tid, n_batch, cuda.blockDim.x):
+        top, parts = _row_softmax_parts(logits, n)
+        label = labels[n]
+        losses[n] = math.log(parts) - (logits[n, label] - top)
+        for c in range(n_classes):
+            dlogits[n, c] = math.exp(logits[n, c] - top) / parts
+        dlogits[n, label] -= 1
+        for c in range(n_classes):
+            dlogits[n, c] *= scale
+    cuda.syncthreads()  # every row's loss is written (and visible to the block)
+    if tid == 0:
+        acc = total.dtype.type(0)
+        for n in range(n_batch):
+            acc += losses[n]
+        total[0] = acc
+
+
+def cross_entropy_plain_forward_backward(logits, labels, scale, losses, total,
+                                        dlogits):
+    """The plain cross-entropy's losses, their sum in row order and its gradient
+    times ``scale``, in one launch (see the CPU twin).
+
+    Shape: logits (N, C) with N, C >= 1, labels (N,) int64 in ``[0, C)``, losses
+    (N,), total (1,), dlogits (N, C). Grid: one block of up to THREADS_PER_BLOCK
+    threads, a row per thread at a time (a classifier's N x C is small beside the
+    network; the block keeps the sum in one fixed order without a second launch).
+    """
+    threads = min(THREADS_PER_BLOCK, logits.shape[0])
+    with _launch.staged(logits, labels, losses, total, dlogits,
+                        out=(2, 3, 4)) as args:
+        _launch.launch(_cross_entropy_plain_forward_backward, 1, threads,
+                       (args[0], args[1], scale, *args[2:]))
+
+
+@cuda_kernel
 def _cross_entropy_prob_forward(logits, target, weight, keep, spread, losses):
     i = cuda.grid(1)
     n_batch, n_classes, n_positions = logits.shape
