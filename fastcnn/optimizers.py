@@ -74,6 +74,9 @@ class Optimizer:
 
     #: Hyper-parameters a schedule may change during training (saved with the state).
     dynamic = ("lr",)
+    #: ``(flat params, {slot: (flat array, per-parameter views)})``: the flat state
+    #: arrays of the last :meth:`step` with ``flat=`` (None before any).
+    _flat_state = None
 
     def __init__(self, lr: float, clipnorm: float | None = None,
                  clipvalue: float | None = None, learning_rate: float | None = None):
@@ -114,8 +117,17 @@ class Optimizer:
 
     # ------------------------------------------------------------------ stepping
 
-    def step(self, params: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    def step(self, params: Iterable[tuple[str, np.ndarray, np.ndarray]],
+             flat=None) -> None:
         """Apply one update to every ``(name, param, grad)`` (params change in place).
+
+        ``flat``: a :class:`fastcnn._flat_params.FlatParams` whose views these
+        params and grads are. The built-in optimizers then update them all at once
+        over the flat arrays (one kernel launch instead of one per parameter; the
+        same result, the updates being element-wise), keeping each parameter's
+        state as views of flat state arrays. Anything that does not fit (clipnorm,
+        parameters at different steps, a subclass with its own ``update``) takes
+        the per-parameter path.
 
         Shape: each grad has its param's shape and dtype.
         """
@@ -123,10 +135,79 @@ class Optimizer:
         if getattr(self, "_unchecked", False):
             self.check_state({name: param for name, param, _ in params})
         self.place_state(params)
+        if flat is not None and self._step_flat(flat, params):
+            self.iterations += 1
+            return
         grads = self.clip([g for _, _, g in params])
         for (name, param, _), grad in zip(params, grads, strict=True):
             self.update(param, grad, self.state.setdefault(name, {}))
         self.iterations += 1
+
+    def _step_flat(self, flat, params) -> bool:
+        """One update over ``flat``'s arrays; False (nothing done) where it does not
+        apply, and the caller updates parameter by parameter."""
+        if (type(self).update not in _ELEMENTWISE_UPDATES or self.clipnorm is not None
+                or not flat.matches(params)):
+            return False
+        merged = self._merged_state(flat)
+        if merged is None:
+            return False
+        grad = flat.grad
+        if self.clipvalue is not None:
+            grad = self._elementwise("clip_by_value", grad, self.clipvalue)
+        before = set(merged)
+        self.update(flat.param, grad, merged)
+        for slot, value in merged.items():
+            if value.ndim == 0:  # a scalar (Adam's step): each parameter its own copy
+                for name in flat.names:
+                    held = self.state.setdefault(name, {}).get(slot)
+                    if held is None:
+                        self.state[name][slot] = value.copy()
+                    else:
+                        held[...] = value
+            elif slot not in before:  # made by this update: shared out as views
+                self._share_out(flat, slot, value)
+        return True
+
+    def _share_out(self, flat, slot, whole) -> None:
+        """Give each parameter of ``flat`` its view of the flat state ``whole``."""
+        views = flat.views(whole)
+        for name, view in zip(flat.names, views, strict=True):
+            self.state.setdefault(name, {})[slot] = view
+        if self._flat_state is None or self._flat_state[0] is not flat:
+            self._flat_state = (flat, {})
+        self._flat_state[1][slot] = (whole, views)
+
+    def _merged_state(self, flat) -> dict | None:
+        """The state of every parameter of ``flat`` as one dict of flat arrays (and
+        scalars), or None where the parameters' states differ in their slots or
+        scalars. Slot arrays that are not this pack's views (restored, or made
+        parameter by parameter) are copied into a new flat array once."""
+        states = [self.state.get(name, {}) for name in flat.names]
+        slots = set(states[0])
+        if any(set(state) != slots for state in states):
+            return None
+        own = self._flat_state
+        own = own[1] if own is not None and own[0] is flat else {}
+        merged = {}
+        for slot in sorted(slots):
+            values = [state[slot] for state in states]
+            if values[0].ndim == 0:
+                if any(v.ndim != 0 or v != values[0] for v in values):
+                    return None
+                merged[slot] = values[0].copy()
+                continue
+            whole, views = own.get(slot, (None, ()))
+            if whole is None or any(v is not view
+                                    for v, view in zip(values, views, strict=True)):
+                dev = backend.device_of(flat.param)
+                whole = dev.zeros(flat.param.shape[0], flat.param.dtype)
+                for view, value in zip(flat.views(whole), values, strict=True):
+                    if value.size:
+                        dev.copy_into(view, value)
+                self._share_out(flat, slot, whole)
+            merged[slot] = whole
+        return merged
 
     def place_state(self, params: Iterable[tuple[str, object, object]]) -> None:
         """Move every state array to where its parameter lives (the device or the
@@ -556,6 +637,13 @@ class RMSprop(Optimizer):
 
 
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop}
+
+
+#: The updates that are element-wise with the same hyper-parameters for every
+#: element, so that one call over flat arrays equals one call per parameter
+#: (:meth:`Optimizer.step` with ``flat=``). A subclass with its own ``update``
+#: is not among them.
+_ELEMENTWISE_UPDATES = frozenset({SGD.update, Adam.update, RMSprop.update})
 
 
 def get(identifier) -> Optimizer:

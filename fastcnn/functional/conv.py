@@ -224,10 +224,12 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
 
 
 def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool = True,
-                            param_grads: bool = True):
+                            param_grads: bool = True, out=None):
     """:func:`conv2d_backward` on arguments that passed its checks (see
     :func:`conv2d_trusted`); checks nothing. ``param_grads=False`` skips dweight
-    and dbias (returned as None): a frozen layer needs only dx."""
+    and dbias (returned as None): a frozen layer needs only dx. ``out``: a
+    ``(dweight, dbias)`` pair of arrays (the layer's gradients, beside dy, of the
+    right shapes) the kernels write into instead of new ones."""
     dev = backend.device_of(dy, x, weight)
     k = dev.kernels("conv")
     if _is_degenerate(x, weight):
@@ -243,8 +245,7 @@ def conv2d_backward_trusted(dy, x, weight, geo: ConvGeometry, input_grad: bool =
         dx = dev.empty(x.shape, x.dtype)
         k.conv2d_backward_input(dy, weight, dx, *args)
     if param_grads:
-        dweight = dev.empty(weight.shape, weight.dtype)
-        dbias = dev.empty(weight.shape[0], x.dtype)
-        k.conv2d_backward_weight(dy, x, dweight, *args)
-        k.conv2d_backward_bias(dy, dbias)
+        dweight, dbias = out if out is not None else (
+            dev.empty(weight.shape, weight.dtype), dev.empty(weight.shape[0], x.dtype))
+        k.conv2d_backward_params(dy, x, dweight, dbias, *args)
     return dx, dweight, dbias

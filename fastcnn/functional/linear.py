@@ -85,9 +85,9 @@ def linear_trusted(x, weight, bias, clamp=None):
         y = np.zeros((x.shape[0], c_out), x.dtype) + dev.to_host(bias)
         return dev.move_in(clamp_host(y, clamp))
     y = dev.empty((x.shape[0], c_out), x.dtype)
-    # The kernel walks contiguous rows of weight.T so that its inner loop vectorises.
-    wt = dev.transpose(weight)
-    dev.kernels("dense").linear_forward(x, wt, bias, y, clamp)
+    # The CPU kernel walks rows of weight.T (its twin transposes, so that the inner
+    # loop vectorises); the GPU's reads weight where it is (no launch of its own).
+    dev.kernels("dense").linear_forward_untransposed(x, weight, bias, y, clamp)
     return y
 
 
@@ -114,9 +114,11 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     return dx.reshape(x.shape), dweight, dbias
 
 
-def linear_backward_trusted(dy, x, weight, param_grads: bool = True):
+def linear_backward_trusted(dy, x, weight, param_grads: bool = True, out=None):
     """:func:`linear_backward` on checked arguments; checks nothing.
-    ``param_grads=False`` computes dx only (dweight, dbias None): a frozen layer."""
+    ``param_grads=False`` computes dx only (dweight, dbias None): a frozen layer.
+    ``out``: a ``(dweight, dbias)`` pair of arrays (the layer's gradients, beside
+    dy, of the right shapes) the kernels write into instead of new ones."""
     dev = backend.device_of(dy, x, weight)
     k = dev.kernels("dense")
     if not param_grads:
@@ -135,9 +137,8 @@ def linear_backward_trusted(dy, x, weight, param_grads: bool = True):
             k.linear_backward_bias(dy, dbias)
         return dx, dweight, dbias
     dx = dev.empty(x.shape, x.dtype)
-    dweight = dev.empty(weight.shape, weight.dtype)
-    dbias = dev.empty(weight.shape[0], x.dtype)
+    dweight, dbias = out if out is not None else (
+        dev.empty(weight.shape, weight.dtype), dev.empty(weight.shape[0], x.dtype))
     k.linear_backward_input(dy, weight, dx)
-    k.linear_backward_weight(dy, x, dweight)
-    k.linear_backward_bias(dy, dbias)
+    k.linear_backward_params(dy, x, dweight, dbias)
     return dx, dweight, dbias

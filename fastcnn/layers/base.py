@@ -352,6 +352,15 @@ class Layer:
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def _adopt(self, y):
+        """Record ``y`` as this layer's input and output without running it (its
+        producer's kernel did its work): what :meth:`forward` keeps for
+        backward."""
+        self._cache = y
+        self._dy_shape = y.shape
+        self._dy_dtype = y.dtype
+        return y
+
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -379,9 +388,27 @@ class Layer:
                 return False
         return True
 
+    def _grad_targets(self, dy):
+        """``(grads["weight"], grads["bias"])`` for a backward kernel to write into,
+        where both exist beside ``dy`` with their parameters' shapes and dtype
+        (a model's gradients, packed into one flat array on a GPU, are written in
+        place with no copy); else None (the op makes new arrays)."""
+        if not getattr(self, "use_bias", False):
+            return None
+        targets = (self.grads.get("weight"), self.grads.get("bias"))
+        dev = backend.device_of(dy)
+        for grad, key in zip(targets, ("weight", "bias"), strict=True):
+            if (grad is None or tuple(grad.shape) != self._param_shapes[key]
+                    or grad.dtype != self.dtype or not dev.holds(grad)
+                    or not _is_c_contiguous(grad)):
+                return None
+        return targets
+
     def _set_grad(self, key: str, value: np.ndarray) -> None:
         # Written in place, so an optimizer may hold on to the grads arrays.
         grad = self.grads.get(key)
+        if grad is value:
+            return  # the kernel wrote it there
         if (grad is not None and grad.shape == value.shape
                 and grad.dtype == value.dtype
                 and backend.is_device_array(grad) == backend.is_device_array(value)):

@@ -14,11 +14,11 @@ from ..functional.conv import (
     same_padding,
 )
 from ._init import initial_bias, initial_weight
-from .activation import Epilogue
+from .activation import ClampingKernel, Epilogue
 from .base import Layer, Window, canonical_pair, keras_alias
 
 
-class Conv2D(Layer):
+class Conv2D(ClampingKernel, Layer):
     """2-D convolution over ``(C, H, W)`` samples; the input channels are inferred at
     build.
 
@@ -160,10 +160,11 @@ class Conv2D(Layer):
         weight, bias = self.params["weight"], self.params.get("bias")
         fused = self._geo is not None and self._params_as_built()
         if fused:
-            y = conv2d_trusted(x, weight, bias, self._geo, self._epilogue.clamp)
+            y = conv2d_trusted(x, weight, bias, self._geo, self._clamp_for_kernel())
         else:
             y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation,
                          self.groups)
+        self.applied_next_clamp = fused and self.next_clamp is not None
         return self._epilogue.after_kernel(y, training, fused)
 
     def _backward(self, dy, input_grad=True):
@@ -173,7 +174,8 @@ class Conv2D(Layer):
         weight = self.params["weight"]
         if self._geo is not None and self._params_as_built():
             dx, dweight, dbias = conv2d_backward_trusted(
-                dy, self._cache, weight, self._geo, input_grad
+                dy, self._cache, weight, self._geo, input_grad,
+                out=self._grad_targets(dy)
             )
         else:
             dx, dweight, dbias = F.conv2d_backward(

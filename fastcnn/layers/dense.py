@@ -9,11 +9,11 @@ from .. import initializers
 from ..functional import _validate as v
 from ..functional.linear import linear_backward_trusted, linear_trusted
 from ._init import initial_bias, initial_weight
-from .activation import Epilogue
+from .activation import ClampingKernel, Epilogue
 from .base import Layer, keras_alias
 
 
-class Dense(Layer):
+class Dense(ClampingKernel, Layer):
     """``y = x @ weight.T + bias`` over ``(F,)`` samples; ``F`` is inferred at build.
 
     Parameters
@@ -92,9 +92,10 @@ class Dense(Layer):
         weight, bias = self.params["weight"], self.params.get("bias")
         fused = self._params_as_built()
         if fused:
-            y = linear_trusted(x, weight, bias, self._epilogue.clamp)
+            y = linear_trusted(x, weight, bias, self._clamp_for_kernel())
         else:
             y = F.linear(x, weight, bias)
+        self.applied_next_clamp = fused and self.next_clamp is not None
         return self._epilogue.after_kernel(y, training, fused)
 
     def _backward(self, dy):
@@ -103,7 +104,8 @@ class Dense(Layer):
     def _backward_affine(self, dy):
         weight = self.params["weight"]
         if self._params_as_built():
-            dx, dweight, dbias = linear_backward_trusted(dy, self._cache, weight)
+            dx, dweight, dbias = linear_backward_trusted(
+                dy, self._cache, weight, out=self._grad_targets(dy))
         else:
             dx, dweight, dbias = F.linear_backward(dy, self._cache, weight)
         self._set_grad("weight", dweight)

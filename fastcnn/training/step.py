@@ -6,24 +6,32 @@ import math
 
 from .. import backend
 from .. import metrics as metrics_mod
+from .._flat_params import packed
 
 
 def train_batch(model, x, y, class_weight, check_finite=False, sample_weight=None):
     """One step; returns ``(loss, host output, target)``. With ``check_finite``, a
-    non-finite loss returns ``(loss, None, None)`` before backward and the update,
-    so the weights stay those that gave it. ``sample_weight`` (N,) is passed to
-    the loss only when given (a custom loss need not take it otherwise)."""
+    non-finite loss returns ``(loss, None, None)`` without the update, so the
+    weights stay those that gave it. ``sample_weight`` (N,) is passed to the loss
+    only when given (a custom loss need not take it otherwise).
+
+    The loss is read (``float``) once, after backward is queued: on a GPU the step
+    runs without waiting for the host until then. The output is copied to the
+    host only for the model's metrics (None without any)."""
     out = model.forward(x, training=True)
     target = model.loss.prepare_target(y, out)
     extra = () if sample_weight is None else (sample_weight,)
-    loss = model.loss.forward(out, target, class_weight, *extra)
-    if check_finite and not math.isfinite(loss):  # a host float: ~0.1 us
-        return loss, None, None
-    model.backward(model.loss.backward(out, target, class_weight, *extra),
-                   input_grad=False)
-    model.optimizer.step(model._named_grads())
-    # The metrics run on the host: a copy of the (N, classes) output is small.
-    return loss, backend.to_host(out), target
+    loss, grad = model.loss.forward_backward(out, target, class_weight, *extra)
+    model.backward(grad, input_grad=False)
+    if check_finite:
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return loss, None, None
+    # On a GPU the parameters share flat arrays: one launch updates them all.
+    flat = packed(model) if model.device == "cuda" else None
+    model.optimizer.step(model._named_grads(), flat=flat)
+    host_out = backend.to_host(out) if model.metrics else None
+    return float(loss), host_out, target
 
 
 def batch_logs(model, loss, out, target) -> dict[str, float]:

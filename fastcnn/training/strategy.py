@@ -22,6 +22,8 @@ trains over MPI ranks.
 
 from __future__ import annotations
 
+import math
+
 from .step import batch_logs, train_batch
 
 
@@ -65,8 +67,8 @@ class SingleProcess:
                     sample_weight=None) -> dict[str, float]:
         loss, out, target = train_batch(self.model, x, y, class_weight,
                                         self.check_finite, sample_weight)
-        if out is None:  # a non-finite loss; the step was not applied
-            return {"loss": loss}
+        if self.check_finite and not math.isfinite(loss):
+            return {"loss": loss}  # the step was not applied
         return batch_logs(self.model, loss, out, target)
 
     def agree(self, flag: bool) -> bool:
