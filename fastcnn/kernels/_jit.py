@@ -165,7 +165,7 @@ def cpu_reduction(function):
 CUDA_OPTIONS = {"fastmath": False}
 
 #: Every function decorated with :func:`cuda_kernel`, in decoration order
-#: (``tests/cuda/test_cuda_ptx.py`` checks that each one compiles to PTX).
+#: (``tools/gpu_check.py --ptx`` checks that each one compiles to PTX).
 CUDA_KERNELS: list = []
 
 

@@ -44,7 +44,7 @@ def block_sizes(request, monkeypatch):
     if request.param == "small":
         for module in CUDA_MODULES:
             monkeypatch.setattr(module, "THREADS_PER_BLOCK", 4)
-            for name in ("TILE", "TILE_H", "TILE_W"):
+            for name in ("TILE",):
                 if hasattr(module, name):
                     monkeypatch.setattr(module, name, 2)
     return request.param
@@ -151,6 +151,73 @@ def test_weight_gradient_is_deterministic():
     gpu(*first)
     gpu(*second)
     assert first[2].tobytes() == second[2].tobytes()
+
+
+CONV_LAUNCHERS = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+                  "conv2d_backward_params"]
+
+
+@pytest.mark.parametrize("function", CONV_LAUNCHERS)
+def test_conv_launchers_launch_one_kernel(function, monkeypatch):
+    # No pad, crop or summing launches: the tile loads bound-check the padding, and
+    # the last block of a split weight gradient adds the partials.
+    launched = []
+    monkeypatch.setattr(_launch, "RECORDER", lambda kernel, args: launched.append(args))
+    _, gpu = _kernels("conv", function)
+    for i, build in enumerate(CASES[("conv", function)]):
+        args, _ = build(np.random.default_rng(i), np.float32)
+        launched.clear()
+        gpu(*args)
+        assert len(launched) == 1, f"case {i}: {len(launched)} launches"
+
+
+def test_split_params_gradient_is_deterministic_and_resets_its_tickets(monkeypatch):
+    from fastcnn.kernels.cuda import conv as cuda_conv
+
+    args, _ = CASES[("conv", "conv2d_backward_params")][0](
+        np.random.default_rng(3), np.float64
+    )
+    _, gpu = _kernels("conv", "conv2d_backward_params")
+    with monkeypatch.context() as patch:
+        recorded = []
+        patch.setattr(_launch, "RECORDER", lambda kernel, a: recorded.append(a))
+        gpu(*_copy(args))
+        assert int(recorded[0][-2]) == 3  # splits: the last-block path runs
+    first, second = _copy(args), _copy(args)
+    gpu(*first)
+    gpu(*second)
+    assert first[2].tobytes() == second[2].tobytes()
+    assert first[3].tobytes() == second[3].tobytes()
+    for counters in cuda_conv._COUNTERS.values():
+        assert not np.asarray(counters.copy_to_host()).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_dense_one_launch_paths_match_the_unfused_launchers_bit_for_bit(
+        dtype, monkeypatch):
+    """linear_forward_untransposed reads w where linear_forward reads a transposed
+    copy, and linear_backward_params' bias column is linear_backward_bias's sum:
+    the same operations in the same order, so the same bits, in one launch each."""
+    from fastcnn.kernels.cuda import dense
+
+    rng = np.random.default_rng(11)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((11, 5), (13, 5), 13))
+    dy = rng.standard_normal((11, 13)).astype(dtype)
+    y, y_ref = np.empty((11, 13), dtype), np.empty((11, 13), dtype)
+    dense.linear_forward_untransposed(x, w, b, y, (0.0, np.inf))
+    dense.linear_forward(x, np.ascontiguousarray(w.T), b, y_ref, (0.0, np.inf))
+    assert y.tobytes() == y_ref.tobytes()
+    dw, db = np.empty((13, 5), dtype), np.empty(13, dtype)
+    dw_ref, db_ref = np.empty((13, 5), dtype), np.empty(13, dtype)
+    dense.linear_backward_params(dy, x, dw, db)
+    dense.linear_backward_weight(dy, x, dw_ref)
+    dense.linear_backward_bias(dy, db_ref)
+    assert dw.tobytes() == dw_ref.tobytes() and db.tobytes() == db_ref.tobytes()
+    launches = []
+    monkeypatch.setattr(_launch, "RECORDER", lambda kernel, args: launches.append(1))
+    dense.linear_forward_untransposed(x, w, b, y)
+    dense.linear_backward_params(dy, x, dw, db)
+    assert len(launches) == 2
 
 
 @pytest.mark.filterwarnings(OVERFLOW)

@@ -801,6 +801,20 @@ def conv2d_backward_bias(dy, db):
         db[co] = acc
 
 
+def conv2d_backward_params(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups):
+    """Gradients with respect to the weight and the bias: ``dwt`` and ``db`` are
+    overwritten.
+
+    Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W),
+    dwt (C_out, C_in/groups, KH, KW), db (C_out,); the padding is
+    :func:`conv2d_forward`'s. Plain Python (no kernel of its own, so nothing more
+    to compile): :func:`conv2d_backward_weight`, then :func:`conv2d_backward_bias`.
+    The CUDA twin computes both in one launch.
+    """
+    conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups)
+    conv2d_backward_bias(dy, db)
+
+
 @cpu_kernel
 def conv2d_add_bias(b, y):
     """``y[:, c] += b[c]``: the bias of a transposed convolution, whose output comes

@@ -6,6 +6,9 @@ Shared conventions
 - ``w`` has PyTorch's layout ``(OUT, IN)``; the forward kernel takes its transpose
   ``wt`` ``(IN, OUT)`` (made contiguous by the caller) so that its inner loop runs
   along contiguous output rows and vectorises.
+- :func:`linear_forward_untransposed` (``w`` as it is) and
+  :func:`linear_backward_params` (weight and bias gradients together) are plain
+  functions over the kernels here, twins of CUDA launchers that save a launch each.
 
 No kernel calls BLAS: BLAS may split a sum differently for different thread counts,
 and its threads fight Numba's for the cores. Each kernel's ``prange`` runs over an
@@ -53,6 +56,18 @@ def linear_forward(x, wt, b, y, clamp=None):
     through the register-blocked micro-kernel (``_gemm.py``).
     """
     _linear_forward(x, wt, b, y, *bounds(clamp, y.dtype))
+
+
+def linear_forward_untransposed(x, w, b, y, clamp=None):
+    """``y[n, o] = b[o] + sum_k x[n, k] * w[o, k]``: :func:`linear_forward` on
+    ``w`` in PyTorch's layout. Here the contiguous transpose is made on the host and
+    :func:`linear_forward` runs on it (no kernel of its own, so nothing more to
+    compile); the CUDA twin reads ``w`` transposed in its one launch.
+
+    Shape: x (N, IN), w (OUT, IN), b (OUT,), y (N, OUT), all C-contiguous.
+    Parallel as :func:`linear_forward`.
+    """
+    linear_forward(x, np.ascontiguousarray(w.T), b, y, clamp)
 
 
 @cpu_kernel
@@ -132,3 +147,16 @@ def linear_backward_bias(dy, db):
         for n in range(n_batch):
             acc += dy[n, o]
         db[o] = acc
+
+
+def linear_backward_params(dy, x, dw, db):
+    """``dw[o, k] = sum_n dy[n, o] * x[n, k]`` and ``db[o] = sum_n dy[n, o]``, both
+    summed over ``n`` in order: :func:`linear_backward_weight` then
+    :func:`linear_backward_bias` (no kernel of its own, so nothing more to compile;
+    the CUDA twin computes both in one launch).
+
+    Shape: dy (N, OUT), x (N, IN), dw (OUT, IN), db (OUT,), all C-contiguous.
+    Parallel as the two kernels it calls.
+    """
+    linear_backward_weight(dy, x, dw)
+    linear_backward_bias(dy, db)

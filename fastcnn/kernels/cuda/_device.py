@@ -4,8 +4,8 @@
 kernels: numba 0.68's built-in CUDA target cannot compile them (they are
 ``*args`` overloads, and its device-function compiler passes the arguments
 unpacked: "Signature mismatch: 2 argument types given, but function takes 1
-arguments"). The simulator accepts the builtins; ``tests/cuda/test_cuda_ptx.py`` catches
-them.
+arguments"). The simulator accepts the builtins; ``tools/gpu_check.py --ptx``
+(``tests/cuda/test_gpu_check_ptx.py``) catches them.
 """
 
 from numba import cuda
