@@ -32,9 +32,20 @@ class ReLU(Layer):
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name=name)
 
+    #: The interval this layer limits to, which a Conv2D or Dense before it in a
+    #: Sequential applies in its kernel instead (``Sequential.forward``).
+    clamp = CLAMPS["relu"]
+
     def _forward(self, x, training):
         self._cache = x
         return elementwise_trusted("relu_forward", x)
+
+    def adopt_clamped(self, y):
+        """This layer's forward on ``y``, an output its producer's kernel already
+        limited to :attr:`clamp`: no kernel runs. Backward reads ``y`` where it
+        read the input, which gives the same bits (the kernels' masks agree on
+        ``x`` and ``clamp(x)``, NaN and signed zeros included)."""
+        return self._adopt(y)
 
     def _backward(self, dy):
         return elementwise_trusted("relu_backward", dy, self._cache)
@@ -304,9 +315,15 @@ class ReLU6(_InputActivation):
     """
 
     _kernel = "relu6"
+    #: See :attr:`ReLU.clamp`.
+    clamp = CLAMPS["relu6"]
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name=name)
+
+    def adopt_clamped(self, y):
+        """See :meth:`ReLU.adopt_clamped`."""
+        return self._adopt(y)
 
 
 class Mish(_InputActivation):
@@ -368,6 +385,27 @@ def activation_layer(op: str, activation) -> Layer | None:
         raise ValueError(f"{op}: activation must be one of {sorted(ACTIVATIONS)}, "
                          f"'linear' or None, got {activation!r:.100}.")
     return cls(name="activation")
+
+
+class ClampingKernel:
+    """Mixed into Conv2D and Dense: their kernel can limit its outputs to an
+    interval as it stores them, their own ``activation=`` or, handed over by a
+    Sequential for one forward call, that of the ReLU or ReLU6 layer that follows
+    (:attr:`next_clamp`), which then adopts the output instead of running
+    (:meth:`ReLU.adopt_clamped`)."""
+
+    #: The following layer's interval, set by ``Sequential.forward`` around one
+    #: call (None otherwise).
+    next_clamp = None
+    #: Whether the last forward applied :attr:`next_clamp` (False where the layer
+    #: took the checked op path, e.g. parameters replaced by hand).
+    applied_next_clamp = False
+
+    def _clamp_for_kernel(self):
+        own = self._epilogue.clamp
+        if own is not None or self._epilogue.layer is not None:
+            return own
+        return self.next_clamp
 
 
 class Epilogue:

@@ -38,16 +38,22 @@ class Flatten(Layer):
 
     def _forward(self, x, training):
         self._cache = x.shape
-        # A copy, so that no later in-place update can reach the caller's array
-        # (made where the array lives: a device array stays on the device).
         # The width spelled out: reshape(0, -1) is ambiguous for an empty batch.
-        width = math.prod(x.shape[1:])
-        dev = backend.device_of(x)
-        return dev.copy(dev.contiguous(x).reshape(x.shape[0], width))
+        return _reshaped(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def _backward(self, dy):
-        dev = backend.device_of(dy)
-        return dev.copy(dev.contiguous(dy).reshape(self._cache))
+        return _reshaped(dy, self._cache)
+
+
+def _reshaped(array, shape):
+    """``array`` in ``shape``. On the host a copy, so that no later in-place update
+    (a loss scaling its gradient rows) can reach the caller's array; a CUDA device
+    array is viewed, not copied: nothing updates a device activation in place, and
+    a copy would be a launch of its own in every step."""
+    dev = backend.device_of(array)
+    if dev.name == "cuda":
+        return array.reshape(shape)
+    return dev.copy(dev.contiguous(array).reshape(shape))
 
 
 class Reshape(Layer):
