@@ -4,11 +4,12 @@ CPU path and against PyTorch/cuDNN, and print one table.
     python tools/gpu_check.py            # tests + timings, a few minutes
     python tools/gpu_check.py --no-tests # timings only
     python tools/gpu_check.py --smoke    # tiny shapes, one run each (CI)
+    python tools/gpu_check.py --ptx      # registers and spills per kernel, no GPU
 
 What it does:
 
 1. runs ``tests/cuda/test_cuda_contract.py``, ``tests/cuda/test_cuda_kernels.py``,
-   ``tests/cuda/test_cuda_model.py`` and ``tests/cuda/test_cuda_ptx.py`` with
+   ``tests/cuda/test_cuda_model.py`` and ``tests/cuda/test_gpu_check_ptx.py`` with
    ``NUMBA_ENABLE_CUDASIM=0``, i.e. on the GPU;
 2. times conv2d forward + backward (dx, dweight, dbias) on the six standard shapes:
    fastcnn on the CPU (NumPy arrays), fastcnn on the GPU (device arrays, so no
@@ -28,6 +29,23 @@ Timings are the best of several runs after a warm-up run (which compiles), with
 batch of 2, one timed run, no tests, and small CUDA block sizes; unless
 ``NUMBA_ENABLE_CUDASIM`` says otherwise it runs on numba's simulator
 (``tests/cuda/test_gpu_check.py`` runs it in CI). Its numbers mean nothing.
+
+``--ptx`` needs no GPU, only the CUDA toolkit (NVVM for numba, and ``ptxas``, looked
+up in ``$CUDA_HOME/bin``, ``$CUDA_PATH/bin``, ``PATH``, ``/usr/local/cuda/bin``), and
+runs with the simulator off whatever ``NUMBA_ENABLE_CUDASIM`` says. It compiles every
+CUDA kernel (``fastcnn.kernels._jit.CUDA_KERNELS``) to PTX for sm_90 with the
+argument types its launcher really passes (learned by running the launchers on
+``tests/cuda/cuda_cases.py`` in recording mode, float32 and float64: see
+``tools/_ptx_report.py``), assembles each with ``ptxas -arch=sm_90 -v`` and prints
+one row per (kernel, signature): registers per thread, spill stores and loads, stack
+frame and static shared memory (dynamic shared memory, sized at launch, is not in
+ptxas's report). About 75 s of CPU time for ~200 signatures, spread over ``--jobs``
+processes (default: every usable CPU): ~40 s on two idle cores. Exit status: 0; 1
+when a kernel fails to compile or assemble (its row says why), a launcher fails
+while recording, or no case reaches a kernel; 2 with ``--ptx-fail-on-spill`` (which
+implies ``--ptx``) when any kernel spills registers, for CI to gate on; 77 when the
+toolkit is missing (``tests/cuda/test_gpu_check_ptx.py`` runs it in CI and skips
+only on 77).
 """
 
 from __future__ import annotations
@@ -41,9 +59,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-# Before numba is imported anywhere: this script is about the real device, except
-# in smoke mode, which runs on the simulator unless told otherwise.
-SMOKE = "--smoke" in sys.argv[1:]
+# Before numba is imported anywhere: this script is about the real device (or, with
+# --ptx, the real compiler), except in smoke mode, which runs on the simulator unless
+# told otherwise.
+PTX = any(arg.startswith("--ptx") for arg in sys.argv[1:])
+SMOKE = "--smoke" in sys.argv[1:] and not PTX
 if SMOKE:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 else:
@@ -77,7 +97,7 @@ MODELS = [("LeNet-5", "lenet5", (1, 28, 28), {}),
 #: minutes on the simulator, and its step runs the same code as simple_cnn's.
 SMOKE_MODELS = [("simple_cnn", "simple_cnn", (1, 4, 4), {"width": 1})]
 CUDA_TESTS = ["tests/cuda/test_cuda_contract.py", "tests/cuda/test_cuda_kernels.py",
-              "tests/cuda/test_cuda_model.py", "tests/cuda/test_cuda_ptx.py"]
+              "tests/cuda/test_cuda_model.py", "tests/cuda/test_gpu_check_ptx.py"]
 LR = 0.01
 MOMENTUM = 0.9
 
@@ -306,7 +326,7 @@ def _small_blocks() -> None:
                     "optim", "_layout"):
         module = importlib.import_module(f"fastcnn.kernels.cuda.{subject}")
         module.THREADS_PER_BLOCK = 4
-        for name in ("TILE", "TILE_H", "TILE_W"):
+        for name in ("TILE",):
             if hasattr(module, name):
                 setattr(module, name, 4)
 
@@ -324,6 +344,25 @@ def _ratio(numerator, denominator) -> str:
     return f"{numerator / denominator:6.2f}x"
 
 
+def ptx_main(jobs: int | None, fail_on_spill: bool) -> int:
+    """``--ptx``: the ptxas report of every kernel (see the module docstring)."""
+    from tools import _ptx_report
+
+    try:
+        report = _ptx_report.analyse(jobs)
+    except _ptx_report.ToolkitMissing as exc:
+        print(f"gpu_check --ptx: the CUDA toolkit is missing: {exc}", file=sys.stderr)
+        return _ptx_report.SKIP_CODE
+    print(f"PTX for compute capability {'.'.join(map(str, _ptx_report.CC))}, "
+          f"assembled by {_ptx_report.ptxas_version(report.ptxas)}\n")
+    print(_ptx_report.format_report(report))
+    status = _ptx_report.exit_status(report, fail_on_spill)
+    if status == 2:
+        print(f"FAILED (--ptx-fail-on-spill): {len(report.spilling)} signatures "
+              "spill registers")
+    return status
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-tests", action="store_true",
@@ -338,7 +377,17 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-threads", type=int, default=2,
                         help="Numba threads of the CPU column (default 2: the issue's "
                              "goals compare with the 2-core CPU path)")
+    parser.add_argument("--ptx", action="store_true",
+                        help="no GPU needed: compile every CUDA kernel to PTX for "
+                        "sm_90 and print ptxas's registers, spills, stack and "
+                        "static shared memory per kernel and signature")
+    parser.add_argument("--ptx-fail-on-spill", action="store_true",
+                        help="with --ptx (implies it): exit 2 when any kernel spills")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="--ptx: compiling processes (default: usable CPUs)")
     args = parser.parse_args(argv)
+    if args.ptx or args.ptx_fail_on_spill:
+        return ptx_main(args.jobs, args.ptx_fail_on_spill)
 
     import numba
 

@@ -110,9 +110,13 @@ def test_forward_and_two_sgd_steps_match_torch(case, dtype):
         tloss.backward()
         topt.step()
         assert abs(loss - tloss.item()) <= tol * max(1.0, abs(loss))
+    # float32 parameters after two momentum steps: the worst element measured was
+    # 2.0e-3 off (EfficientNet-lite0 on an AVX2 machine, where both libraries sum in
+    # other orders than on AVX-512), hence 25x the forward's tolerance.
+    param_tol = tol * (10 if dtype == np.float64 else 25)
     for key, value in model.state_dict().items():
         expected = tmodel.ours(key).detach().numpy()
-        np.testing.assert_allclose(value, expected, rtol=tol * 10, atol=tol * 10,
+        np.testing.assert_allclose(value, expected, rtol=param_tol, atol=param_tol,
                                    err_msg=key)
 
 
