@@ -121,7 +121,7 @@ class Optimizer:
              flat=None) -> None:
         """Apply one update to every ``(name, param, grad)`` (params change in place).
 
-        ``flat``: a :class:`fastcnn._flat_params.FlatParams` whose views these
+        ``flat``: a :class:`fastcnn.training.flat_params.FlatParams` whose views these
         params and grads are. The built-in optimizers then update them all at once
         over the flat arrays (one kernel launch instead of one per parameter; the
         same result, the updates being element-wise), keeping each parameter's

@@ -6,7 +6,7 @@ import math
 
 from .. import backend
 from .. import metrics as metrics_mod
-from .._flat_params import packed
+from .flat_params import packed
 
 
 def train_batch(model, x, y, class_weight, check_finite=False, sample_weight=None):

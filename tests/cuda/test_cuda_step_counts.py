@@ -7,7 +7,7 @@ at most 14 launches, copy x and y in once each, copy one number out (the loss, r
 at the end of the step) and allocate nothing: the memory pool
 (``fastcnn/kernels/cuda/_pool.py``) hands back the last step's buffers, the
 parameters live in flat arrays that one optimizer launch updates
-(``fastcnn/_flat_params.py``), and the loss and its gradient are one launch.
+(``fastcnn/training/flat_params.py``), and the loss and its gradient are one launch.
 
 The counts are taken at numba's own entry points (every launch through the
 launchers, ``cuda.to_device`` / ``cuda.device_array``, and the device arrays' copy

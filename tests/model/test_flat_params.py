@@ -1,4 +1,4 @@
-"""Parameters packed into flat arrays (``fastcnn/_flat_params.py``) and the
+"""Parameters packed into flat arrays (``fastcnn/training/flat_params.py``) and the
 optimizers' one-call update over them give bitwise the per-parameter results, keep
 per-parameter state that saves and restores as before, and fall back where one call
 cannot stand for many."""
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import _flat_params
 from fastcnn import layers as L
 from fastcnn.optimizers import SGD, Adam, AdamW, RMSprop
+from fastcnn.training import flat_params as _flat_params
 
 OPTIMIZERS = [
     lambda: SGD(0.1),

@@ -17,7 +17,7 @@ again.
 
 from __future__ import annotations
 
-from . import backend
+from .. import backend
 
 
 class FlatParams:
