@@ -57,10 +57,7 @@ class CudaDevice(Device):
     def move_in(self, array):
         if is_device_array(array):
             return array
-        out = _pool.empty(array.shape, array.dtype)
-        if out.size:
-            out.copy_to_device(np.ascontiguousarray(array))
-        return out
+        return _pool.copied_in(array)
 
     def copy(self, array):
         out = _pool.empty(array.shape, array.dtype)

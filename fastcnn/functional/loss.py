@@ -297,7 +297,7 @@ def cross_entropy_with_grad(logits, labels, weight=None, reduction: str = "mean"
     the same bits, computed together: the common case (one position per sample,
     no weights, smoothing or ignored label) runs one kernel, and on a GPU the loss
     stays there until read. The loss is a :class:`DeferredLoss` (``float(loss)``
-    reads it) for ``"mean"`` and ``"sum"``, and the array of losses for
+    reads it) in that case, a float in the others, and the array of losses for
     ``"none"``.
 
     Shape: as :func:`cross_entropy` and :func:`cross_entropy_backward`.
@@ -308,8 +308,6 @@ def cross_entropy_with_grad(logits, labels, weight=None, reduction: str = "mean"
     if not case.plain or z.size == 0 or reduction == "none":
         loss = cross_entropy(logits, labels, weight, reduction, label_smoothing,
                              ignore_index)
-        if reduction != "none":
-            loss = DeferredLoss(np.array([loss]), "sum", None)
         return loss, cross_entropy_backward(logits, labels, weight, reduction,
                                             label_smoothing, ignore_index)
     n, n_classes = z.shape[:2]

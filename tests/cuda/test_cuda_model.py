@@ -9,7 +9,6 @@ several times slower here), so several blocks still run for most kernels. On a r
 GPU (tools/gpu_check.py) they run with the default block sizes.
 """
 
-import importlib
 import warnings
 
 import numpy as np
@@ -24,6 +23,7 @@ from fastcnn.backend.cuda import CudaDevice
 from fastcnn.optimizers import SGD, Adam
 
 from ..ops.test_optim_kernels import CONFIGS
+from .small_blocks import patch_small_blocks
 
 OVERFLOW = "ignore:overflow encountered:RuntimeWarning"  # dropout's hash, simulated
 pytestmark = [
@@ -43,12 +43,7 @@ STEPS = 10  # 5 epochs of 2 batches of 2
 def small_blocks():
     with pytest.MonkeyPatch.context() as patch:
         if SIMULATOR:
-            for subject in SUBJECTS:
-                module = importlib.import_module(f"fastcnn.kernels.cuda.{subject}")
-                patch.setattr(module, "THREADS_PER_BLOCK", 4)
-                for name in ("TILE",):
-                    if hasattr(module, name):
-                        patch.setattr(module, name, 4)
+            patch_small_blocks(patch, SUBJECTS)
         yield
 
 

@@ -15,7 +15,6 @@ methods), so a path that bypassed fastcnn's helpers would still be counted.
 """
 
 import collections
-import importlib
 
 import numpy as np
 import pytest
@@ -28,6 +27,8 @@ from fastcnn import layers as L
 from fastcnn.kernels.cuda import _launch
 from fastcnn.optimizers import SGD, Adam
 
+from .small_blocks import patch_small_blocks
+
 pytestmark = pytest.mark.skipif(
     not (backend.cuda_available() and numba_config.ENABLE_CUDASIM),
     reason="counts are taken on the CUDA simulator",
@@ -38,13 +39,7 @@ SUBJECTS = ("conv", "pool", "dense", "activation", "loss", "optim", "_layout")
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    # Small blocks keep the simulated threads few (as in test_cuda_model.py).
-    for subject in SUBJECTS:
-        module = importlib.import_module(f"fastcnn.kernels.cuda.{subject}")
-        monkeypatch.setattr(module, "THREADS_PER_BLOCK", 4)
-        for name in ("TILE",):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, 4)
+    patch_small_blocks(monkeypatch, SUBJECTS)
 
 
 @pytest.fixture

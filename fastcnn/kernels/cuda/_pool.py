@@ -109,6 +109,14 @@ def empty(shape, dtype):
     return POOL.empty(shape, dtype, lambda s, d: cuda.device_array(s, dtype=d))
 
 
+def copied_in(host):
+    """A pooled device array holding the NumPy array ``host`` (one copy in)."""
+    out = empty(host.shape, host.dtype)
+    if out.size:
+        out.copy_to_device(np.ascontiguousarray(host))
+    return out
+
+
 def release() -> int:
     """Drop every idle pooled buffer; returns how many."""
     return POOL.release()
