@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .layers import Conv2D, Dense, Layer, ReLU, ReLU6
+from .layers import Conv2D, Dense, Layer, MaxPool2D, ReLU, ReLU6
 from .layers.symbolic import connect
 from .network import Network, checked_dtype
 from .training.args import is_int
@@ -76,6 +76,17 @@ def _fusable_clamp(layer, after):
     if epilogue.clamp is not None or epilogue.layer is not None:
         return None
     return after.clamp
+
+
+def _gate_before(layer, before):
+    """The interval of ``before`` (a ReLU or ReLU6 layer) when ``layer`` (a
+    MaxPool2D fed by it) can apply its backward in the pool's backward kernel:
+    ``relu_backward`` reads the ReLU's input or output, the pool's input is that
+    output, and the masks agree on both (NaN and signed zeros included), so the
+    bits are the same. None otherwise (exact types)."""
+    if type(before) not in (ReLU, ReLU6) or type(layer) is not MaxPool2D:
+        return None
+    return before.clamp if layer.gates_backward() else None
 
 
 class Sequential(Network):
@@ -199,9 +210,23 @@ class Sequential(Network):
         """
         if not isinstance(input_grad, bool):
             raise TypeError(f"backward: input_grad must be a bool, got {input_grad!r}.")
-        for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
-        return self.layers[0].backward(dy, input_grad=input_grad)
+        layers = self.layers
+        i = len(layers) - 1
+        while i > 0:
+            layer = layers[i]
+            gate = _gate_before(layer, layers[i - 1]) if i > 1 else None
+            if gate is None:
+                dy = layer.backward(dy)
+                i -= 1
+                continue
+            # The pool's kernel applies the ReLU's backward: one pass fewer.
+            layer.backward_gate = gate
+            try:
+                dy = layer.backward(dy)
+            finally:
+                layer.backward_gate = None
+            i -= 2
+        return layers[0].backward(dy, input_grad=input_grad)
 
     def _keyed_layers(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backend
+from ..kernels._clamp import gate_bounds
 from . import _pool_indices
 from . import _validate as v
 
@@ -169,13 +170,20 @@ def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
     return max_pool2d_backward_indices_trusted(dy, indices, x.shape, geo)
 
 
-def max_pool2d_backward_trusted(dy, x, geo: PoolGeometry):
-    """:func:`max_pool2d_backward` on checked arguments; checks nothing."""
+def max_pool2d_backward_trusted(dy, x, geo: PoolGeometry, gate=None):
+    """:func:`max_pool2d_backward` on checked arguments; checks nothing.
+
+    ``gate``: the interval (``fastcnn.kernels._clamp.CLAMPS``) of the ReLU or ReLU6
+    whose output ``x`` is: its backward is applied in the same pass, bitwise
+    ``relu_backward(max_pool2d_backward(dy, x), x)`` (None: not applied).
+    """
     dev = backend.device_of(x, dy)
     if x.shape[0] == 0:
         return dev.zeros(x.shape, x.dtype)
     dx = dev.empty(x.shape, x.dtype)
-    dev.kernels("pool").max_pool2d_backward(dy, x, dx, *geo.kernel_args())
+    lo, hi = gate_bounds(gate, x.dtype)
+    dev.kernels("pool").max_pool2d_backward_gated(dy, x, dx, lo, hi,
+                                                  *geo.kernel_args())
     return dx
 
 

@@ -35,3 +35,17 @@ def clamp_host(y, clamp):
         return y
     lo, hi = bounds(clamp, y.dtype)
     return np.where(y < lo, lo, np.where(y > hi, hi, y)).astype(y.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def gate_bounds(clamp, dtype) -> tuple:
+    """``(lo, hi)`` in ``dtype`` for a kernel's gradient ``gate``: the backward of
+    the ReLU or ReLU6 whose interval ``clamp`` is, applied as the kernel stores a
+    gradient (``max_pool2d_backward_gated``). A gradient is zeroed where its input
+    ``v <= lo`` or ``v >= hi``; an infinite bound becomes NaN, which stops
+    nothing (comparisons with NaN are false), so ``(0, nan)`` is
+    ``relu_backward`` (``+inf`` passes) and ``(0, 6)`` is ``relu6_backward``, NaN
+    inputs passing in both, as there. None: no gate, ``(nan, nan)``."""
+    lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+    kind = np.dtype(dtype).type
+    return tuple(kind(np.nan if np.isinf(v) else v) for v in (lo, hi))

@@ -98,9 +98,22 @@ class MaxPool2D(_Pool2D):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding,
                             self.dilation, self.ceil_mode)
 
+    #: The interval of the ReLU or ReLU6 layer before this one, set by
+    #: ``Sequential.backward`` around one call (None otherwise): the gradient is
+    #: then returned through that layer's backward too, in the same pass.
+    backward_gate = None
+
+    def gates_backward(self) -> bool:
+        """Whether :meth:`backward` can apply :attr:`backward_gate` (the layer is
+        built for an input it pools with its own kernels)."""
+        return self._geo is not None
+
     def _backward(self, dy):
         if self._geo is not None:
-            return pool_ops.max_pool2d_backward_trusted(dy, self._cache, self._geo)
+            return pool_ops.max_pool2d_backward_trusted(dy, self._cache, self._geo,
+                                                        self.backward_gate)
+        if self.backward_gate is not None:
+            raise RuntimeError(f"{self._op}: backward_gate needs a built geometry.")
         return F.max_pool2d_backward(dy, self._cache, self.kernel_size, self.stride,
                                      self.padding, self.dilation, self.ceil_mode)
 

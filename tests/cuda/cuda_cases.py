@@ -150,10 +150,27 @@ def _max_pool_builders(geo):
     return forward, backward
 
 
+def _gated_max_pool_builder(geo, gate):
+    xs, hyper, ohw = geo
+    ys = (*xs[:2], *ohw)
+
+    def backward(rng, dtype):
+        # A post-activation input: zeros (ties), a six, an inf and the NaN.
+        x = np.maximum(_pool_input(rng, xs, dtype), 0) * 4
+        flat = x.reshape(-1)
+        flat[2], flat[3] = 6.0, np.inf
+        lo, hi = (np.dtype(dtype).type(np.nan if v is None else v) for v in gate)
+        return (_normal(rng, ys, dtype), x, _empty(xs, dtype), lo, hi, *hyper), (2,)
+
+    return backward
+
+
 for _geo in MAX_POOL_GEOMETRIES:
     _f, _b = _max_pool_builders(_geo)
     case("pool", "max_pool2d_forward")(_f)
     case("pool", "max_pool2d_backward")(_b)
+    for _gate in ((0.0, None), (0.0, 6.0), (None, None)):
+        case("pool", "max_pool2d_backward_gated")(_gated_max_pool_builder(_geo, _gate))
 
 # (x shape, (kh, kw, sh, sw, ph, pw, count_include_pad), output hw)
 AVG_POOL_GEOMETRIES = [

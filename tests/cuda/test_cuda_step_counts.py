@@ -3,8 +3,9 @@ launches, copies between host and device, and device allocations.
 
 The network is the one the GPU issue names, Conv2D(8, 3, p1)-ReLU-MaxPool2-
 Conv2D(8, 3, p1)-ReLU-Flatten-Dense(10), at batch 4. Once warm, a step must take
-at most 14 launches, copy x and y in once each, copy one number out (the loss, read
-at the end of the step) and allocate nothing: the memory pool
+at most 13 launches (the first ReLU's backward runs in the pool's), copy x and y
+in once each, copy one number out (the loss, read at the end of the step) and
+allocate nothing: the memory pool
 (``fastcnn/kernels/cuda/_pool.py``) hands back the last step's buffers, the
 parameters live in flat arrays that one optimizer launch updates
 (``fastcnn/training/flat_params.py``), and the loss and its gradient are one launch.
@@ -90,7 +91,7 @@ def issue_net():
 
 @pytest.mark.parametrize("optimizer", [SGD(0.1, momentum=0.9), Adam(0.01)],
                          ids=["sgd_momentum", "adam"])
-def test_a_warm_step_launches_14_kernels_copies_3_times_and_allocates_nothing(
+def test_a_warm_step_launches_13_kernels_copies_3_times_and_allocates_nothing(
         small_blocks, counts, optimizer):
     model = issue_net()
     model.compile(optimizer, "cross_entropy")
@@ -102,7 +103,7 @@ def test_a_warm_step_launches_14_kernels_copies_3_times_and_allocates_nothing(
     counts.clear()
     loss = model.train_step(x, y)
     assert type(loss) is float and np.isfinite(loss)
-    assert counts["launches"] <= 14, dict(counts)
+    assert counts["launches"] <= 13, dict(counts)
     assert counts["copies in"] == 2, dict(counts)  # x and y
     assert counts["copies out"] == 1, dict(counts)  # the loss
     assert counts["allocations"] == 0, dict(counts)

@@ -665,3 +665,38 @@ def test_nan_tie_rule_matches_torch(dtype, rng, torch):
     ty, tdx = _torch_pair(torch, torch.nn.functional.max_pool2d, x, dy, cfg)
     np.testing.assert_array_equal(y, ty)
     np.testing.assert_array_equal(F.max_pool2d_backward(dy, x, **cfg), tdx)
+
+
+# --------------------------------------------- the ReLU backward in the pool's pass
+
+GATED_CASES = [dict(kernel_size=2), *MAX_CASES[1:3],
+               dict(kernel_size=2, stride=2, padding=0, ceil_mode=False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("cfg", GATED_CASES)
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+def test_gated_max_pool_backward_is_the_activation_backward_after_it(
+        cfg, hw, activation, dtype, rng):
+    """``max_pool2d_backward_trusted(..., gate=)`` is bitwise the activation's
+    backward applied to the plain pool backward, on an activation's output with
+    ties at zero, sixes, infinities, NaN and negative zeros in dy."""
+    from fastcnn.functional.pool import max_pool2d_backward_trusted, pool_geometry
+    from fastcnn.kernels._clamp import CLAMPS
+
+    x = rng.standard_normal((3, 4, *hw)).astype(dtype) * 5
+    x.reshape(-1)[::11] = np.nan
+    x.reshape(-1)[5::13] = np.inf
+    x.reshape(-1)[3::17] = 6.0
+    x = F.relu(x) if activation == "relu" else F.relu6(x)
+    k, s, p, d, ceil = _max_ref(**cfg)
+    geo = pool_geometry("t", x.shape, k, s, p, d, ceil)
+    dy = rng.standard_normal((3, 4, *geo.out_hw)).astype(dtype)
+    dy.reshape(-1)[::7] = -0.0
+    plain = max_pool2d_backward_trusted(dy, x, geo)
+    backward = F.relu_backward if activation == "relu" else F.relu6_backward
+    expected = backward(plain, x)
+    got = max_pool2d_backward_trusted(dy, x, geo, CLAMPS[activation])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))

@@ -86,7 +86,7 @@ def max_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @cuda_kernel
-def _max_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_backward(dy, x, dx, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw):
     i = cuda.grid(1)
     if i >= dx.size:
         return
@@ -107,6 +107,9 @@ def _max_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
             best, bh, bw = _window_argmax(x, n, c, ih0, ih1, dh, iw0, iw1, dw)
             if bh == ih and bw == iw:
                 acc += dy[n, c, oh, ow]
+    v = x[n, c, ih, iw]
+    if v <= lo or v >= hi:  # the gate of the CPU twin: a NaN bound stops nothing
+        acc = dx.dtype.type(0)
     dx[n, c, ih, iw] = acc
 
 
@@ -117,12 +120,24 @@ def max_pool2d_backward(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
     Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W).
     Grid: one thread per element of ``dx``, gathering over the windows containing it.
     """
+    nan = x.dtype.type(np.nan)
+    max_pool2d_backward_gated(dy, x, dx, nan, nan, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def max_pool2d_backward_gated(dy, x, dx, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw):
+    """:func:`max_pool2d_backward` followed by the backward of the activation that
+    produced ``x``: zero where ``x <= lo`` or ``x >= hi`` (a NaN bound stops
+    nothing), as the CPU twin.
+
+    Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W); lo, hi scalars of
+    x's dtype. Grid: one thread per element of ``dx``.
+    """
     if dx.size == 0:
         return
     with _launch.staged(dy, x, dx, out=(2,)) as (dy_d, x_d, dx_d):
         tpb = THREADS_PER_BLOCK
         _launch.launch(_max_backward, _launch.n_blocks(dx.size, tpb), tpb,
-                       (dy_d, x_d, dx_d, kh, kw, sh, sw, ph, pw, dh, dw))
+                       (dy_d, x_d, dx_d, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw))
 
 
 @cuda_device
