@@ -27,8 +27,9 @@ def train_batch(model, x, y, class_weight, check_finite=False, sample_weight=Non
         loss = float(loss)
         if not math.isfinite(loss):
             return loss, None, None
-    # On a GPU the parameters share flat arrays: one launch updates them all.
-    flat = packed(model) if model.device == "cuda" else None
+    # The parameters share flat arrays: one kernel call (one GPU launch, one
+    # parallel region on the CPU) updates them all.
+    flat = packed(model)
     model.optimizer.step(model._named_grads(), flat=flat)
     host_out = backend.to_host(out) if model.metrics else None
     return float(loss), host_out, target

@@ -130,3 +130,34 @@ def test_a_frozen_layer_is_left_out_of_the_pack():
     m.layers[0].trainable = False
     flat = _flat_params.packed(m)
     assert all(not name.startswith("0.") for name in flat.names)
+
+
+def test_cpu_train_step_packs_and_calls_the_update_kernel_once(monkeypatch):
+    """A CPU train_step updates every parameter in one kernel call (one parallel
+    region), with bitwise the parameters of per-parameter steps."""
+    from fastcnn.kernels.cpu import optim as cpu_optim
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 1, 5, 5))
+    y = np.array([0, 1, 1, 0])
+    fused, plain = model(), model()
+    fused.compile(SGD(0.1, momentum=0.9), "cross_entropy")
+    plain.compile(SGD(0.1, momentum=0.9), "cross_entropy")
+    calls = []
+    original = cpu_optim.sgd_update
+    monkeypatch.setattr(cpu_optim, "sgd_update",
+                        lambda *a: (calls.append(1), original(*a))[1])
+    for _ in range(3):
+        calls.clear()
+        fused.train_step(x, y)
+        assert len(calls) == 1
+        _, grad = plain.loss.forward_backward(plain.forward(x, training=True),
+                                                 y, None)
+        plain.backward(grad, input_grad=False)
+        plain.optimizer.step(plain._named_grads())
+    flat = fused._flat_params
+    assert flat is not None
+    for (name, p, _), (_, q, _) in zip(fused._named_grads(), plain._named_grads(),
+                                       strict=True):
+        assert np.shares_memory(p, flat.param)
+        np.testing.assert_array_equal(p, q, err_msg=name)

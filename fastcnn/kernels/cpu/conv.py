@@ -70,6 +70,7 @@ from ._winograd import (
     winograd_weight_grad3x3,
     winograd_weight_plan,
 )
+from .pad import pad_constant
 
 
 @cpu_helper
@@ -507,16 +508,15 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
 
 def _padded(x, pad_t, pad_l, hp, wp):
     """``x`` placed at ``(pad_t, pad_l)`` in zeros of height ``hp`` and width ``wp``
-    (``x`` itself when that adds nothing), in a pooled buffer."""
+    (``x`` itself when that adds nothing), in a pooled buffer. One parallel pass
+    (:func:`pad_constant`): NumPy's five slice assignments took 60 us on LeNet's
+    (64,1,28,28), a row of 28 values at a time."""
     n, c, h, w = x.shape
     if (hp, wp) == (h, w):
         return x
     xp = _buffers.empty((n, c, hp, wp), x.dtype)
-    xp[:, :, :pad_t] = 0
-    xp[:, :, pad_t + h :] = 0
-    xp[:, :, pad_t : pad_t + h, :pad_l] = 0
-    xp[:, :, pad_t : pad_t + h, pad_l + w :] = 0
-    xp[:, :, pad_t : pad_t + h, pad_l : pad_l + w] = x
+    pad_constant(x.reshape(n * c, h, w), xp.reshape(n * c, hp, wp), np.int64(pad_t),
+                 np.int64(pad_l), x.dtype.type(0))
     return xp
 
 
