@@ -4,10 +4,12 @@ as a view of another, so that an optimizer updates them all in one kernel launch
 Why: the optimizers' updates are element-wise, and a GPU launch costs far more than
 the few thousand elements of a bias; a model with ten parameter arrays paid ten
 launches per step. On the CPU each call costs a dispatch and a parallel region
-(LeNet-5 at batch 1: a train_step 0.46-0.52 -> 0.41 ms with one call). Packed, the layers still see their own arrays (views, of the
-shapes they built), the backward kernels write the gradients straight into their
-views, and the optimizer runs once over the flat arrays
-(:meth:`fastcnn.optimizers.Optimizer.step` with ``flat=``).
+(LeNet-5 at batch 1: a train_step 0.46-0.52 -> 0.41 ms with one call).
+
+Packed, the layers still see their own arrays (views, of the shapes they built),
+the backward kernels write the gradients straight into their views, and the
+optimizer runs once over the flat arrays (:meth:`fastcnn.optimizers.Optimizer.step`
+with ``flat=``).
 
 Packing replaces each ``layer.params[key]`` and ``layer.grads[key]`` with a view
 holding the same values. Anything that later replaces one of those arrays
