@@ -489,6 +489,7 @@ MODEL_CASES = [  # (row label, model, batch, what)
     ("LeNet-5 train_step, batch 64", "lenet5", 64, "train"),
     ("LeNet-5 train_step, batch 256", "lenet5", 256, "train"),
     ("simple_cnn train_step, batch 64", "simple_cnn", 64, "train"),
+    ("LeNet-5 predict, batch 1", "lenet5", 1, "predict"),
     ("LeNet-5 predict, batch 256", "lenet5", 256, "predict"),
     ("MobileNetV2 train_step, batch 32", "mobilenet_v2", 32, "train"),
     ("EfficientNet-lite0 train_step, batch 32", "efficientnet_lite0", 32, "train"),

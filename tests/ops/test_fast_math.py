@@ -1,0 +1,100 @@
+"""The vectorised exp and erfc of ``kernels/cpu/_fast_math.py`` and the float32
+GELU kernels built on them: their error bounds (docs/NUMERICS.md) over the whole
+float32 range, against the C library's functions in float64."""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from fastcnn.kernels.cpu import _fast_math as fm
+from fastcnn.kernels.cpu import activation as kernels
+
+
+@numba.njit
+def _exp_all(x, out):
+    for i in range(x.size):
+        out[i] = fm._exp_nonpositive(x[i])
+
+
+@numba.njit
+def _erfc_all(z, out):
+    for i in range(z.size):
+        out[i] = fm._erfc_from_gauss(z[i], fm._exp_nonpositive(-z[i] * z[i]))
+
+
+def test_exp_of_nonpositive_arguments_to_1e_15():
+    x = np.concatenate([np.linspace(-708.0, 0.0, 200_001), -np.logspace(-12, 2, 500)])
+    out = np.empty_like(x)
+    _exp_all(x, out)
+    ref = np.exp(x)
+    assert np.max(np.abs(out - ref) / ref) < 1e-15
+    special = np.array([-np.inf, -708.5, -1e300, np.nan, 0.0, -0.0, 5.0])
+    out = np.empty_like(special)
+    _exp_all(special, out)
+    np.testing.assert_array_equal(out[:3], 0.0)
+    assert np.isnan(out[3])
+    np.testing.assert_array_equal(out[4:], 1.0)  # positive arguments count as 0
+
+
+def test_erfc_to_1_2e_7_relative_in_both_tails():
+    z = np.linspace(-6.0, 26.5, 300_001)
+    out = np.empty_like(z)
+    _erfc_all(z, out)
+    ref = np.array([math.erfc(v) for v in z])
+    assert np.max(np.abs(out - ref) / ref) < 1.2e-7
+    special = np.array([np.inf, -np.inf, np.nan])
+    out = np.empty_like(special)
+    _erfc_all(special, out)
+    assert out[0] == 0.0 and out[1] == 2.0 and np.isnan(out[2])
+
+
+def _gelu_inputs():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.standard_normal(200_000) * 4,
+                           np.linspace(-15.0, 15.0, 60_001),
+                           [3e38, -3e38, 1e-30, -1e-30]]).astype(np.float32)
+
+
+def test_float32_gelu_within_2e_7_of_the_exact_function():
+    x = _gelu_inputs()
+    y = np.empty_like(x)
+    kernels.gelu_forward(x, y)
+    v = x.astype(np.float64)
+    exact = 0.5 * v * np.array([math.erfc(-a / math.sqrt(2)) for a in v])
+    normal = np.abs(exact) > np.finfo(np.float32).tiny
+    assert np.max(np.abs(y[normal] - exact[normal]) / np.abs(exact[normal])) < 2e-7
+    assert np.all(np.abs(y[~normal]) <= np.finfo(np.float32).tiny)
+
+
+def test_float32_gelu_backward_within_2e_7_of_its_terms():
+    """Measured against the size of the terms summed (Phi(x) and x phi(x)):
+    near the derivative's zero at x = -0.75 any float32 result cancels."""
+    x = _gelu_inputs()
+    dy = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    dx = np.empty_like(x)
+    kernels.gelu_backward(dy, x, dx)
+    v = x.astype(np.float64)
+    cdf = 0.5 * np.array([math.erfc(-a / math.sqrt(2)) for a in v])
+    xpdf = v * np.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)
+    scale = np.abs(dy) * (np.abs(cdf) + np.abs(xpdf))
+    exact = dy * (cdf + xpdf)
+    kept = scale > np.finfo(np.float32).tiny
+    assert np.max(np.abs(dx[kept] - exact[kept]) / scale[kept]) < 2e-7
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_float32_gelu_specials_as_the_exact_kernels(direction):
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0], dtype=np.float32)
+    dy = np.array([1.0, 1.0, 1.0, -0.0, 2.0, np.nan], dtype=np.float32)
+    fast, exact = np.empty_like(x), np.empty_like(x)
+    if direction == "forward":
+        kernels._gelu_forward_fast(x, fast)
+        kernels._gelu_forward_exact(x, exact)
+    else:
+        kernels._gelu_backward_fast(dy, x, fast)
+        kernels._gelu_backward_exact(dy, x, exact)
+    np.testing.assert_array_equal(fast, exact)
+    signed = ~np.isnan(exact)  # a NaN's sign bit means nothing
+    np.testing.assert_array_equal(np.signbit(fast[signed]), np.signbit(exact[signed]))
