@@ -507,3 +507,34 @@ def test_backward_without_input_grad_gives_the_same_weight_grads(rng):
     with pytest.raises(TypeError, match="input_grad must be a bool"):
         F.conv2d_backward(dy, x, wt, stride=(1, 2), padding=1, dilation=(2, 1),
                           input_grad="no")
+
+
+# --------------------------------- 1x1 input gradient through the forward kernels
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "c_in", "hw", "c_out"), [
+    (3, 5, (4, 6), 7),      # several small images per task
+    (2, 16, (24, 24), 8),   # one image per task, tiles of positions
+    (1, 3, (1, 1), 2),
+])
+def test_pointwise_input_grad_is_bitwise_the_direct_kernel(n, c_in, hw, c_out, dtype):
+    """An unpadded 1x1 convolution's dx comes from the forward kernel run on dy
+    with the transposed filters; it must be bitwise what the direct kernel gives,
+    NaN, infinities and signed zeros included."""
+    from fastcnn.kernels.cpu import conv as cpu_conv
+    from fastcnn.kernels.cpu._conv_plan import kernel_plan
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((c_out, c_in, 1, 1)).astype(dtype)
+    dy = rng.standard_normal((n, c_out, *hw)).astype(dtype)
+    dy.reshape(-1)[::7] = -0.0
+    dy.reshape(-1)[-1] = np.inf
+    w.reshape(-1)[1] = np.nan if c_in * c_out > 4 else w.reshape(-1)[1]
+    dx = np.empty((n, c_in, *hw), dtype)
+    cpu_conv.conv2d_backward_input(dy, w, dx, 0, 0, 1, 1, 1, 1, 1)
+    direct = np.empty_like(dx)
+    cpu_conv._conv2d_backward_input_direct(dy, w, direct, 1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(dx, direct)
+    np.testing.assert_array_equal(np.signbit(dx), np.signbit(direct))
+    plan = kernel_plan(dx.shape, w.shape, dy.shape, (1, 1), (1, 1), 1)
+    assert not any(name.startswith("input:") for name in plan), plan

@@ -80,13 +80,23 @@ def _forward_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
     return "shifted" if images == 1 and w_shape[3] == 1 else "rows"
 
 
+def _is_pointwise(w_shape, sh, sw, groups) -> bool:
+    """A 1x1, stride-1, ungrouped convolution (dilation means nothing at 1x1; the
+    callers also need it unpadded): a matrix product per image."""
+    return w_shape[2] == 1 and w_shape[3] == 1 and sh == 1 and sw == 1 and groups == 1
+
+
 def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
     """Which kernel :func:`conv2d_backward_input` runs: "depthwise", "winograd"
-    (the forward's kernels) or "direct"."""
+    (the forward's kernels), "pointwise" (the forward's kernels on ``dy`` with
+    the transposed filters; unpadded 1x1 only, which the caller checks) or
+    "direct"."""
     if sh == 1 and sw == 1 and uses_depthwise(x_shape, w_shape, groups):
         return "depthwise"
     if _uses_winograd(w_shape, sh, sw, dh, dw, groups):
         return "winograd"
+    if _is_pointwise(w_shape, sh, sw, groups):
+        return "pointwise"
     return "direct"
 
 
@@ -118,7 +128,14 @@ def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
     names = ["winograd" if forward == "winograd" else "forward:" + forward]
     if input_grad:
         path = _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups)
-        names.append("winograd" if path == "winograd" else "input:" + path)
+        if path == "pointwise" and tuple(x_shape[2:]) != tuple(y_shape[2:]):
+            path = "direct"  # padded: conv2d_backward_input takes the direct kernel
+        if path == "pointwise":  # the forward's kernel, run on dy
+            transposed = (w_shape[1], w_shape[0], 1, 1)
+            path = "forward:" + _forward_path(y_shape, transposed, x_shape, 1, 1,
+                                              1, 1, 1)
+        names.append("winograd" if path == "winograd" else
+                     path if path.startswith("forward:") else "input:" + path)
     names.append("weight:" + _weight_grad_path(x_shape, w_shape, sh, sw, dh, dw,
                                                groups))
     names.append("bias")

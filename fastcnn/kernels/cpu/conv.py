@@ -581,13 +581,25 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     itself, done by Winograd with ``dy`` padded by 2 (virtually); reading it at
     ``(pad_t, pad_l)`` is the same convolution with ``dy`` padded by ``2 - pad_t``
     and ``2 - pad_l``, so ``dx`` comes without a padded copy where those are not
-    negative. Otherwise the padded gradient is computed
+    negative. An unpadded 1x1 stride-1 convolution's gradient is the forward
+    kernel's product of ``dy`` with the transposed filters, written straight into
+    ``dx``. Otherwise the padded gradient is computed
     (:func:`_conv2d_backward_input_direct`, or Winograd) and cropped.
     """
     n_batch, c_in, h, wd = dx.shape
     path = _input_grad_path(dx.shape, w.shape, sh, sw, dh, dw, groups)
     if path == "depthwise":
         conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw)
+        return
+    if path == "pointwise" and (h, wd) == dy.shape[2:]:
+        # dx = W^T @ dy per image: the forward's kernel on dy with the filters
+        # transposed writes dx directly (the direct kernel zeroes dx and adds a
+        # patch gradient into it); same bits, MobileNetV2's 1x1 layers 0.85-1.6x
+        # faster, 52 -> 43 ms over all of them (docs/PERFORMANCE.md).
+        wt = np.ascontiguousarray(w.reshape(w.shape[0], c_in).T).reshape(
+            c_in, w.shape[0], 1, 1)
+        conv2d_forward(dy, wt, np.zeros(c_in, dtype=dx.dtype), dx, 0, 0, 1, 1, 1, 1,
+                       1)
         return
     winograd = path == "winograd"
     if winograd and pad_t <= 2 and pad_l <= 2:
