@@ -17,7 +17,9 @@ holding the same values. Anything that later replaces one of those arrays
 pack stale: :func:`packed` notices (it compares the arrays by identity) and packs
 again. ``fit`` / ``train_step`` pack on their first step, so an array taken from
 ``layer.params`` before it is the model's no longer: take parameters after
-training starts, or through ``get_weights`` / ``state_dict`` (copies).
+training starts, or through ``get_weights`` / ``state_dict`` (copies). A model
+with a layer type of the user's is not packed (:func:`_builtin`): such a layer
+may hold its own reference to a parameter.
 """
 
 from __future__ import annotations
@@ -76,12 +78,21 @@ def _trainable(model):
                 yield f"{prefix}.{key}", layer, key
 
 
+def _builtin(layer) -> bool:
+    """Whether ``layer`` is one of fastcnn's own types, which read their
+    parameters from ``layer.params`` at every call and write gradients in place.
+    A user's layer may keep its own reference to a parameter array (``self.w =
+    self.params["w"]`` in ``_build``) or assign new gradient arrays: packing would
+    leave it training an array the optimizer no longer updates."""
+    return type(layer).__module__.startswith("fastcnn.")
+
+
 def pack(model) -> FlatParams | None:
     """Put ``model``'s trainable parameters and gradients into flat arrays (see the
-    module docstring); None where they cannot share one: no parameters, or
-    several dtypes or devices."""
+    module docstring); None where they cannot share one: no parameters, several
+    dtypes or devices, or a layer type of the user's (see :func:`_builtin`)."""
     entries = list(_trainable(model))
-    if not entries:
+    if not entries or not all(_builtin(layer) for _, layer, _ in entries):
         return None
     params = [layer.params[key] for _, layer, key in entries]
     dtypes = {p.dtype for p in params}

@@ -161,3 +161,35 @@ def test_cpu_train_step_packs_and_calls_the_update_kernel_once(monkeypatch):
                                        strict=True):
         assert np.shares_memory(p, flat.param)
         np.testing.assert_array_equal(p, q, err_msg=name)
+
+
+def test_a_model_with_a_user_layer_type_is_not_packed_and_still_trains():
+    """A user's layer that keeps its own reference to a parameter (and assigns new
+    gradient arrays) must keep training that array: no pack, per-parameter steps."""
+
+    class CachedScale(L.Layer):
+        def _build(self, input_shape, dtype, rng):
+            self.params["scale"] = np.ones(input_shape[0], dtype=dtype)
+            self.scale = self.params["scale"]  # held across calls
+
+        def _forward(self, x, training):
+            self._cache = x
+            return x * self.scale
+
+        def _backward(self, dy):
+            self.grads["scale"] = (dy * self._cache).sum(axis=0)
+            return dy * self.scale
+
+    m = fastcnn.Sequential([L.Flatten(), L.Dense(4), CachedScale(), L.Dense(2)],
+                           dtype="float64")
+    m.build((1, 3, 3), rng=np.random.default_rng(0))
+    m.compile(SGD(0.1), "cross_entropy")
+    held = m.layers[2].scale
+    x = np.random.default_rng(2).standard_normal((5, 1, 3, 3))
+    y = np.array([0, 1, 0, 1, 1])
+    before = held.copy()
+    for _ in range(3):
+        m.train_step(x, y)
+    assert _flat_params.packed(m) is None
+    assert m.layers[2].params["scale"] is held
+    assert not np.array_equal(held, before)
