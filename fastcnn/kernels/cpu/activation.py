@@ -82,15 +82,38 @@ def _sigmoid(v, one):
     return e / (one + e)
 
 
-@cpu_kernel
+@cpu_helper
+def _sigmoid_fast(v):
+    """:func:`_sigmoid` of a float64 ``v`` through the vectorised exp of
+    :mod:`._fast_math` (the float32 kernels' path): one exponential of
+    ``-|v|``, then the branch's formula as a select."""
+    e = _exp_nonpositive(-abs(v))
+    return 1.0 / (1.0 + e) if v >= 0.0 else e / (1.0 + e)
+
+
 def sigmoid_forward(x, y):
-    """``y = 1 / (1 + exp(-x))``, evaluated without overflow.
+    """``y = 1 / (1 + exp(-x))``, evaluated without overflow (float32 through
+    :mod:`._fast_math`, vectorised; float64 through the C library's exp).
 
     Shape: x (S,), y (S,). Parallel over ``S``.
     """
+    if y.dtype == np.float32:
+        _sigmoid_forward_fast(x, y)
+    else:
+        _sigmoid_forward_exact(x, y)
+
+
+@cpu_kernel
+def _sigmoid_forward_exact(x, y):
     one = y.dtype.type(1)
     for i in prange(x.size):
         y[i] = _sigmoid(x[i], one)
+
+
+@cpu_kernel
+def _sigmoid_forward_fast(x, y):
+    for i in prange(x.size):
+        y[i] = _sigmoid_fast(np.float64(x[i]))
 
 
 @cpu_kernel
@@ -340,12 +363,32 @@ def gelu_tanh_backward(dy, x, dx):
         dx[i] = dy[i] * (s + two * v * s * (one - s) * du)
 
 
-@cpu_kernel
 def silu_forward(x, y):
-    """``y = x * sigmoid(x)`` (sigmoid without overflow).
+    """``y = x * sigmoid(x)`` (sigmoid without overflow; float32 through
+    :mod:`._fast_math`, as :func:`sigmoid_forward`).
 
     Shape: x (S,), y (S,). Parallel over ``S``.
     """
+    if y.dtype == np.float32:
+        _silu_forward_fast(x, y)
+    else:
+        _silu_forward_exact(x, y)
+
+
+def silu_backward(dy, x, dx):
+    """``dx = dy * s * (1 + x * (1 - s))``, ``s = sigmoid(x)`` (float32 as
+    :func:`silu_forward`).
+
+    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
+    """
+    if dx.dtype == np.float32:
+        _silu_backward_fast(dy, x, dx)
+    else:
+        _silu_backward_exact(dy, x, dx)
+
+
+@cpu_kernel
+def _silu_forward_exact(x, y):
     one = y.dtype.type(1)
     for i in prange(x.size):
         v = x[i]
@@ -353,16 +396,27 @@ def silu_forward(x, y):
 
 
 @cpu_kernel
-def silu_backward(dy, x, dx):
-    """``dx = dy * s * (1 + x * (1 - s))``, ``s = sigmoid(x)``.
-
-    Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
-    """
+def _silu_backward_exact(dy, x, dx):
     one = dx.dtype.type(1)
     for i in prange(x.size):
         v = x[i]
         s = _sigmoid(v, one)
         dx[i] = dy[i] * s * (one + v * (one - s))
+
+
+@cpu_kernel
+def _silu_forward_fast(x, y):
+    for i in prange(x.size):
+        v = np.float64(x[i])
+        y[i] = v * _sigmoid_fast(v)
+
+
+@cpu_kernel
+def _silu_backward_fast(dy, x, dx):
+    for i in prange(x.size):
+        v = np.float64(x[i])
+        s = _sigmoid_fast(v)
+        dx[i] = np.float64(dy[i]) * s * (1.0 + v * (1.0 - s))
 
 
 @cpu_kernel
