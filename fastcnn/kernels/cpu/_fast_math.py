@@ -7,9 +7,9 @@ quarter of a ConvNeXt training step. The helpers here are a polynomial and a
 table lookup instead, which LLVM vectorises (the lookup becomes a gather).
 
 They compute in float64 and serve the float32 kernels of GELU, sigmoid and SiLU
-(the float64 kernels keep the C library's functions): rounded to float32, the results are within a few
-units in the last place of the exact values (docs/NUMERICS.md states the bound;
-the tests check it against ``math.erfc`` and PyTorch).
+(the float64 kernels keep the C library's functions): rounded to float32, the
+results are within a few units in the last place of the exact values
+(docs/NUMERICS.md states the bounds; tests/ops/test_fast_math.py checks them).
 """
 
 import math

@@ -82,6 +82,12 @@ def _sigmoid(v, one):
     return e / (one + e)
 
 
+def _by_precision(fast, exact, *arrays):
+    """Run ``fast`` (the :mod:`._fast_math` kernel) where the output, the last
+    array, is float32, else ``exact`` (the C library's functions)."""
+    (fast if arrays[-1].dtype == np.float32 else exact)(*arrays)
+
+
 @cpu_helper
 def _sigmoid_fast(v):
     """:func:`_sigmoid` of a float64 ``v`` through the vectorised exp of
@@ -97,10 +103,7 @@ def sigmoid_forward(x, y):
 
     Shape: x (S,), y (S,). Parallel over ``S``.
     """
-    if y.dtype == np.float32:
-        _sigmoid_forward_fast(x, y)
-    else:
-        _sigmoid_forward_exact(x, y)
+    _by_precision(_sigmoid_forward_fast, _sigmoid_forward_exact, x, y)
 
 
 @cpu_kernel
@@ -271,10 +274,7 @@ def gelu_forward(x, y):
 
     Shape: x (S,), y (S,). Parallel over ``S``.
     """
-    if y.dtype == np.float32:
-        _gelu_forward_fast(x, y)
-    else:
-        _gelu_forward_exact(x, y)
+    _by_precision(_gelu_forward_fast, _gelu_forward_exact, x, y)
 
 
 def gelu_backward(dy, x, dx):
@@ -283,10 +283,7 @@ def gelu_backward(dy, x, dx):
 
     Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
     """
-    if dx.dtype == np.float32:
-        _gelu_backward_fast(dy, x, dx)
-    else:
-        _gelu_backward_exact(dy, x, dx)
+    _by_precision(_gelu_backward_fast, _gelu_backward_exact, dy, x, dx)
 
 
 @cpu_kernel
@@ -369,10 +366,7 @@ def silu_forward(x, y):
 
     Shape: x (S,), y (S,). Parallel over ``S``.
     """
-    if y.dtype == np.float32:
-        _silu_forward_fast(x, y)
-    else:
-        _silu_forward_exact(x, y)
+    _by_precision(_silu_forward_fast, _silu_forward_exact, x, y)
 
 
 def silu_backward(dy, x, dx):
@@ -381,10 +375,7 @@ def silu_backward(dy, x, dx):
 
     Shape: dy (S,), x (S,), dx (S,). Parallel over ``S``.
     """
-    if dx.dtype == np.float32:
-        _silu_backward_fast(dy, x, dx)
-    else:
-        _silu_backward_exact(dy, x, dx)
+    _by_precision(_silu_backward_fast, _silu_backward_exact, dy, x, dx)
 
 
 @cpu_kernel
