@@ -161,3 +161,45 @@ class Conv2dWeightGradForm(_ConvBase):
     def time_weight_grad(self, label, form):
         s = self.stride
         self.fn(self.dy, self.xp, self.dw, s, s, 1, 1, 1)
+
+
+#: The depthwise standard shapes (7 and 8), and ConvNeXt's last stage (4x4 planes).
+DEPTHWISE_CASES = {
+    **{label: CONV_CASES[label] for label in CONV_LABELS
+       if CONV_CASES[label].groups > 1},
+    "(32,384,4,4)->384 k7p3 depthwise": CONV_CASES[CONV_LABELS[-1]]._replace(
+        label="(32,384,4,4)->384 k7p3 depthwise", x_shape=(32, 384, 4, 4),
+        c_out=384, groups=384),
+}
+
+
+class Conv2dDepthwisePath(_ConvBase):
+    """The depthwise forward through the kernel conv2d picks for stride 1 and
+    several images ("rows": images side by side, four output rows per pass) and
+    through the plane-by-plane kernel it stands in for ("planes")."""
+
+    params = [list(DEPTHWISE_CASES), ["rows", "planes"]]
+    param_names = ["shape", "path"]
+
+    def setup(self, label, path):
+        import numpy as np
+
+        from fastcnn.kernels.cpu import _depthwise, _depthwise_rows
+
+        use_threads()
+        case = DEPTHWISE_CASES[label]
+        self.x, self.w, self.b, dy = conv_inputs(case, "float32")
+        self.y = np.empty(dy.shape, np.float32)
+        self.p = case.padding
+        self.lo, self.hi = bounds(None, self.y.dtype)
+        if path == "rows":
+            self.run = lambda: _depthwise_rows.conv2d_depthwise_rows(
+                self.x, self.w, self.b, self.y, self.p, self.p, self.lo, self.hi)
+        else:
+            self.run = lambda: _depthwise.conv2d_depthwise(
+                self.x, self.w, self.b, self.y, self.p, self.p, 1, 1, 1, 1,
+                self.lo, self.hi)
+        self.run()  # compile outside the timings
+
+    def time_forward(self, label, path):
+        self.run()

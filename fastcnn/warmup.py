@@ -38,6 +38,7 @@ _LOSS_COST = 1.1
 #: that run the same kernel are known to share it.
 _KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
+                "conv2d/forward:depthwise_rows": 3.0,
                 "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
                 "conv2d/input:depthwise": 2.5, "conv2d/weight:direct": 5.0,
                 "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,

@@ -8,6 +8,7 @@ processes do not compile one kernel twice.
 
 from .._jit import cpu_helper
 from ._depthwise import uses_depthwise
+from ._depthwise_rows import prefers_rows
 from ._weight_gemm import uses_weight_gemm
 
 #: Target size, in elements, of one patch tile (128 KiB of float32: it stays in L2).
@@ -66,9 +67,12 @@ def _uses_winograd(w_shape, sh, sw, dh, dw, groups) -> bool:
 
 
 def _forward_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
-    """Which kernel :func:`conv2d_forward` runs: "depthwise", "winograd",
+    """Which kernel :func:`conv2d_forward` runs: "depthwise_rows", "depthwise",
+    "winograd",
     "shifted", "rows" or "im2col" (see there)."""
     if uses_depthwise(x_shape, w_shape, groups):
+        if prefers_rows(x_shape, w_shape, y_shape, sh, sw, dh, dw):
+            return "depthwise_rows"
         return "depthwise"
     if _uses_winograd(w_shape, sh, sw, dh, dw, groups):
         return "winograd"

@@ -68,8 +68,12 @@ def uses_depthwise(x_shape, w_shape, groups) -> bool:
 
 @cpu_helper
 def _zero(buf, start, count):
+    # Slice first: ``buf[start + j]`` would not vectorise (the index might be
+    # negative, so each store checks it), and a scalar loop costs more than the
+    # taps on small planes.
+    row = buf[start:start + count]
     for j in range(count):
-        buf[start + j] = 0
+        row[j] = 0
 
 
 @cpu_helper
@@ -96,21 +100,20 @@ def _fill_phase(src, buf, start, a, b, hq, wq, pad_t, pad_l, sh, sw):
 
 
 @cpu_helper
-def _add_taps(acc, buf, offs, wts, length, first):
-    """``acc[:length] (=|+=) sum_t wts[t] * buf[offs[t] + q]`` over one kernel row
-    of taps; the common widths 3, 5 and 7 in one pass over ``acc``."""
+def _add_taps(acc, buf, offs, wts, length):
+    """``acc[:length] += sum_t wts[t] * buf[offs[t] + q]`` over one kernel row of
+    taps, added one by one in tap order; the common widths 3, 5 and 7 in one pass
+    over ``acc``. Sums start from zeros (never from a first product), so that an
+    output's bits do not depend on which kernel row comes first:
+    :mod:`._depthwise_rows` skips the padding rows and gives the same bits."""
     n_taps = offs.shape[0]
     if n_taps == 3:
         s0 = buf[offs[0]:offs[0] + length]
         s1 = buf[offs[1]:offs[1] + length]
         s2 = buf[offs[2]:offs[2] + length]
         w0, w1, w2 = wts[0], wts[1], wts[2]
-        if first:
-            for q in range(length):
-                acc[q] = w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
-        else:
-            for q in range(length):
-                acc[q] = acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+        for q in range(length):
+            acc[q] = acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
     elif n_taps == 5:
         s0 = buf[offs[0]:offs[0] + length]
         s1 = buf[offs[1]:offs[1] + length]
@@ -118,14 +121,9 @@ def _add_taps(acc, buf, offs, wts, length, first):
         s3 = buf[offs[3]:offs[3] + length]
         s4 = buf[offs[4]:offs[4] + length]
         w0, w1, w2, w3, w4 = wts[0], wts[1], wts[2], wts[3], wts[4]
-        if first:
-            for q in range(length):
-                acc[q] = (w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
-                          + w4 * s4[q])
-        else:
-            for q in range(length):
-                acc[q] = (acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
-                          + w3 * s3[q] + w4 * s4[q])
+        for q in range(length):
+            acc[q] = (acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+                      + w3 * s3[q] + w4 * s4[q])
     elif n_taps == 7:
         s0 = buf[offs[0]:offs[0] + length]
         s1 = buf[offs[1]:offs[1] + length]
@@ -136,24 +134,15 @@ def _add_taps(acc, buf, offs, wts, length, first):
         s6 = buf[offs[6]:offs[6] + length]
         w0, w1, w2, w3 = wts[0], wts[1], wts[2], wts[3]
         w4, w5, w6 = wts[4], wts[5], wts[6]
-        if first:
-            for q in range(length):
-                acc[q] = (w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
-                          + w4 * s4[q] + w5 * s5[q] + w6 * s6[q])
-        else:
-            for q in range(length):
-                acc[q] = (acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
-                          + w3 * s3[q] + w4 * s4[q] + w5 * s5[q] + w6 * s6[q])
+        for q in range(length):
+            acc[q] = (acc[q] + w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
+                      + w4 * s4[q] + w5 * s5[q] + w6 * s6[q])
     else:
         for t in range(n_taps):
             src = buf[offs[t]:offs[t] + length]
             wv = wts[t]
-            if first and t == 0:
-                for q in range(length):
-                    acc[q] = wv * src[q]
-            else:
-                for q in range(length):
-                    acc[q] += wv * src[q]
+            for q in range(length):
+                acc[q] += wv * src[q]
 
 
 @cpu_kernel
@@ -186,9 +175,10 @@ def depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq, lo, hi):
                                 pad_t, pad_l, sh, sw)
             for m in range(mult):
                 co = ci * mult + m
+                _zero(acc, np.int64(0), length)
                 for r in range(kh_size):
                     _add_taps(acc, buf, offs[r * kw_size:(r + 1) * kw_size],
-                              w[co, 0, r], length, r == 0)
+                              w[co, 0, r], length)
                 bias = b[co]
                 for i in range(oh_size):
                     src = acc[i * wq:i * wq + ow_size]
@@ -244,13 +234,14 @@ def depthwise_backward_input(dy, w, dx, offs, pad_t, pad_l, hq, wq):
         for task in range(first_task, min(tasks, first_task + PLANES_PER_TASK)):
             n = task // c_in
             ci = task % c_in
+            _zero(acc, np.int64(0), length)
             for m in range(mult):
                 co = ci * mult + m
                 _fill_rows(dy[n, co], buf, 0, wq, front,
                            buf_len - front - oh_size * wq)
                 for r in range(kh_size):
                     _add_taps(acc, buf, offs[r * kw_size:(r + 1) * kw_size],
-                              w[co, 0, r], length, m == 0 and r == 0)
+                              w[co, 0, r], length)
             for i in range(h):
                 src = acc[i * wq + pad_l:i * wq + pad_l + wd]
                 dst = dx[n, ci, i]

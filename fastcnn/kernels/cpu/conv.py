@@ -52,6 +52,7 @@ from ._depthwise import (
     conv2d_depthwise_input_grad,
     conv2d_depthwise_weight_grad,
 )
+from ._depthwise_rows import conv2d_depthwise_rows, fits_rows
 from ._dots import _add_dots
 from ._gemm import (
     BLOCK_BYTES,
@@ -550,7 +551,10 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups, clamp=None)
     n_batch, c_out, oh_size, ow_size = y.shape
     path = _forward_path(x.shape, w.shape, y.shape, sh, sw, dh, dw, groups)
     lo, hi = bounds(clamp, y.dtype)
-    if path == "depthwise":
+    if path == "depthwise_rows" and fits_rows(x.shape, w, y.shape, pad_t, pad_l):
+        conv2d_depthwise_rows(x, w, b, y, pad_t, pad_l, lo, hi)
+        return
+    if path.startswith("depthwise"):
         conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, lo, hi)
         return
     if path == "winograd":
