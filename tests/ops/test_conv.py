@@ -102,8 +102,14 @@ PLAN_CASES = [
      ("forward:shifted", "input:direct", "weight:direct", "bias")),
     ((2, 8, 6, 96, (3, 3), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:gemm", "bias")),
+    # depthwise: dx is the forward of dy with flipped filters where each channel
+    # has one filter; several images side by side from 64 columns on
     ((2, 4, 6, 4, (3, 3), 1, 4, True),
+     ("forward:depthwise", "weight:depthwise", "bias")),
+    ((2, 4, 6, 8, (3, 3), 1, 4, True),
      ("forward:depthwise", "input:depthwise", "weight:depthwise", "bias")),
+    ((16, 4, 6, 4, (3, 3), 1, 4, True),
+     ("forward:depthwise_rows", "weight:depthwise_rows", "bias")),
 ]
 
 _PLAN_NAMES = {
@@ -111,6 +117,8 @@ _PLAN_NAMES = {
     "_conv2d_forward_shifted": "forward:shifted",
     "_conv2d_forward_im2col": "forward:im2col", "winograd_conv3x3": "winograd",
     "conv2d_depthwise": "forward:depthwise",
+    "conv2d_depthwise_rows": "forward:depthwise_rows",
+    "conv2d_depthwise_rows_weight_grad": "weight:depthwise_rows",
     "_conv2d_backward_input_direct": "input:direct",
     "conv2d_depthwise_input_grad": "input:depthwise",
     "_conv2d_backward_weight_direct": "weight:direct",

@@ -29,6 +29,7 @@ CASES = [
     (9, 3, 4, 4, 7, 6, 6, 6, 6, 1),     # padding K - 1: outputs that see one row
     (6, 2, 11, 13, 5, 0, 0, 0, 0, 3),   # no padding
     (41, 2, 3, 10, 3, 1, 1, 1, 1, 1),   # two image groups, the last one short
+    (9, 2, 7, 12, 5, 0, 4, 3, 1, 2),    # asymmetric, small planes
 ]
 
 
@@ -161,3 +162,64 @@ def test_fuzzed_geometries_match_the_naive_reference(data):
     assert _forward_path(x.shape, weight.shape, y.shape, 1, 1, 1, 1,
                          case[1]) == "depthwise_rows"
     assert max_rel_error(y, _expected(case, x, weight, bias)) < 1e-12
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[4]], ids=str)
+def test_the_input_gradient_is_the_flipped_forward(case):
+    """One filter per channel: dx runs through the forward's kernels (the rows one
+    from this batch on), matches the naive reference, and keeps its bits when the
+    batch is split (the small half takes the plane kernel)."""
+    n, c, h, w, k, pt, pb, pl, pr, _ = case
+    x, weight, _ = _arrays(case, np.float64, seed=6)
+    dy = np.random.default_rng(7).standard_normal(
+        (n, c, h + pt + pb - k + 1, w + pl + pr - k + 1))
+    assert conv.flipped_depthwise_padding(x.shape, dy.shape, weight.shape, pt, pl,
+                                          1, 1) == (k - 1 - pt, k - 1 - pl)
+    assert _forward_path(dy.shape, weight.shape, x.shape, 1, 1, 1, 1,
+                         c) == "depthwise_rows"
+
+    def input_grad(dy):
+        dx = np.empty((dy.shape[0], c, h, w))
+        conv.conv2d_backward_input(dy, weight, dx, pt, pl, 1, 1, 1, 1, c)
+        return dx
+
+    dx = input_grad(dy)
+    expected = naive.conv2d_backward(dy, x, weight, (1, 1), (pt, pb), (pl, pr),
+                                     (1, 1), c)[0]
+    assert max_rel_error(dx, expected) < 1e-12
+    parts = np.concatenate([input_grad(dy[:1]), input_grad(dy[1:])])
+    assert parts.tobytes() == dx.tobytes()
+
+
+def test_the_input_gradient_keeps_its_own_kernel_where_the_flip_does_not_apply():
+    # two filters per channel, and a padding wider than the filter reaches
+    assert conv.flipped_depthwise_padding((2, 3, 8, 8), (2, 6, 8, 8), (6, 1, 3, 3),
+                                          1, 1, 1, 1) is None
+    assert conv.flipped_depthwise_padding((2, 3, 8, 8), (2, 3, 12, 12),
+                                          (3, 1, 3, 3), 3, 3, 1, 1) is None
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[4], CASES[6], CASES[7]],
+                         ids=str)
+def test_the_weight_gradient_side_by_side(case):
+    """Small planes: the weight gradient runs the rows kernel (the last case's
+    short second group included) and matches the naive reference."""
+    n, c, h, w, k, pt, pb, pl, pr, m = case
+    x, weight, _ = _arrays(case, np.float64, seed=8)
+    dy = np.random.default_rng(9).standard_normal(
+        (n, c * m, h + pt + pb - k + 1, w + pl + pr - k + 1))
+    assert conv._weight_grad_path(x.shape, weight.shape, dy.shape, 1, 1, 1, 1,
+                                  c) == "depthwise_rows"
+    dwt = np.empty_like(weight)
+    conv.conv2d_backward_weight(dy, x, dwt, pt, pl, 1, 1, 1, 1, c)
+    expected = naive.conv2d_backward(dy, x, weight, (1, 1), (pt, pb), (pl, pr),
+                                     (1, 1), c)[1]
+    assert max_rel_error(dwt, expected) < 1e-12
+    assert_thread_count_invariant(
+        lambda: conv.conv2d_backward_weight(dy, x, dwt, pt, pl, 1, 1, 1, 1, c)
+        or dwt.copy(), f"depthwise rows weight gradient {case}")
+
+
+def test_the_weight_gradient_of_large_planes_keeps_the_plane_kernel():
+    assert conv._weight_grad_path((32, 64, 56, 56), (64, 1, 3, 3), (32, 64, 56, 56),
+                                  1, 1, 1, 1, 64) == "depthwise"

@@ -8,7 +8,7 @@ processes do not compile one kernel twice.
 
 from .._jit import cpu_helper
 from ._depthwise import uses_depthwise
-from ._depthwise_rows import prefers_rows
+from ._depthwise_rows import prefers_rows, prefers_rows_weight_grad
 from ._weight_gemm import uses_weight_gemm
 
 #: Target size, in elements, of one patch tile (128 KiB of float32: it stays in L2).
@@ -104,16 +104,33 @@ def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
     return "direct"
 
 
-def _weight_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
-    """Which kernel :func:`conv2d_backward_weight` runs: "depthwise",
-    "winograd", "gemm" or "direct"."""
+def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
+    """Which kernel :func:`conv2d_backward_weight` runs: "depthwise_rows",
+    "depthwise", "winograd", "gemm" or "direct"."""
     if sh == 1 and sw == 1 and uses_depthwise(x_shape, w_shape, groups):
+        if prefers_rows_weight_grad(x_shape, w_shape, y_shape, sh, sw, dh, dw):
+            return "depthwise_rows"
         return "depthwise"
     if _uses_winograd(w_shape, sh, sw, dh, dw, groups):
         return "winograd"
     if uses_weight_gemm(w_shape[0] // groups, w_shape[1] * w_shape[2] * w_shape[3]):
         return "gemm"
     return "direct"
+
+
+def flipped_depthwise_padding(x_shape, y_shape, w_shape, pad_t, pad_l, dh, dw):
+    """``(top, left)`` padding with which a stride-1 depthwise convolution's input
+    gradient is the forward of ``dy`` with the flipped filters, or None where
+    that does not apply: several filters per channel (``dx`` sums them), or a
+    padding wider than the dilated filter (the flipped one would be negative)."""
+    if w_shape[0] != x_shape[1]:
+        return None
+    reach_h, reach_w = (w_shape[2] - 1) * dh, (w_shape[3] - 1) * dw
+    pad_b = y_shape[2] + reach_h - x_shape[2] - pad_t
+    pad_r = y_shape[3] + reach_w - x_shape[3] - pad_l
+    if max(pad_t, pad_b) > reach_h or max(pad_l, pad_r) > reach_w:
+        return None
+    return reach_h - pad_t, reach_w - pad_l
 
 
 def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
@@ -138,9 +155,14 @@ def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
             transposed = (w_shape[1], w_shape[0], 1, 1)
             path = "forward:" + _forward_path(y_shape, transposed, x_shape, 1, 1,
                                               1, 1, 1)
+        if path == "depthwise" and w_shape[0] == x_shape[1]:
+            # the forward's kernels on dy (where the padding allows, which the
+            # shapes alone do not say; see flipped_depthwise_padding)
+            path = "forward:" + _forward_path(y_shape, w_shape, x_shape, 1, 1, dh,
+                                              dw, groups)
         names.append("winograd" if path == "winograd" else
                      path if path.startswith("forward:") else "input:" + path)
-    names.append("weight:" + _weight_grad_path(x_shape, w_shape, sh, sw, dh, dw,
-                                               groups))
+    names.append("weight:" + _weight_grad_path(x_shape, w_shape, y_shape, sh, sw,
+                                               dh, dw, groups))
     names.append("bias")
     return tuple(dict.fromkeys(names))

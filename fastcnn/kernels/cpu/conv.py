@@ -46,13 +46,19 @@ from ._conv_plan import (
     _gemm_tiles,
     _input_grad_path,
     _weight_grad_path,
+    flipped_depthwise_padding,
 )
 from ._depthwise import (
     conv2d_depthwise,
     conv2d_depthwise_input_grad,
     conv2d_depthwise_weight_grad,
 )
-from ._depthwise_rows import conv2d_depthwise_rows, fits_rows
+from ._depthwise_rows import (
+    conv2d_depthwise_rows,
+    conv2d_depthwise_rows_weight_grad,
+    fits_rows,
+    padding_fits_rows,
+)
 from ._dots import _add_dots
 from ._gemm import (
     BLOCK_BYTES,
@@ -593,6 +599,16 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     n_batch, c_in, h, wd = dx.shape
     path = _input_grad_path(dx.shape, w.shape, sh, sw, dh, dw, groups)
     if path == "depthwise":
+        flipped = flipped_depthwise_padding(dx.shape, dy.shape, w.shape, pad_t, pad_l,
+                                            dh, dw)
+        if flipped is not None:
+            # One filter per channel: dx is the forward of dy with the filters
+            # flipped (the forward's kernels, the rows one included: 4x4 planes
+            # of a 7x7 filter 4.2 -> 0.9 ms, docs/PERFORMANCE.md).
+            wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+            conv2d_forward(dy, wf, np.zeros(c_in, dtype=dx.dtype), dx, *flipped,
+                           1, 1, dh, dw, groups)
+            return
         conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw)
         return
     if path == "pointwise" and (h, wd) == dy.shape[2:]:
@@ -712,8 +728,12 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
     and patch rows (:func:`_conv2d_backward_weight_direct`).
     """
-    path = _weight_grad_path(x.shape, dwt.shape, sh, sw, dh, dw, groups)
-    if path == "depthwise":
+    path = _weight_grad_path(x.shape, dwt.shape, dy.shape, sh, sw, dh, dw, groups)
+    if path == "depthwise_rows" and padding_fits_rows(x.shape, dwt.shape[2],
+                                                      dy.shape, pad_t, pad_l):
+        conv2d_depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l)
+        return
+    if path.startswith("depthwise"):
         conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, dh, dw)
         return
     if path == "winograd":
