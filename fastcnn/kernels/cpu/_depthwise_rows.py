@@ -36,9 +36,9 @@ which multiplies the padding as the naive reference does.
 import numpy as np
 from numba import prange
 
-from .._jit import cpu_helper, cpu_kernel
+from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from ._clamp import _clamp
-from ._depthwise import _add_taps, _tap_dots, _zero
+from ._depthwise import _add_taps, _zero
 
 #: Columns a pass should cover (images side by side until a row is this wide):
 #: measured, 7x7, 2 threads, 256 -> 512 columns gains little and costs cache.
@@ -94,17 +94,12 @@ def fits_rows(x_shape, w, y_shape, pad_t, pad_l) -> bool:
             and bool(np.isfinite(w).all()))
 
 
-#: Planes (H * W) up to which the weight gradient runs side by side: measured, 2
-#: threads, float32, 32 images of 64 channels, old -> rows ratio 1.76 at 16x16,
-#: 1.2 at 28x28 (3x3) and 1.0 (7x7), 0.95 and 0.72 at 56x56.
-MAX_WEIGHT_GRAD_PLANE = 28 * 28
-
-
 def prefers_rows_weight_grad(x_shape, w_shape, y_shape, sh, sw, dh, dw) -> bool:
     """Whether the weight gradient goes to :func:`depthwise_rows_weight_grad`:
-    :func:`prefers_rows`, on planes of at most :data:`MAX_WEIGHT_GRAD_PLANE`."""
-    return (x_shape[2] * x_shape[3] <= MAX_WEIGHT_GRAD_PLANE
-            and prefers_rows(x_shape, w_shape, y_shape, sh, sw, dh, dw))
+    where the forward goes side by side (:func:`prefers_rows`). Measured, 2
+    threads, float32, 32 images, plane kernel -> rows: 56x56 3x3 6.7 -> 5.5 ms,
+    28x28 7x7 5.9 -> 4.1 ms, 4x4 7x7 4.4 -> 0.64 ms."""
+    return prefers_rows(x_shape, w_shape, y_shape, sh, sw, dh, dw)
 
 
 def rows_layout(n_batch, width, pad_l, pad_r):
@@ -298,16 +293,104 @@ def _fill_side_by_side(src, buf, ld, pitch, col0, n0, n_img, ch):
                 dst[j] = row[j]
 
 
+@cpu_reduction
+def _pair_dots3(g0, g1, x, length, out):
+    """``out[t] = sum_q g0[q] * x[q + t]`` and ``out[3 + t] = sum_q g1[q] *
+    x[q + t]`` for the 3 taps ``t``: two rows of ``dy`` against one input row,
+    each loaded input vector used twice."""
+    z = g0.dtype.type(0)
+    a0 = a1 = a2 = b0 = b1 = b2 = z
+    for q in range(length):
+        u = g0[q]
+        v = g1[q]
+        x0 = x[q]
+        x1 = x[q + 1]
+        x2 = x[q + 2]
+        a0 += u * x0
+        a1 += u * x1
+        a2 += u * x2
+        b0 += v * x0
+        b1 += v * x1
+        b2 += v * x2
+    out[0], out[1], out[2] = a0, a1, a2
+    out[3], out[4], out[5] = b0, b1, b2
+
+
+@cpu_reduction
+def _pair_dots5(g0, g1, x, length, out):
+    """:func:`_pair_dots3` with 5 taps."""
+    z = g0.dtype.type(0)
+    a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = z
+    for q in range(length):
+        u = g0[q]
+        v = g1[q]
+        x0 = x[q]
+        x1 = x[q + 1]
+        x2 = x[q + 2]
+        x3 = x[q + 3]
+        x4 = x[q + 4]
+        a0 += u * x0
+        a1 += u * x1
+        a2 += u * x2
+        a3 += u * x3
+        a4 += u * x4
+        b0 += v * x0
+        b1 += v * x1
+        b2 += v * x2
+        b3 += v * x3
+        b4 += v * x4
+    out[0], out[1], out[2], out[3], out[4] = a0, a1, a2, a3, a4
+    out[5], out[6], out[7], out[8], out[9] = b0, b1, b2, b3, b4
+
+
+@cpu_reduction
+def _pair_dots7(g0, g1, x, length, out):
+    """:func:`_pair_dots3` with 7 taps."""
+    z = g0.dtype.type(0)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = z
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = z
+    for q in range(length):
+        u = g0[q]
+        v = g1[q]
+        x0 = x[q]
+        x1 = x[q + 1]
+        x2 = x[q + 2]
+        x3 = x[q + 3]
+        x4 = x[q + 4]
+        x5 = x[q + 5]
+        x6 = x[q + 6]
+        a0 += u * x0
+        a1 += u * x1
+        a2 += u * x2
+        a3 += u * x3
+        a4 += u * x4
+        a5 += u * x5
+        a6 += u * x6
+        b0 += v * x0
+        b1 += v * x1
+        b2 += v * x2
+        b3 += v * x3
+        b4 += v * x4
+        b5 += v * x5
+        b6 += v * x6
+    out[0], out[1], out[2], out[3] = a0, a1, a2, a3
+    out[4], out[5], out[6] = a4, a5, a6
+    out[7], out[8], out[9], out[10] = b0, b1, b2, b3
+    out[11], out[12], out[13] = b4, b5, b6
+
+
 @cpu_kernel
 def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
     """Gradient with respect to the weight of a stride-1 depthwise convolution
-    with a square ``K`` filter, ``dwt`` overwritten: ``dwt[co, 0, kh, kw]`` sums,
-    over the data rows ``a`` of ``x`` and the rows ``o = a + pad_t - kh`` of
-    ``dy`` that exist, the dot product of ``dy``'s row ``o`` with ``x``'s row
-    ``a`` shifted by ``kw``, a group of images side by side at a time (layout as
-    :func:`depthwise_rows_forward`, ``dy``'s rows on the same columns with zeros
-    between images). Each dot is summed in float32 (reassociated, in an order fixed
-    by the shapes), the dots in float64 in the order (group, a, kh).
+    with a square ``K`` filter in (3, 5, 7), ``dwt`` overwritten:
+    ``dwt[co, 0, kh, kw]`` sums, over the data rows ``a`` of ``x``, the dot
+    product of ``dy``'s row ``o = a + pad_t - kh`` with ``x``'s row ``a`` shifted
+    by ``kw``, a group of images side by side at a time (layout as
+    :func:`depthwise_rows_forward`; ``dy``'s rows on the same columns, zeros
+    between images, and ``K`` rows of zeros above and below, so that the two
+    rows ``o`` and ``o - 1`` of a pass (kernel rows ``kh`` and ``kh + 1``) may
+    lie outside ``dy``). Each dot is summed in float32 (reassociated, in an order
+    fixed by the shapes), the dots in float64 in the order (group, a, kh).
 
     Shape: dy (N, C*M, OH, OW), x (N, C, H, W), dwt (C*M, 1, K, K). Parallel over
     the ``C*M`` filters.
@@ -321,10 +404,9 @@ def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
     for co in prange(c_out):
         ci = co // mult
         xbuf = np.zeros(h * ld + LANES, dtype=x.dtype)
-        gbuf = np.zeros(oh_size * ld + LANES, dtype=dy.dtype)
-        offs = np.arange(k)
+        gbuf = np.zeros((oh_size + 2 * k) * ld + LANES, dtype=dy.dtype)
         sums = np.zeros(k * k, dtype=np.float64)
-        part = np.empty(k, dtype=dy.dtype)
+        part = np.empty(2 * k, dtype=dy.dtype)
         for grp in range(n_groups):
             n0 = grp * images
             n_img = min(images, n_batch - n0)
@@ -333,16 +415,26 @@ def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
                 _zero(xbuf, np.int64(0), xbuf.shape[0])
                 _zero(gbuf, np.int64(0), gbuf.shape[0])
             _fill_side_by_side(x, xbuf, ld, pitch, pad_l, n0, n_img, ci)
-            _fill_side_by_side(dy, gbuf, ld, pitch, np.int64(0), n0, n_img, co)
+            _fill_side_by_side(dy, gbuf[k * ld:], ld, pitch, np.int64(0), n0, n_img,
+                               co)
             for a in range(h):
-                for kh in range(k):
+                xr = xbuf[a * ld:]
+                for kh in range(0, k, 2):
                     o = a + pad_t - kh
-                    if 0 <= o < oh_size:
-                        _zero(part, np.int64(0), k)
-                        _tap_dots(gbuf[o * ld:], xbuf[a * ld:], offs, length, part,
-                                  np.int64(0))
-                        for kw in range(k):
-                            sums[kh * k + kw] += part[kw]
+                    if o < 0 or o > oh_size:  # neither o nor o - 1 is a row of dy
+                        continue
+                    g0 = gbuf[(o + k) * ld:]
+                    g1 = gbuf[(o + k - 1) * ld:]
+                    if k == 7:
+                        _pair_dots7(g0, g1, xr, length, part)
+                    elif k == 5:
+                        _pair_dots5(g0, g1, xr, length, part)
+                    else:
+                        _pair_dots3(g0, g1, xr, length, part)
+                    for kw in range(k):
+                        sums[kh * k + kw] += part[kw]
+                        if kh + 1 < k:
+                            sums[(kh + 1) * k + kw] += part[k + kw]
         for kh in range(k):
             for kw in range(k):
                 dwt[co, 0, kh, kw] = sums[kh * k + kw]
