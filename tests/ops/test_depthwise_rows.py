@@ -28,7 +28,7 @@ CASES = [
     (3, 2, 30, 29, 3, 0, 2, 2, 0, 1),   # asymmetric
     (9, 3, 4, 4, 7, 6, 6, 6, 6, 1),     # padding K - 1: outputs that see one row
     (6, 2, 11, 13, 5, 0, 0, 0, 0, 3),   # no padding
-    (41, 2, 3, 10, 3, 1, 1, 1, 1, 1),   # two image groups, the last one short
+    (41, 2, 3, 20, 3, 1, 1, 1, 1, 1),   # two image groups, the last one short
     (9, 2, 7, 12, 5, 0, 4, 3, 1, 2),    # asymmetric, small planes
 ]
 
@@ -218,3 +218,9 @@ def test_the_weight_gradient_side_by_side(case):
         lambda: conv.conv2d_backward_weight(dy, x, dwt, pt, pl, 1, 1, 1, 1, c)
         or dwt.copy(), f"depthwise rows weight gradient {case}")
 
+
+
+def test_the_group_case_has_a_short_last_group():
+    n, _, _, w, _, _, _, pl, pr, _ = CASES[6]
+    images, _, _ = _depthwise_rows.rows_layout(n, w, pl, pr)
+    assert 1 < images < n and n % images
