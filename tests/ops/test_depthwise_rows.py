@@ -224,3 +224,28 @@ def test_the_group_case_has_a_short_last_group():
     n, _, _, w, _, _, _, pl, pr, _ = CASES[6]
     images, _, _ = _depthwise_rows.rows_layout(n, w, pl, pr)
     assert 1 < images < n and n % images
+
+
+@pytest.mark.parametrize("n", [1, 12], ids=["planes", "rows"])
+def test_non_finite_inputs_reach_only_the_weights_they_touch(n):
+    """The zero columns between images (rows kernel) and after each row (plane
+    kernel) must not meet an inf or NaN input (0 * inf = NaN): the weight
+    gradient's NaNs and infinities are the naive reference's."""
+    case = (n, 2, 6, 7, 3, 1, 1, 1, 1, 1)
+    x, weight, _ = _arrays(case, np.float64, seed=10)
+    x[0, 0, 2, 6] = np.inf    # the last column: the zero columns follow it
+    x[-1, 1, 0, 0] = np.nan   # the first column of the last image
+    dy = np.random.default_rng(11).standard_normal((n, 2, 6, 7))
+    expected_path = "depthwise_rows" if n > 1 else "depthwise"
+    assert conv._weight_grad_path(x.shape, weight.shape, dy.shape, 1, 1, 1, 1,
+                                  2) == expected_path
+    dwt = np.empty_like(weight)
+    conv.conv2d_backward_weight(dy, x, dwt, 1, 1, 1, 1, 1, 1, 2)
+    with np.errstate(invalid="ignore"):
+        expected = naive.conv2d_backward(dy, x, weight, (1, 1), (1, 1), (1, 1),
+                                         (1, 1), 2)[1]
+    np.testing.assert_array_equal(np.isnan(dwt), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(dwt), np.isinf(expected))
+    assert np.isfinite(expected).any() and not np.isfinite(expected).all()
+    finite = np.isfinite(expected)
+    assert max_rel_error(dwt[finite], expected[finite]) < 1e-12

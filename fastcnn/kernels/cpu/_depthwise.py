@@ -27,9 +27,11 @@ Determinism: ``prange`` runs over chunks of ``(n, ci)`` planes for ``y`` and ``d
 order), so results are bitwise the same for any thread count.
 
 Non-finite values: the flat layout multiplies the zero columns of a gradient row
-by the input values that follow it in memory, so an inf or NaN input can reach a
-weight gradient it does not touch in a direct sum (0 * inf = NaN); finite inputs
-are exact as usual.
+by the input values that follow it in memory, which would carry an inf or NaN
+input into weight gradients it does not touch in a direct sum (0 * inf = NaN);
+where an image's weight-gradient sums come out not finite, they are summed again
+over each output row's own columns only (as the naive reference); finite sums
+cannot have met one.
 """
 
 import numpy as np
@@ -74,6 +76,16 @@ def _zero(buf, start, count):
     row = buf[start:start + count]
     for j in range(count):
         row[j] = 0
+
+
+@cpu_reduction
+def all_finite(values):
+    """Whether a 1-D array holds no inf and no NaN (``v - v`` is 0 exactly for
+    the finite ones)."""
+    ok = True
+    for j in range(values.shape[0]):
+        ok &= values[j] - values[j] == 0
+    return ok
 
 
 @cpu_helper
@@ -353,6 +365,16 @@ def depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, hq, wq):
             for r in range(kh_size):
                 _tap_dots(g, buf, offs[r * kw_size:(r + 1) * kw_size], length, part,
                           r * kw_size)
+            if not all_finite(part):
+                # An inf or NaN in x (or an overflow): the zero columns of g may
+                # have met it (0 * inf = NaN). Again over each output row's own
+                # columns only, as the naive reference sums.
+                _zero(part, np.int64(0), kh_size * kw_size)
+                for i in range(oh_size):
+                    for r in range(kh_size):
+                        _tap_dots(g[i * wq:], buf[i * wq:],
+                                  offs[r * kw_size:(r + 1) * kw_size], dy.shape[3],
+                                  part, r * kw_size)
             for t in range(kh_size * kw_size):
                 sums[t] += part[t]
         for r in range(kh_size):

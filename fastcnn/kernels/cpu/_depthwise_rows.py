@@ -30,7 +30,10 @@ group, so the bits depend neither on the thread count nor on the batch size.
 
 Non-finite weights: a zero padding row that is skipped would have given
 ``0 * inf = NaN``; :func:`fits_rows` leaves such filters to :mod:`._depthwise`,
-which multiplies the padding as the naive reference does.
+which multiplies the padding as the naive reference does. Non-finite inputs: the
+weight gradient's zero columns between images would carry them into weights they
+do not touch, so a filter whose sums come out not finite is summed again image by
+image (:func:`_exact_weight_sums`); finite sums cannot have met one.
 """
 
 import numpy as np
@@ -38,7 +41,7 @@ from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from ._clamp import _clamp
-from ._depthwise import _add_taps, _zero
+from ._depthwise import _add_taps, _tap_dots, _zero, all_finite
 
 #: Columns a pass should cover (images side by side until a row is this wide):
 #: measured, 2 threads and one, float32, 32 images: 512 against 256 is 3-12%
@@ -381,6 +384,34 @@ def _pair_dots7(g0, g1, x, length, out):
     out[11], out[12], out[13] = b4, b5, b6
 
 
+@cpu_helper
+def _zero_f64(values):
+    for j in range(values.shape[0]):
+        values[j] = 0.0
+
+
+@cpu_helper
+def _exact_weight_sums(gbuf, xbuf, sums, part, offs, k, ld, pitch, pad_t, n_img, h,
+                       oh_size, ow_size):
+    """:func:`depthwise_rows_weight_grad`'s sums for a group whose input holds an
+    inf or NaN: each dot over one image's own output columns only, so that the
+    zero columns of ``dy`` between images never meet it (0 * inf = NaN would reach
+    weights the value does not touch)."""
+    for a in range(h):
+        xr = xbuf[a * ld:]
+        for kh in range(k):
+            o = a + pad_t - kh
+            if o < 0 or o >= oh_size:
+                continue
+            g = gbuf[(o + k) * ld:]
+            _zero(part, np.int64(0), k)
+            for p in range(n_img):
+                _tap_dots(g[p * pitch:], xr[p * pitch:], offs, ow_size, part,
+                          np.int64(0))
+            for kw in range(k):
+                sums[kh * k + kw] += part[kw]
+
+
 @cpu_kernel
 def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
     """Gradient with respect to the weight of a stride-1 depthwise convolution
@@ -409,6 +440,7 @@ def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
         gbuf = np.zeros((oh_size + 2 * k) * ld + LANES, dtype=dy.dtype)
         sums = np.zeros(k * k, dtype=np.float64)
         part = np.empty(2 * k, dtype=dy.dtype)
+        offs = np.arange(k)
         for grp in range(n_groups):
             n0 = grp * images
             n_img = min(images, n_batch - n0)
@@ -437,6 +469,20 @@ def depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l, images, pitch, length):
                         sums[kh * k + kw] += part[kw]
                         if kh + 1 < k:
                             sums[(kh + 1) * k + kw] += part[k + kw]
+        if not all_finite(sums):
+            # An inf or NaN in x (or an overflow): the zero columns of dy may have
+            # met it. Again, image by image over their own columns.
+            _zero_f64(sums)
+            for grp in range(n_groups):
+                n0 = grp * images
+                n_img = min(images, n_batch - n0)
+                _zero(xbuf, np.int64(0), xbuf.shape[0])
+                _zero(gbuf, np.int64(0), gbuf.shape[0])
+                _fill_side_by_side(x, xbuf, ld, pitch, pad_l, n0, n_img, ci)
+                _fill_side_by_side(dy, gbuf[k * ld:], ld, pitch, np.int64(0), n0,
+                                   n_img, co)
+                _exact_weight_sums(gbuf, xbuf, sums, part, offs, k, ld, pitch, pad_t,
+                                   n_img, h, oh_size, dy.shape[3])
         for kh in range(k):
             for kw in range(k):
                 dwt[co, 0, kh, kw] = sums[kh * k + kw]
