@@ -22,8 +22,9 @@ def _random_case(rng, n, c_in, c_out, dtype=np.float64):
     return x, w, b
 
 
-# (n, in, out); 300 outputs spans three OUT_BLOCKs of the forward kernel.
-CASES = [(1, 1, 1), (3, 5, 4), (2, 7, 300), (5, 2, 3)]
+# (n, in, out); 300 outputs spans many DOT_BLOCKs of the forward kernel and three
+# COLUMN_BLOCKs of the backward ones; 9 samples and 7 outputs leave short blocks.
+CASES = [(1, 1, 1), (3, 5, 4), (2, 7, 300), (5, 2, 3), (9, 37, 7)]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -93,6 +94,20 @@ def test_nan_propagates(rng):
     assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
     dx, dw, db = F.linear_backward(np.ones_like(y), x, w)
     assert np.isnan(dw[:, 2]).all() and np.isfinite(dx).all() and np.isfinite(db).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_does_not_depend_on_neighbouring_samples_or_outputs(dtype, rng):
+    """Each output is one dot product in one order, wherever it falls in the
+    kernel's blocks (a short last block repeats a row rather than taking another
+    path): a sample alone, or the outputs reordered, give the same bits."""
+    x, w, b = _random_case(rng, 11, 203, 37, dtype)
+    y = F.linear(x, w, b)
+    for i in range(x.shape[0]):
+        assert F.linear(x[i : i + 1], w, b).tobytes() == y[i : i + 1].tobytes()
+    order = rng.permutation(w.shape[0])
+    reordered = F.linear(x[::-1].copy(), w[order].copy(), b[order].copy())
+    assert reordered.tobytes() == y[::-1][:, order].copy().tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -3,17 +3,19 @@
 Shared conventions
 ------------------
 - ``x`` has shape ``(N, IN)``, ``y`` / ``dy`` have shape ``(N, OUT)``.
-- ``w`` has PyTorch's layout ``(OUT, IN)``; the forward kernel takes its transpose
-  ``wt`` ``(IN, OUT)`` (made contiguous by the caller) so that its inner loop runs
-  along contiguous output rows and vectorises.
-- :func:`linear_forward_untransposed` (``w`` as it is) and
-  :func:`linear_backward_params` (weight and bias gradients together) are plain
-  functions over the kernels here, twins of CUDA launchers that save a launch each.
+- ``w`` has PyTorch's layout ``(OUT, IN)``. The layers' forward,
+  :func:`linear_forward_untransposed`, reads it as it is: each output is a dot
+  product of an ``x`` row with a ``w`` row, both contiguous. :func:`linear_forward`
+  takes the transpose ``wt`` ``(IN, OUT)`` for a caller that holds one (its inner
+  loop runs along contiguous output rows).
+- :func:`linear_backward_params` (weight and bias gradients together) is a plain
+  function over the kernels here, twin of a CUDA launcher that saves a launch.
 
 No kernel calls BLAS: BLAS may split a sum differently for different thread counts,
 and its threads fight Numba's for the cores. Each kernel's ``prange`` runs over an
-axis whose output slices are disjoint, and every sum is taken in a fixed serial order
-inside one iteration, so results are bitwise the same for any thread count.
+axis whose output slices are disjoint, and every sum is taken in an order fixed by
+the code and the shapes inside one iteration, so results are bitwise the same for
+any thread count.
 """
 
 import numpy as np
@@ -22,6 +24,7 @@ from numba import prange
 from .._clamp import bounds
 from .._jit import cpu_helper, cpu_kernel
 from ._clamp import _clamp
+from ._dots import _dots_4x4
 from ._gemm import _gemm_rows
 
 #: Output columns per task: a multiple of the micro-kernel's blocks, wide enough to
@@ -59,15 +62,52 @@ def linear_forward(x, wt, b, y, clamp=None):
 
 
 def linear_forward_untransposed(x, w, b, y, clamp=None):
-    """``y[n, o] = b[o] + sum_k x[n, k] * w[o, k]``: :func:`linear_forward` on
-    ``w`` in PyTorch's layout. Here the contiguous transpose is made on the host and
-    :func:`linear_forward` runs on it (no kernel of its own, so nothing more to
-    compile); the CUDA twin reads ``w`` transposed in its one launch.
+    """``y[n, o] = b[o] + sum_k x[n, k] * w[o, k]``: :func:`linear_forward` on ``w``
+    in PyTorch's layout, limited to ``clamp``'s interval as it is stored (None: as
+    is). No transpose is made: a contiguous copy of ``w.T`` cost more than the
+    product (15 us of a 400 -> 120 layer's 20 us at batch 1; docs/PERFORMANCE.md).
 
     Shape: x (N, IN), w (OUT, IN), b (OUT,), y (N, OUT), all C-contiguous.
-    Parallel as :func:`linear_forward`.
+    Parallel over four rows of ``y`` by :data:`DOT_BLOCK` outputs
+    (:func:`_linear_forward_dots`).
     """
-    linear_forward(x, np.ascontiguousarray(w.T), b, y, clamp)
+    _linear_forward_dots(x, w, b, y, *bounds(clamp, y.dtype))
+
+
+#: Outputs per task of :func:`_linear_forward_dots`: four blocks of the 4x4 dot
+#: products, so that a batch of one still spreads a 64-wide layer over the threads.
+DOT_BLOCK = 16
+
+
+@cpu_kernel
+def _linear_forward_dots(x, w, b, y, lo, hi):
+    """Each ``y[n, o]`` as one dot product of the rows ``x[n]`` and ``w[o]``, sixteen
+    at a time (four rows by four outputs: eight loaded vectors serve sixteen
+    multiply-adds, :func:`_dots_4x4`), each sum split over the vector lanes in an
+    order fixed by ``IN``. A short last block repeats its last row or output in
+    the unused slots, so every output comes from the same machine code in the same
+    order: a sample's outputs do not depend on the batch around it, nor an
+    output's on the outputs beside it."""
+    n_batch, c_out = y.shape
+    c_in = x.shape[1]
+    clamps = lo > -np.inf or hi < np.inf
+    groups = (n_batch + 3) // 4
+    blocks = (c_out + DOT_BLOCK - 1) // DOT_BLOCK
+    for task in prange(groups * blocks):
+        t = np.int64(task)
+        n0 = (t // blocks) * 4
+        rows = min(4, n_batch - n0)
+        o_stop = min((t % blocks) * DOT_BLOCK + DOT_BLOCK, c_out)
+        x0, x1 = x[n0], x[n0 + min(1, rows - 1)]
+        x2, x3 = x[n0 + min(2, rows - 1)], x[n0 + min(3, rows - 1)]
+        for o in range((t % blocks) * DOT_BLOCK, o_stop, 4):
+            outs = min(4, o_stop - o)
+            sums = _dots_4x4(x0, x1, x2, x3, w[o], w[o + min(1, outs - 1)],
+                             w[o + min(2, outs - 1)], w[o + min(3, outs - 1)], c_in)
+            for i in range(rows):
+                for j in range(outs):
+                    value = b[o + j] + sums[4 * i + j]
+                    y[n0 + i, o + j] = _clamp(value, lo, hi) if clamps else value
 
 
 @cpu_kernel
