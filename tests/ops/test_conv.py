@@ -205,6 +205,26 @@ def test_both_stride_1_forward_kernels_match_naive(dtype, dilation, groups, rng)
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c_out,groups", [(6, 1), (13, 1), (24, 2), (3, 1)])
+def test_rows_forward_of_one_image_is_its_row_of_the_batch(c_out, groups, dtype, rng):
+    """A batch too small to fill four tasks is split over blocks of output
+    channels as well (``_channel_blocks``); the blocks start at multiples of four
+    rows, so every output keeps its micro-kernel and its bits."""
+    from fastcnn.kernels.cpu import conv as kernels
+
+    assert kernels._channel_blocks(1, c_out // groups)[0] == min(
+        4, (c_out // groups + 3) // 4)
+    x, wt, b = _random_case(rng, 9, 2 * groups, 12, 11, c_out, (5, 3), groups,
+                            dtype=dtype)
+    whole = F.conv2d(x, wt, b, 1, (2, 1), 1, groups)
+    for i in (0, 4, 8):
+        alone = F.conv2d(x[i : i + 1], wt, b, 1, (2, 1), 1, groups)
+        assert alone.tobytes() == whole[i : i + 1].tobytes()
+    two = F.conv2d(x[3:5], wt, b, 1, (2, 1), 1, groups)
+    assert two.tobytes() == whole[3:5].tobytes()
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_finite_differences(case, rng):
     n, c_in, h, w, c_out, k, stride, padding, dilation, groups = case

@@ -472,7 +472,10 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     shifts of that row, as in :func:`_conv2d_forward_shifted`, and the columns
     past each output row's end (``Wp - OW`` of every ``Wp``) are computed and
     dropped. Sums in the same order as the other two forward kernels (so the
-    same bits). Parallel over groups of whole images.
+    same bits). Parallel over groups of whole images and, when they make fewer
+    than four tasks (a batch of one), over blocks of output channels too
+    (:func:`_channel_blocks`: the blocks start at multiples of four rows of a
+    group, so each output is summed by the same micro-kernel as without them).
     """
     n_batch, c_out, oh_size, ow_size = y.shape
     wp = xp.shape[3]
@@ -488,29 +491,46 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     # Row k of a chunk: band row (channel, kh) of tap k, shifted by kw * dw.
     row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
                                np.int64(0), dw)
-    tasks = (n_batch + images - 1) // images
-    for task in prange(tasks):
-        n0 = np.int64(task) * images
+    image_tasks = (n_batch + images - 1) // images
+    blocks, block_rows = _channel_blocks(image_tasks, cout_g)
+    for task in prange(image_tasks * blocks):
+        n0 = (np.int64(task) // blocks) * images
+        r0 = (np.int64(task) % blocks) * block_rows
+        rows = min(block_rows, cout_g - r0)
         count = min(images, n_batch - n0)
         cols = count * span
         band = np.empty((chunk * kh_size, images * span + spare), dtype=y.dtype)
-        acc = np.empty((cout_g, images * span), dtype=y.dtype)
+        acc = np.empty((rows, images * span), dtype=y.dtype)
         for g in range(groups):
-            co0 = g * cout_g
+            co0 = g * cout_g + r0
             _fill_rows(acc, b, co0, cols)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
                 _copy_band_rows(xp, n0, count, g * cin_g + c0, c_count, kh_size, dh,
                                 oh_size, band)
-                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, band, zero,
+                _accumulate(acc, zero, rows, zero, wm, co0, c0 * taps, band, zero,
                             row_of, off_of, c_count * taps, zero, cols)
             for i in range(count):
-                for co in range(cout_g):
+                for co in range(rows):
                     for oh in range(oh_size):
                         src = acc[co, i * span + oh * wp : i * span + oh * wp + ow_size]
                         dst = y[n0 + i, co0 + co, oh]
                         for t in range(ow_size):
                             dst[t] = _clamp(src[t], lo, hi)
+
+
+@cpu_helper
+def _channel_blocks(image_tasks, cout_g):
+    """``(blocks, rows)``: the output channels of a group cut into ``blocks``
+    blocks of ``rows`` (a multiple of four; the last may be shorter) so that
+    ``image_tasks`` groups of images make at least four tasks where the channels
+    allow. On shapes alone; the cut never changes a sum (see
+    :func:`_conv2d_forward_rows`)."""
+    wanted = min((4 + image_tasks - 1) // max(image_tasks, 1), (cout_g + 3) // 4)
+    if wanted <= 1:
+        return 1, max(cout_g, 1)
+    rows = ((cout_g + wanted - 1) // wanted + 3) // 4 * 4
+    return (cout_g + rows - 1) // rows, rows
 
 
 def _padded(x, pad_t, pad_l, hp, wp):
