@@ -163,6 +163,44 @@ class Conv2dWeightGradForm(_ConvBase):
         self.fn(self.dy, self.xp, self.dw, s, s, 1, 1, 1)
 
 
+#: Stride-1 convolutions whose weight gradient takes the rows form: standard shapes
+#: 1-3 (LeNet-5's two and a 3-channel 3x3 that Winograd leaves out).
+ROWS_WEIGHT_CASES = [label for label in CONV_LABELS[:3]]
+
+
+class Conv2dWeightGradRows(_ConvBase):
+    """The weight gradient of stride-1 convolutions from band rows and shifted
+    windows (the form conv2d picks) and from im2col patch rows (the direct kernel
+    it replaced there), at kernel level on the same padded input."""
+
+    params = [ROWS_WEIGHT_CASES, ["rows", "direct"]]
+    param_names = ["shape", "form"]
+
+    def setup(self, label, form):
+        import numpy as np
+
+        from fastcnn.kernels.cpu import conv as kernels
+
+        use_threads()
+        case = CONV_CASES[label]
+        x, self.w, _, self.dy = conv_inputs(case, "float32")
+        p = case.padding
+        self.xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        self.dw = np.empty_like(self.w)
+        self.finite = np.ones(x.shape[0], dtype=np.bool_)
+        self.rows = form == "rows"
+        self.kernels = kernels
+        self.time_weight_grad(label, form)  # compile outside the timings
+
+    def time_weight_grad(self, label, form):
+        if self.rows:
+            self.kernels._conv2d_backward_weight_rows(self.dy, self.xp, self.dw, 1, 1,
+                                                      1, self.finite)
+        else:
+            self.kernels._conv2d_backward_weight_direct(self.dy, self.xp, self.dw, 1,
+                                                        1, 1, 1, 1)
+
+
 #: The depthwise standard shapes (7 and 8), and ConvNeXt's last stage (4x4 planes).
 DEPTHWISE_CASES = {
     **{label: CONV_CASES[label] for label in CONV_LABELS

@@ -36,13 +36,15 @@ _LOSS_COST = 1.1
 #: two cores (AMD EPYC, float32; each about 1.25x its time alone). A convolution's
 #: kernels are named by ``kernels.cpu._conv_plan.kernel_plan``, so two convolutions
 #: that run the same kernel are known to share it. The two "depthwise_rows" kernels
-#: were measured alone in one process (5.1 s and 3.2 s), times 1.25.
+#: were measured alone in one process (5.1 s and 3.2 s), times 1.25; the rows
+#: weight gradient measured as long as the direct one, alone in one process.
 _KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
                 "conv2d/forward:depthwise_rows": 6.4,
                 "conv2d/weight:depthwise_rows": 4.0,
                 "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
                 "conv2d/input:depthwise": 2.5, "conv2d/weight:direct": 5.0,
+                "conv2d/weight:rows": 5.0,
                 "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,
                 "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
                 "dense/forward": 1.35, "dense/input": 0.95, "dense/weight": 1.1,

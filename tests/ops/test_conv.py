@@ -95,8 +95,10 @@ TILED_CASES = [
 # (n, c_in, h, c_out, kernel, stride, groups, input_grad) -> kernel_plan's names
 PLAN_CASES = [
     ((4, 6, 14, 16, (5, 5), 1, 1, True),
-     ("forward:rows", "input:direct", "weight:direct", "bias")),
-    ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:direct", "bias")),
+     ("forward:rows", "input:direct", "weight:rows", "bias")),
+    ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:rows", "bias")),
+    ((2, 3, 9, 6, (3, 5), 2, 1, True),
+     ("forward:im2col", "input:direct", "weight:direct", "bias")),
     ((2, 8, 6, 8, (3, 3), 1, 1, True), ("winograd", "weight:winograd", "bias")),
     ((2, 8, 30, 64, (1, 1), 1, 1, True),
      ("forward:shifted", "input:direct", "weight:direct", "bias")),
@@ -122,6 +124,7 @@ _PLAN_NAMES = {
     "_conv2d_backward_input_direct": "input:direct",
     "conv2d_depthwise_input_grad": "input:depthwise",
     "_conv2d_backward_weight_direct": "weight:direct",
+    "_conv2d_backward_weight_rows": "weight:rows",
     "conv2d_backward_weight_gemm": "weight:gemm",
     "winograd_weight_grad3x3": "weight:winograd",
     "conv2d_depthwise_weight_grad": "weight:depthwise",
@@ -223,6 +226,24 @@ def test_rows_forward_of_one_image_is_its_row_of_the_batch(c_out, groups, dtype,
         assert alone.tobytes() == whole[i : i + 1].tobytes()
     two = F.conv2d(x[3:5], wt, b, 1, (2, 1), 1, groups)
     assert two.tobytes() == whole[3:5].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_weight_grad_keeps_an_inf_to_the_weights_it_touches(dtype, rng):
+    """The rows weight gradient multiplies zeros past each dy row's end by input
+    values no window covers there; an inf among them (0 * inf = NaN) must not
+    reach weights whose windows never read it: those come out finite, as in the
+    naive reference (the kernel hands such a batch to the direct one)."""
+    x, wt, _ = _random_case(rng, 3, 2, 7, 8, 4, (3, 3), 1, dtype=dtype)
+    x[1, 0, 3, 7] = np.inf  # the last column: only kw = 2 reads it
+    dy = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    _, dweight, _ = F.conv2d_backward(dy, x, wt, 1, 0)
+    expected = naive.conv2d_backward(dy, x, wt, (1, 1), (0, 0), (0, 0), (1, 1), 1)[1]
+    finite = np.isfinite(expected)
+    assert finite.any() and not finite.all()
+    np.testing.assert_array_equal(np.isfinite(dweight), finite)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_close(dweight[finite], expected[finite], tol, tol, "dweight")
 
 
 @pytest.mark.parametrize("case", CASES)

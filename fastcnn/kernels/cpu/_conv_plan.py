@@ -106,7 +106,8 @@ def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
 
 def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
     """Which kernel :func:`conv2d_backward_weight` runs: "depthwise_rows",
-    "depthwise", "winograd", "gemm" or "direct"."""
+    "depthwise", "winograd", "gemm", "rows" (stride 1, kernels wider than one
+    column, as the rows forward) or "direct"."""
     if sh == 1 and sw == 1 and uses_depthwise(x_shape, w_shape, groups):
         if prefers_rows_weight_grad(x_shape, w_shape, y_shape, sh, sw, dh, dw):
             return "depthwise_rows"
@@ -115,6 +116,8 @@ def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
         return "winograd"
     if uses_weight_gemm(w_shape[0] // groups, w_shape[1] * w_shape[2] * w_shape[3]):
         return "gemm"
+    if sh == 1 and sw == 1 and w_shape[3] > 1:
+        return "rows"
     return "direct"
 
 

@@ -66,12 +66,23 @@ def _dot(d0, r0, count):
 
 
 @cpu_helper
-def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count):
-    """``part[c, k0 + k] += dot(grad[c - g_off, g_start:g_start + count],
-    patch[k, :count])`` for every ``c`` in ``[co, co_stop)`` and ``k < n_rows``: two
-    output channels by four patch rows at a time. (Rows are sliced from the
-    C-contiguous arrays one at a time, so Numba knows them contiguous and the dots
-    vectorise.)"""
+def _window(src, row_of, off_of, k, count):
+    """Row ``k`` of the rows :func:`_add_dots` multiplies: ``src[row_of[k],
+    off_of[k]:][:count]`` (a 1-D slice of a C-contiguous array: Numba knows it
+    contiguous, so the dots over it vectorise)."""
+    s = off_of[k]
+    return src[row_of[k], s : s + count]
+
+
+@cpu_helper
+def _add_dots(part, co, co_stop, grad, g_off, g_start, src, row_of, off_of, n_rows,
+              k0, count):
+    """``part[c, k0 + k] += dot(grad[c - g_off, g_start:g_start + count], R[k])``
+    for every ``c`` in ``[co, co_stop)`` and ``k < n_rows``, where row ``k`` of ``R``
+    is ``src[row_of[k], off_of[k]:][:count]``: a patch's rows (``row_of[k] = k``,
+    ``off_of[k] = 0``), or shifted windows of band rows (the rows weight
+    gradient). Four output channels by four rows at a time, then two by four,
+    then one."""
     g_stop = g_start + count
     while co + 4 <= co_stop:
         d0 = grad[co - g_off, g_start:g_stop]
@@ -80,15 +91,17 @@ def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count)
         d3 = grad[co + 3 - g_off, g_start:g_stop]
         k = 0
         while k + 4 <= n_rows:
-            sums = _dots_4x4(d0, d1, d2, d3, patch[k, :count], patch[k + 1, :count],
-                             patch[k + 2, :count], patch[k + 3, :count], count)
+            sums = _dots_4x4(d0, d1, d2, d3, _window(src, row_of, off_of, k, count),
+                             _window(src, row_of, off_of, k + 1, count),
+                             _window(src, row_of, off_of, k + 2, count),
+                             _window(src, row_of, off_of, k + 3, count), count)
             q = k0 + k
             for i in range(4):
                 for t in range(4):
                     part[co + i, q + t] += sums[4 * i + t]
             k += 4
         while k < n_rows:
-            row = patch[k, :count]
+            row = _window(src, row_of, off_of, k, count)
             part[co, k0 + k] += _dot(d0, row, count)
             part[co + 1, k0 + k] += _dot(d1, row, count)
             part[co + 2, k0 + k] += _dot(d2, row, count)
@@ -101,8 +114,10 @@ def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count)
         k = 0
         while k + 4 <= n_rows:
             a00, a01, a02, a03, a10, a11, a12, a13 = _dots_2x4(
-                d0, d1, patch[k, :count], patch[k + 1, :count],
-                patch[k + 2, :count], patch[k + 3, :count], count)
+                d0, d1, _window(src, row_of, off_of, k, count),
+                _window(src, row_of, off_of, k + 1, count),
+                _window(src, row_of, off_of, k + 2, count),
+                _window(src, row_of, off_of, k + 3, count), count)
             q = k0 + k
             part[co, q] += a00
             part[co, q + 1] += a01
@@ -114,14 +129,15 @@ def _add_dots(part, co, co_stop, grad, g_off, g_start, patch, n_rows, k0, count)
             part[co + 1, q + 3] += a13
             k += 4
         while k < n_rows:
-            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
-            part[co + 1, k0 + k] += _dot(d1, patch[k, :count], count)
+            row = _window(src, row_of, off_of, k, count)
+            part[co, k0 + k] += _dot(d0, row, count)
+            part[co + 1, k0 + k] += _dot(d1, row, count)
             k += 1
         co += 2
     if co < co_stop:
         d0 = grad[co - g_off, g_start:g_stop]
         for k in range(n_rows):
-            part[co, k0 + k] += _dot(d0, patch[k, :count], count)
+            part[co, k0 + k] += _dot(d0, _window(src, row_of, off_of, k, count), count)
 
 
 @cpu_reduction

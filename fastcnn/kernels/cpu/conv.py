@@ -49,6 +49,7 @@ from ._conv_plan import (
     flipped_depthwise_padding,
 )
 from ._depthwise import (
+    all_finite,
     conv2d_depthwise,
     conv2d_depthwise_input_grad,
     conv2d_depthwise_weight_grad,
@@ -746,7 +747,9 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     (:func:`_uses_winograd`; it pads virtually); else, on a padded copy of ``x``,
     with many output channels (:func:`uses_weight_gemm`) one matrix product per
     image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
-    and patch rows (:func:`_conv2d_backward_weight_direct`).
+    and input rows: shifted windows of band rows for stride 1 and kernels wider
+    than one column (:func:`_conv2d_backward_weight_rows`), patch rows otherwise
+    (:func:`_conv2d_backward_weight_direct`).
     """
     path = _weight_grad_path(x.shape, dwt.shape, dy.shape, sh, sw, dh, dw, groups)
     if path == "depthwise_rows" and padding_fits_rows(x.shape, dwt.shape[2],
@@ -766,6 +769,13 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
                                                   pad_l, sh, sw, dh, dw))
     if path == "gemm":
         conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
+    elif path == "rows":
+        finite = np.ones(dy.shape[0], dtype=np.bool_)
+        _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite)
+        if not finite.all():
+            # An inf or NaN in x met the zeros past dy's rows: the direct kernel
+            # multiplies only what each weight's window covers.
+            _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)
     else:
         _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)
 
@@ -789,6 +799,7 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
     positions = oh_size * ow_size
     tile, chunk, images = _gemm_tiles(cout_g, positions, taps, cin_g, n_batch)
     dyv = dy.reshape(n_batch, c_out, positions)
+    row_of, off_of = _plain_rows(chunk * taps)
     slots = (n_batch + images - 1) // images
     partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
     for slot in prange(slots):
@@ -811,7 +822,8 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
                         _im2col(xp, n0, g * cin_g + c0, c_count, kh_size, kw_size, sh,
                                 sw, dh, dw, ow_size, p0, width, patch, zero)
                         _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, zero, p0,
-                                  patch, c_count * taps, c0 * taps, width)
+                                  patch, row_of, off_of, c_count * taps, c0 * taps,
+                                  width)
         else:
             # Several whole images: their dy and patches side by side.
             cols = count * positions
@@ -825,7 +837,92 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
                                 sh, sw, dh, dw, ow_size, zero, positions, patch,
                                 i * positions)
                     _add_dots(part, g * cout_g, (g + 1) * cout_g, packed, g * cout_g,
-                              zero, patch, c_count * taps, c0 * taps, cols)
+                              zero, patch, row_of, off_of, c_count * taps, c0 * taps,
+                              cols)
+    dwm = dwt.reshape(c_out, k_size)
+    for co in prange(c_out):
+        _sum_slots(partial, np.int64(co), dwm[co])
+
+
+#: Images per slot of :func:`_conv2d_backward_weight_rows` leave at least this
+#: many slots: the slots are its parallel tasks, and five tasks on two threads
+#: (LeNet's second convolution at batch 64 by the forward's tiles) leave one idle
+#: a third of the time.
+ROWS_MIN_SLOTS = 8
+
+
+@cpu_helper
+def _pitch_rows(dy, n0, count, co0, wp, out):
+    """``out[c, i*OH*Wp + oh*Wp + ow] = dy[n0 + i, co0 + c, oh, ow]`` for ``ow <
+    OW``, and zero for ``OW <= ow < Wp``: ``dy`` laid out as the band rows of
+    :func:`_copy_band_rows` (one padded row's pitch per output row) for every
+    row ``c`` of ``out``, ``count`` images side by side."""
+    oh_size, ow_size = dy.shape[2], dy.shape[3]
+    span = oh_size * wp
+    for c in range(out.shape[0]):
+        row = out[c]
+        for i in range(count):
+            for oh in range(oh_size):
+                src = dy[n0 + i, co0 + c, oh]
+                dst = row[i * span + oh * wp : i * span + (oh + 1) * wp]
+                for t in range(ow_size):
+                    dst[t] = src[t]
+                for t in range(ow_size, wp):
+                    dst[t] = 0
+
+
+@cpu_kernel
+def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
+    """:func:`conv2d_backward_weight` for stride 1 from band rows, as the rows
+    forward reads its input (:func:`_conv2d_forward_rows`): each (channel, kh)
+    row of the padded input copied once, the ``KW`` taps as shifted windows of
+    it, and ``dy`` laid out with the same pitch, zeros past each row's end
+    (:func:`_pitch_rows`); the dot products of :func:`_add_dots` then run on the
+    windows in place of im2col's patch rows (which copied the input ``KH*KW``
+    times, ``OW`` values at a time: more than half the direct kernel's time on
+    LeNet-5's shapes).
+
+    Parallel over slots of whole images (at least :data:`ROWS_MIN_SLOTS` where
+    the batch allows), each summing into its own slot, then over ``C_out``,
+    adding the slots in order. The zeros of ``dy`` past each row's end meet
+    input values no weight's window covers there: where one is inf or NaN
+    (0 * inf is NaN), the slot's sums come out not finite and
+    ``finite[slot]`` is set False, for the caller to compute the gradient by
+    the direct kernel instead. Shape: ``finite`` (N,), True on entry.
+    """
+    n_batch, c_out, oh_size, ow_size = dy.shape
+    wp = xp.shape[3]
+    cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
+    cout_g = c_out // groups
+    taps = kh_size * kw_size
+    k_size = cin_g * taps
+    span = oh_size * wp
+    _, chunk, images = _gemm_tiles(cout_g, span, taps, cin_g, n_batch)
+    images = max(min(images, (n_batch + ROWS_MIN_SLOTS - 1) // ROWS_MIN_SLOTS), 1)
+    spare = (kw_size - 1) * dw
+    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
+                               np.int64(0), dw)
+    slots = (n_batch + images - 1) // images
+    partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
+    for slot in prange(slots):
+        s = np.int64(slot)
+        n0 = s * images
+        count = min(images, n_batch - n0)
+        zero = np.int64(0)
+        band = np.empty((chunk * kh_size, images * span + spare), dtype=dwt.dtype)
+        grad = np.empty((cout_g, images * span), dtype=dwt.dtype)
+        part = partial[s]
+        part[:, :] = 0
+        for g in range(groups):
+            _pitch_rows(dy, n0, count, g * cout_g, wp, grad)
+            for c0 in range(0, cin_g, chunk):
+                c_count = min(chunk, cin_g - c0)
+                _copy_band_rows(xp, n0, count, g * cin_g + c0, c_count, kh_size, dh,
+                                oh_size, band)
+                _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, g * cout_g, zero,
+                          band, row_of, off_of, c_count * taps, c0 * taps,
+                          count * span)
+        finite[s] = all_finite(part.reshape(c_out * k_size))
     dwm = dwt.reshape(c_out, k_size)
     for co in prange(c_out):
         _sum_slots(partial, np.int64(co), dwm[co])
