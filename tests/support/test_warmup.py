@@ -22,9 +22,10 @@ def test_warmup_compiles_and_leaves_the_model_alone(capsys):
     for key in before:
         np.testing.assert_array_equal(before[key], after[key])
     np.testing.assert_array_equal(np.random.get_state()[1], rng_state)
-    # width 2 is under Winograd's channel minimum: the direct kernel compiled.
+    # width 2 is under Winograd's channel minimum: the rows weight gradient
+    # (stride 1, 3x3) compiled.
     assert any("float64" in str(sig)
-               for sig in conv._conv2d_backward_weight_direct.signatures)
+               for sig in conv._conv2d_backward_weight_rows.signatures)
     # The model still trains, and the optimizer has taken no step during warmup.
     assert model.optimizer.iterations == 0
     model.train_step(np.zeros((2, 1, 8, 8)), np.array([0, 1]))
@@ -88,10 +89,10 @@ def test_the_split_shares_kernels_out_instead_of_compiling_them_twice():
                       if type(layer).__name__ == "Conv2D")
     kernels = {spec["entry"]["config"]["name"]: spec["kernels"]
                for spec in job["layers"]}
-    assert kernels[conv_1] == ["conv2d/forward:rows", "conv2d/weight:direct",
+    assert kernels[conv_1] == ["conv2d/forward:rows", "conv2d/weight:rows",
                                "conv2d/bias", "optimizer"]
     assert kernels[conv_2] == ["conv2d/forward:rows", "conv2d/input:direct",
-                               "conv2d/weight:direct", "conv2d/bias", "optimizer"]
+                               "conv2d/weight:rows", "conv2d/bias", "optimizer"]
     shares = wm._split(job, 2)
     names = [[spec["entry"]["config"]["name"] for spec in share["layers"]]
              for share in shares]
