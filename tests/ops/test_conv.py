@@ -112,6 +112,9 @@ PLAN_CASES = [
      ("forward:depthwise", "input:depthwise", "weight:depthwise", "bias")),
     ((16, 4, 6, 4, (3, 3), 1, 4, True),
      ("forward:depthwise_rows", "weight:depthwise_rows", "bias")),
+    # strided depthwise: the weight gradient reads the forward's stride phases
+    ((2, 4, 7, 4, (3, 3), 2, 4, True),
+     ("forward:depthwise", "input:direct", "weight:depthwise", "bias")),
 ]
 
 _PLAN_NAMES = {

@@ -171,3 +171,35 @@ def test_fuzzed_geometries_match_the_naive_reference(data):
     want = naive.conv2d_backward(dy, x, weight, stride, *pads, dilation, c)
     for name, a, b in zip(("dx", "dweight", "dbias"), got, want, strict=True):
         assert max_rel_error(a, b) < 1e-12, name
+
+
+@pytest.mark.parametrize("stride", [2, (3, 2)], ids=str)
+def test_strided_weight_grad_keeps_non_finite_inputs_to_the_weights_they_touch(
+        stride):
+    """The strided weight gradient reads stride phases in the flat layout too: the
+    zero columns after each dy row must not meet an inf or NaN (0 * inf = NaN)
+    that the weight's taps never read; its NaNs and infinities are the naive
+    reference's."""
+    from fastcnn.kernels.cpu import conv
+
+    case = (2, 2, 7, 10, 3, stride, 1, 1, 1)
+    x, weight, _ = _case_arrays(case, np.float64, seed=12)
+    # The last column: in phase 0, column 5, which only kw = 2 reads (at ow = 4);
+    # kw = 0's window ends at column 4, and the zero after each dy row meets it.
+    x[0, 0, 3, 9] = np.inf
+    x[1, 1, 6, 0] = np.nan
+    y = F.conv2d(x, weight, None, stride, 1, 1, 2)
+    dy = np.random.default_rng(13).standard_normal(y.shape)
+    sh, sw = _pair(stride)
+    assert conv._weight_grad_path(x.shape, weight.shape, dy.shape, sh, sw, 1, 1,
+                                  2) == "depthwise"
+    with np.errstate(invalid="ignore"):
+        dweight = F.conv2d_backward(dy, x, weight, stride, 1, 1, 2,
+                                    input_grad=False)[1]
+        expected = naive.conv2d_backward(dy, x, weight, (sh, sw), (1, 1), (1, 1),
+                                         (1, 1), 2)[1]
+    np.testing.assert_array_equal(np.isnan(dweight), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(dweight), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert finite.any() and not finite.all()
+    assert max_rel_error(dweight[finite], expected[finite]) < 1e-12

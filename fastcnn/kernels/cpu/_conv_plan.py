@@ -106,9 +106,9 @@ def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
 
 def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
     """Which kernel :func:`conv2d_backward_weight` runs: "depthwise_rows",
-    "depthwise", "winograd", "gemm", "rows" (stride 1, kernels wider than one
-    column, as the rows forward) or "direct"."""
-    if sh == 1 and sw == 1 and uses_depthwise(x_shape, w_shape, groups):
+    "depthwise" (any stride), "winograd", "gemm", "rows" (stride 1, kernels
+    wider than one column, as the rows forward) or "direct"."""
+    if uses_depthwise(x_shape, w_shape, groups):
         if prefers_rows_weight_grad(x_shape, w_shape, y_shape, sh, sw, dh, dw):
             return "depthwise_rows"
         return "depthwise"

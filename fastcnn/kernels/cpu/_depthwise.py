@@ -15,8 +15,9 @@ dropped): every tap is then one long contiguous multiply-add, and a kernel row's
 A stride ``s`` is turned into stride 1 by splitting the padded plane into its
 ``sh * sw`` phases (rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``): tap
 ``(kh, kw)`` of output ``(oh, ow)`` reads phase ``(kh*dh % sh, kw*dw % sw)`` at
-``(oh + kh*dh // sh, ow + kw*dw // sw)``. The gradients are written for stride 1;
-strided ones go through the general kernels.
+``(oh + kh*dh // sh, ow + kw*dw // sw)``. The weight gradient reads the same
+phases (any stride); the input gradient is written for stride 1, strided ones go
+through the general kernels.
 
 Buffers (per parallel task, in L1/L2): the phases of one padded input plane, each
 ``hq`` rows of ``wq`` plus one row of zeros, so that every flat read stays inside
@@ -334,15 +335,15 @@ def _tap_dots(g, buf, offs, length, out, o0):
 
 
 @cpu_kernel
-def depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, hq, wq):
-    """Gradient with respect to the weight of a stride-1 depthwise convolution:
-    ``dwt`` is overwritten. ``dwt[co, 0, kh, kw]`` is the sum over images of the
-    dot product of ``dy[n, co]`` (rows ``wq`` wide, zeros after each) with the
-    padded input plane from tap ``(kh, kw)`` on; the per-image sums are added in
-    image order, in float64.
+def depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, sh, sw, hq, wq):
+    """Gradient with respect to the weight of a depthwise convolution: ``dwt`` is
+    overwritten. ``dwt[co, 0, kh, kw]`` is the sum over images of the dot product
+    of ``dy[n, co]`` (rows ``wq`` wide, zeros after each) with the stride phase of
+    the padded input plane that tap ``(kh, kw)`` reads, from where it reads it on;
+    the per-image sums are added in image order, in float64.
 
     Shape: dy (N, C*M, OH, OW), x (N, C, H, W), dwt (C*M, 1, KH, KW); ``offs``
-    and ``hq, wq`` as for :func:`depthwise_forward` with stride 1.
+    and ``hq, wq`` as for :func:`depthwise_forward` (same stride).
     Parallel over the ``C*M`` filters.
     """
     n_batch, c_in, h, wd = x.shape
@@ -353,13 +354,15 @@ def depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, hq, wq):
     length = oh_size * wq
     for co in prange(c_out):
         ci = co // mult
-        buf = np.empty(plane, dtype=x.dtype)
+        buf = np.empty(sh * sw * plane, dtype=x.dtype)
         g = np.empty(length, dtype=dy.dtype)
         sums = np.zeros(kh_size * kw_size, dtype=np.float64)
         part = np.empty(kh_size * kw_size, dtype=dy.dtype)
         for n in range(n_batch):
-            _fill_phase(x[n, ci], buf, np.int64(0), np.int64(0), np.int64(0), hq, wq,
-                        pad_t, pad_l, np.int64(1), np.int64(1))
+            for a in range(sh):
+                for bb in range(sw):
+                    _fill_phase(x[n, ci], buf, (a * sw + bb) * plane, a, bb, hq, wq,
+                                pad_t, pad_l, sh, sw)
             _fill_rows(dy[n, co], g, np.int64(0), wq, np.int64(0), np.int64(0))
             _zero(part, np.int64(0), kh_size * kw_size)
             for r in range(kh_size):
@@ -403,9 +406,10 @@ def conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw):
     depthwise_backward_input(dy, w, dx, offs, pad_t, pad_l, hq, wq)
 
 
-def conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, dh, dw):
-    """:func:`depthwise_backward_weight` (stride 1) with its layout worked out."""
+def conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw):
+    """:func:`depthwise_backward_weight` with its layout worked out."""
     kh, kw = dwt.shape[2], dwt.shape[3]
-    hq, wq, plane = depthwise_layout(dy.shape[2], dy.shape[3], kh, kw, 1, 1, dh, dw)
-    offs = tap_offsets(kh, kw, 1, 1, dh, dw, wq, plane)
-    depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, hq, wq)
+    hq, wq, plane = depthwise_layout(dy.shape[2], dy.shape[3], kh, kw, sh, sw, dh,
+                                     dw)
+    offs = tap_offsets(kh, kw, sh, sw, dh, dw, wq, plane)
+    depthwise_backward_weight(dy, x, dwt, offs, pad_t, pad_l, sh, sw, hq, wq)

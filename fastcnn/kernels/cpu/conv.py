@@ -757,7 +757,7 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
         conv2d_depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l)
         return
     if path.startswith("depthwise"):
-        conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, dh, dw)
+        conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw)
         return
     if path == "winograd":
         n_batch, c_out, oh_size, ow_size = dy.shape
