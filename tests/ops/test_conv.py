@@ -114,7 +114,7 @@ PLAN_CASES = [
      ("forward:depthwise_rows", "weight:depthwise_rows", "bias")),
     # strided depthwise: the weight gradient reads the forward's stride phases
     ((2, 4, 7, 4, (3, 3), 2, 4, True),
-     ("forward:depthwise", "input:direct", "weight:depthwise", "bias")),
+     ("forward:depthwise", "input:depthwise_phases", "weight:depthwise", "bias")),
 ]
 
 _PLAN_NAMES = {
@@ -126,6 +126,7 @@ _PLAN_NAMES = {
     "conv2d_depthwise_rows_weight_grad": "weight:depthwise_rows",
     "_conv2d_backward_input_direct": "input:direct",
     "conv2d_depthwise_input_grad": "input:depthwise",
+    "conv2d_depthwise_input_grad_phases": "input:depthwise_phases",
     "_conv2d_backward_weight_direct": "weight:direct",
     "_conv2d_backward_weight_rows": "weight:rows",
     "conv2d_backward_weight_gemm": "weight:gemm",

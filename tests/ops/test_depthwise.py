@@ -33,6 +33,9 @@ CASES = [
     (1, 2, 5, 5, 4, 1, "same", 1, 1),
     (3, 2, 4, 4, 3, 1, 4, 1, 1),  # padding wider than the kernel reaches
     (1, 1, 3, 3, 3, 1, 0, 1, 1),  # one output pixel, C_in = groups = 1
+    # stride 2, no padding: the last row and column reach no window (dx 0 there)
+    (2, 2, 8, 10, 3, 2, 0, 1, 1),
+    (2, 3, 11, 12, 5, 2, 2, 1, 2),
 ]
 
 

@@ -91,12 +91,13 @@ def _is_pointwise(w_shape, sh, sw, groups) -> bool:
 
 
 def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
-    """Which kernel :func:`conv2d_backward_input` runs: "depthwise", "winograd"
+    """Which kernel :func:`conv2d_backward_input` runs: "depthwise" (stride 1),
+    "depthwise_phases" (strided depthwise), "winograd"
     (the forward's kernels), "pointwise" (the forward's kernels on ``dy`` with
     the transposed filters; unpadded 1x1 only, which the caller checks) or
     "direct"."""
-    if sh == 1 and sw == 1 and uses_depthwise(x_shape, w_shape, groups):
-        return "depthwise"
+    if uses_depthwise(x_shape, w_shape, groups):
+        return "depthwise" if sh == 1 and sw == 1 else "depthwise_phases"
     if _uses_winograd(w_shape, sh, sw, dh, dw, groups):
         return "winograd"
     if _is_pointwise(w_shape, sh, sw, groups):

@@ -16,8 +16,10 @@ A stride ``s`` is turned into stride 1 by splitting the padded plane into its
 ``sh * sw`` phases (rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``): tap
 ``(kh, kw)`` of output ``(oh, ow)`` reads phase ``(kh*dh % sh, kw*dw % sw)`` at
 ``(oh + kh*dh // sh, ow + kw*dw // sw)``. The weight gradient reads the same
-phases (any stride); the input gradient is written for stride 1, strided ones go
-through the general kernels.
+phases (any stride). The input gradient of a strided one is computed phase by
+phase too (:func:`depthwise_backward_input_phases`): phase ``(a, b)`` of the
+padded input's gradient is a stride-1 correlation of ``dy`` with the taps of that
+phase only.
 
 Buffers (per parallel task, in L1/L2): the phases of one padded input plane, each
 ``hq`` rows of ``wq`` plus one row of zeros, so that every flat read stays inside
@@ -262,6 +264,117 @@ def depthwise_backward_input(dy, w, dx, offs, pad_t, pad_l, hq, wq):
                     dst[j] = src[j]
 
 
+@cpu_helper
+def _interleave_pair(acc, start_a, start_b, pitch, pad_l, dst):
+    """``dst[c] = `` phase ``(c + pad_l) % 2``'s row at ``(c + pad_l) // 2``, or
+    zero where that is ``pitch`` or past: the two phase rows of a stride-2 input
+    gradient row (the first starting at ``acc[start_a]``, that of column 0)
+    interleaved into ``dst``."""
+    wd = dst.shape[0]
+    ja = pad_l // 2
+    jb = (pad_l + 1) // 2
+    pairs = max(min(wd // 2, pitch - ja, pitch - jb), 0)
+    src_a = acc[start_a + ja:start_a + ja + pairs]
+    src_b = acc[start_b + jb:start_b + jb + pairs]
+    out = dst[:2 * pairs]
+    for u in range(pairs):
+        out[2 * u] = src_a[u]
+        out[2 * u + 1] = src_b[u]
+    for c in range(2 * pairs, wd):
+        j = (c + pad_l) // 2
+        start = start_a if c % 2 == 0 else start_b
+        dst[c] = acc[start + j] if j < pitch else 0
+
+
+@cpu_kernel
+def depthwise_backward_input_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, pitch,
+                                    front, rows_max, buf_len):
+    """Gradient with respect to the input of a strided depthwise convolution:
+    ``dx`` is overwritten.
+
+    Row ``r = i*sh + a`` and column ``c = j*sw + b`` of the padded input take
+    gradient only from the taps of phase ``(a, b)`` (``kh*dh % sh == a``,
+    ``kw*dw % sw == b``): ``dxp[r, c] = sum w[kh, kw] * dy[i - kh*dh // sh,
+    j - kw*dw // sw]``, a stride-1 correlation. ``dy`` is laid out flat in rows
+    ``pitch`` wide (``OW`` and zeros) behind ``front`` zeros and ahead of zero
+    rows, so each tap of a phase is one contiguous multiply-add over the phase's
+    rows (:func:`_add_taps`, taps in order); the phase is then scattered into
+    ``dx``, columns past the computed ones (input no window reaches) as zeros.
+
+    Shape: dy (N, C*M, OH, OW), w (C*M, 1, KH, KW), dx (N, C, H, W); ``pitch``,
+    ``front``, ``rows_max`` and ``buf_len`` from :func:`conv2d_depthwise_input_grad`.
+    Parallel over chunks of ``N * C`` planes (a plane sums its ``M`` filters in
+    order, each into every phase).
+    """
+    n_batch, c_in, h, wd = dx.shape
+    c_out, _, kh_size, kw_size = w.shape
+    mult = c_out // c_in
+    oh_size = dy.shape[2]
+    phases = sh * sw
+    span = rows_max * pitch
+    tasks = n_batch * c_in
+    n_chunks = (tasks + PLANES_PER_TASK - 1) // PLANES_PER_TASK
+    for chunk in prange(n_chunks):
+        buf = np.empty(buf_len, dtype=dy.dtype)
+        acc = np.empty(phases * span, dtype=dx.dtype)
+        offs = np.empty(kh_size * kw_size, dtype=np.int64)
+        wts = np.empty(kh_size * kw_size, dtype=dx.dtype)
+        first_task = chunk * PLANES_PER_TASK
+        for task in range(first_task, min(tasks, first_task + PLANES_PER_TASK)):
+            n = task // c_in
+            ci = task % c_in
+            _zero(acc, np.int64(0), phases * span)
+            for m in range(mult):
+                co = ci * mult + m
+                _fill_rows(dy[n, co], buf, 0, pitch, front,
+                           buf_len - front - oh_size * pitch)
+                for a in range(sh):
+                    i_lo = (pad_t - a + sh - 1) // sh if pad_t > a else 0
+                    rows = (pad_t + h - 1 - a) // sh + 1 - i_lo
+                    for b in range(sw):
+                        n_taps = 0
+                        for kh in range(kh_size):
+                            if kh * dh % sh != a:
+                                continue
+                            for kw in range(kw_size):
+                                if kw * dw % sw != b:
+                                    continue
+                                offs[n_taps] = (front + (i_lo - kh * dh // sh) * pitch
+                                                - kw * dw // sw)
+                                wts[n_taps] = w[co, 0, kh, kw]
+                                n_taps += 1
+                        if rows > 0 and n_taps > 0:
+                            start = (a * sw + b) * span
+                            _add_taps(acc[start:start + rows * pitch], buf,
+                                      offs[:n_taps], wts[:n_taps], rows * pitch)
+            for r in range(h):
+                a = (r + pad_t) % sh
+                i_lo = (pad_t - a + sh - 1) // sh if pad_t > a else 0
+                row = (r + pad_t) // sh - i_lo
+                dst = dx[n, ci, r]
+                if sw == 2:
+                    # The two phases' rows interleaved, pairs of columns at a time
+                    # (vectorises), then the last ones as below.
+                    _interleave_pair(acc, (a * 2 + pad_l % 2) * span + row * pitch,
+                                     (a * 2 + 1 - pad_l % 2) * span + row * pitch,
+                                     pitch, pad_l, dst)
+                    continue
+                for b in range(sw):
+                    # Columns c0, c0 + sw, ... of this row are phase b's from j0 on;
+                    # past the computed ones (no window reaches them) zeros.
+                    j0 = (pad_l - b + sw - 1) // sw if pad_l > b else 0
+                    c0 = j0 * sw + b - pad_l
+                    count = (wd - c0 + sw - 1) // sw if wd > c0 else 0
+                    valid = max(min(count, pitch - j0), 0)
+                    base = (a * sw + b) * span + row * pitch + j0
+                    src = acc[base:base + valid]
+                    out = dst[c0:]
+                    for t in range(valid):
+                        out[t * sw] = src[t]
+                    for t in range(valid, count):
+                        out[t * sw] = 0
+
+
 @cpu_reduction
 def _tap_dots(g, buf, offs, length, out, o0):
     """``out[o0 + t] += sum_q g[q] * buf[offs[t] + q]`` for one kernel row of taps
@@ -392,6 +505,24 @@ def conv2d_depthwise(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, lo, hi):
     hq, wq, plane = depthwise_layout(y.shape[2], y.shape[3], kh, kw, sh, sw, dh, dw)
     offs = tap_offsets(kh, kw, sh, sw, dh, dw, wq, plane)
     depthwise_forward(x, w, b, y, offs, pad_t, pad_l, sh, sw, hq, wq, lo, hi)
+
+
+def conv2d_depthwise_input_grad_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw):
+    """:func:`depthwise_backward_input_phases` (any stride) with its layout
+    worked out."""
+    kh, kw = w.shape[2], w.shape[3]
+    oh, ow = dy.shape[2], dy.shape[3]
+    reach_h, reach_w = (kh - 1) * dh // sh, (kw - 1) * dw // sw
+    pitch = ow + reach_w
+    front = reach_h * pitch + reach_w
+    # Every phase row a plane of x can fall in, and zero rows below dy for the
+    # reads of rows past its last (input no window reaches) and one more for the
+    # flat reads that run past a row's end.
+    rows_max = (pad_t + dx.shape[2] - 1) // sh + 1
+    below = max(rows_max - oh, 0) + 1
+    buf_len = front + (oh + below) * pitch
+    depthwise_backward_input_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, pitch,
+                                    front, rows_max, buf_len)
 
 
 def conv2d_depthwise_input_grad(dy, w, dx, pad_t, pad_l, dh, dw):

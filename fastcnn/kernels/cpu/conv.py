@@ -52,6 +52,7 @@ from ._depthwise import (
     all_finite,
     conv2d_depthwise,
     conv2d_depthwise_input_grad,
+    conv2d_depthwise_input_grad_phases,
     conv2d_depthwise_weight_grad,
 )
 from ._depthwise_rows import (
@@ -619,6 +620,11 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     """
     n_batch, c_in, h, wd = dx.shape
     path = _input_grad_path(dx.shape, w.shape, sh, sw, dh, dw, groups)
+    if path == "depthwise_phases":
+        # Strided: phase by phase, each a stride-1 correlation of dy with that
+        # phase's taps ((32,144,56,56) 3x3 s2: 30 -> 3 ms, docs/PERFORMANCE.md).
+        conv2d_depthwise_input_grad_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw)
+        return
     if path == "depthwise":
         flipped = flipped_depthwise_padding(dx.shape, dy.shape, w.shape, pad_t, pad_l,
                                             dh, dw)
