@@ -101,7 +101,7 @@ PLAN_CASES = [
      ("forward:im2col", "input:direct", "weight:direct", "bias")),
     ((2, 8, 6, 8, (3, 3), 1, 1, True), ("winograd", "weight:winograd", "bias")),
     ((2, 8, 30, 64, (1, 1), 1, 1, True),
-     ("forward:shifted", "input:direct", "weight:direct", "bias")),
+     ("forward:shifted", "input:direct", "weight:rows", "bias")),
     ((2, 8, 6, 96, (3, 3), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:gemm", "bias")),
     # depthwise: dx is the forward of dy with flipped filters where each channel

@@ -107,8 +107,9 @@ def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
 
 def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
     """Which kernel :func:`conv2d_backward_weight` runs: "depthwise_rows",
-    "depthwise" (any stride), "winograd", "gemm", "rows" (stride 1, kernels
-    wider than one column, as the rows forward) or "direct"."""
+    "depthwise" (any stride), "winograd", "gemm", "rows" (stride 1: band rows
+    and shifted windows, or for 1x1 filters the input planes themselves) or
+    "direct"."""
     if uses_depthwise(x_shape, w_shape, groups):
         if prefers_rows_weight_grad(x_shape, w_shape, y_shape, sh, sw, dh, dw):
             return "depthwise_rows"
@@ -117,7 +118,7 @@ def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
         return "winograd"
     if uses_weight_gemm(w_shape[0] // groups, w_shape[1] * w_shape[2] * w_shape[3]):
         return "gemm"
-    if sh == 1 and sw == 1 and w_shape[3] > 1:
+    if sh == 1 and sw == 1:
         return "rows"
     return "direct"
 

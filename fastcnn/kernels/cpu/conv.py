@@ -753,8 +753,8 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     (:func:`_uses_winograd`; it pads virtually); else, on a padded copy of ``x``,
     with many output channels (:func:`uses_weight_gemm`) one matrix product per
     image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
-    and input rows: shifted windows of band rows for stride 1 and kernels wider
-    than one column (:func:`_conv2d_backward_weight_rows`), patch rows otherwise
+    and input rows: shifted windows of band rows for stride 1
+    (:func:`_conv2d_backward_weight_rows`), patch rows otherwise
     (:func:`_conv2d_backward_weight_direct`).
     """
     path = _weight_grad_path(x.shape, dwt.shape, dy.shape, sh, sw, dh, dw, groups)
