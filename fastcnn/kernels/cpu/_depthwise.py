@@ -264,28 +264,6 @@ def depthwise_backward_input(dy, w, dx, offs, pad_t, pad_l, hq, wq):
                     dst[j] = src[j]
 
 
-@cpu_helper
-def _interleave_pair(acc, start_a, start_b, pitch, pad_l, dst):
-    """``dst[c] = `` phase ``(c + pad_l) % 2``'s row at ``(c + pad_l) // 2``, or
-    zero where that is ``pitch`` or past: the two phase rows of a stride-2 input
-    gradient row (the first starting at ``acc[start_a]``, that of column 0)
-    interleaved into ``dst``."""
-    wd = dst.shape[0]
-    ja = pad_l // 2
-    jb = (pad_l + 1) // 2
-    pairs = max(min(wd // 2, pitch - ja, pitch - jb), 0)
-    src_a = acc[start_a + ja:start_a + ja + pairs]
-    src_b = acc[start_b + jb:start_b + jb + pairs]
-    out = dst[:2 * pairs]
-    for u in range(pairs):
-        out[2 * u] = src_a[u]
-        out[2 * u + 1] = src_b[u]
-    for c in range(2 * pairs, wd):
-        j = (c + pad_l) // 2
-        start = start_a if c % 2 == 0 else start_b
-        dst[c] = acc[start + j] if j < pitch else 0
-
-
 @cpu_kernel
 def depthwise_backward_input_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, pitch,
                                     front, rows_max, buf_len):
@@ -352,13 +330,6 @@ def depthwise_backward_input_phases(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, pit
                 i_lo = (pad_t - a + sh - 1) // sh if pad_t > a else 0
                 row = (r + pad_t) // sh - i_lo
                 dst = dx[n, ci, r]
-                if sw == 2:
-                    # The two phases' rows interleaved, pairs of columns at a time
-                    # (vectorises), then the last ones as below.
-                    _interleave_pair(acc, (a * 2 + pad_l % 2) * span + row * pitch,
-                                     (a * 2 + 1 - pad_l % 2) * span + row * pitch,
-                                     pitch, pad_l, dst)
-                    continue
                 for b in range(sw):
                     # Columns c0, c0 + sw, ... of this row are phase b's from j0 on;
                     # past the computed ones (no window reaches them) zeros.
