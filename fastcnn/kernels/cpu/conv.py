@@ -64,10 +64,8 @@ from ._depthwise_rows import (
 from ._dots import _add_dots
 from ._gemm import (
     BLOCK_BYTES,
-    TALL_ROWS,
     VECTOR_BYTES,
     _accumulate_block_rows,
-    _accumulate_tall_rows,
     _accumulate_vector_rows,
     _gemm_rows_store,
 )
@@ -182,25 +180,6 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
 
 
 @cpu_helper
-def _accumulate_tall(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of,
-                     n_rows, start, count):
-    """:func:`_accumulate_4` for :data:`TALL_ROWS` output rows: whole blocks of
-    columns through the tall micro-kernel, the rest four rows at a time as there
-    (each output still one fused multiply-add per row of ``R``, in order: the same
-    bits)."""
-    width = BLOCK_BYTES // dst.itemsize
-    j0 = 0
-    while j0 + width <= count:
-        _accumulate_tall_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
-                              off_of, n_rows, start + j0)
-        j0 += width
-    if j0 < count:
-        for i in range(0, TALL_ROWS, 4):
-            _accumulate_4(dst, d0 + i, dst_start + j0, coef, c0 + i, k0, src, r0,
-                          row_of, off_of, n_rows, start + j0, count - j0)
-
-
-@cpu_helper
 def _accumulate_4_columns(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of,
                           n_rows, start, count):
     """:func:`_accumulate_4` one pass over the columns per row of ``R`` (rows are
@@ -263,23 +242,6 @@ def _accumulate(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of, off_of, n
         _accumulate_1(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
                       off_of, n_rows, start, count)
         d += 1
-
-
-@cpu_helper
-def _accumulate_tall_first(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of,
-                           off_of, n_rows, start, count):
-    """:func:`_accumulate` with the output rows taken :data:`TALL_ROWS` at a time
-    first (:func:`_accumulate_tall`), the rest as there: the same bits. Used by the
-    input gradient's one-image tiles, where it measured faster; the forwards keep
-    :func:`_accumulate`, as it gained nothing measurable there
-    (docs/PERFORMANCE.md)."""
-    d = d0
-    while TALL_ROWS > 4 and d + TALL_ROWS <= d1:
-        _accumulate_tall(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
-                         off_of, n_rows, start, count)
-        d += TALL_ROWS
-    _accumulate(dst, d, d1, dst_start, coef, c0 + d - d0, k0, src, r0, row_of, off_of,
-                n_rows, start, count)
 
 
 @cpu_helper
@@ -721,8 +683,8 @@ def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
             for p0 in range(0, positions, tile):
                 width = min(tile, positions - p0)
                 dpatch[:rows, :width] = 0
-                _accumulate_tall_first(dpatch, zero, rows, zero, wt[g], c0 * taps, zero,
-                                       grad, zero, row_of, off_of, cout_g, p0, width)
+                _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad,
+                            zero, row_of, off_of, cout_g, p0, width)
                 _col2im_add(dpatch, dxp, n0, ci0, c_count, kh_size, kw_size, sh, sw,
                             dh, dw, ow_size, p0, width, zero)
         else:
