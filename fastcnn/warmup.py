@@ -38,12 +38,15 @@ _LOSS_COST = 1.1
 #: that run the same kernel are known to share it. The two "depthwise_rows" kernels
 #: were measured alone in one process (5.1 s and 3.2 s), times 1.25; the rows
 #: weight gradient measured as long as the direct one, alone in one process, and
-#: the strided depthwise input gradient ("depthwise_phases") 5.3 s alone.
+#: the strided depthwise input gradient ("depthwise_phases") 5.3 s alone; the
+#: rows input gradient 5.6 s against the direct one's 8.7 s, cold, each alone in
+#: a process (start-up included), so scaled from the direct one's cost.
 _KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
                 "conv2d/forward:depthwise_rows": 6.4,
                 "conv2d/weight:depthwise_rows": 4.0,
                 "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
+                "conv2d/input:rows": 4.0,
                 "conv2d/input:depthwise": 2.5,
                 "conv2d/input:depthwise_phases": 5.0, "conv2d/weight:direct": 5.0,
                 "conv2d/weight:rows": 5.0,

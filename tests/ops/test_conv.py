@@ -95,13 +95,13 @@ TILED_CASES = [
 # (n, c_in, h, c_out, kernel, stride, groups, input_grad) -> kernel_plan's names
 PLAN_CASES = [
     ((4, 6, 14, 16, (5, 5), 1, 1, True),
-     ("forward:rows", "input:direct", "weight:rows", "bias")),
+     ("forward:rows", "input:rows", "weight:rows", "bias")),
     ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:rows", "bias")),
     ((2, 3, 9, 6, (3, 5), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:direct", "bias")),
     ((2, 8, 6, 8, (3, 3), 1, 1, True), ("winograd", "weight:winograd", "bias")),
     ((2, 8, 30, 64, (1, 1), 1, 1, True),
-     ("forward:shifted", "input:direct", "weight:rows", "bias")),
+     ("forward:shifted", "input:rows", "weight:rows", "bias")),
     ((2, 8, 6, 96, (3, 3), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:gemm", "bias")),
     # depthwise: dx is the forward of dy with flipped filters where each channel
@@ -125,6 +125,7 @@ _PLAN_NAMES = {
     "conv2d_depthwise_rows": "forward:depthwise_rows",
     "conv2d_depthwise_rows_weight_grad": "weight:depthwise_rows",
     "_conv2d_backward_input_direct": "input:direct",
+    "conv2d_backward_input_rows": "input:rows",
     "conv2d_depthwise_input_grad": "input:depthwise",
     "conv2d_depthwise_input_grad_phases": "input:depthwise_phases",
     "_conv2d_backward_weight_direct": "weight:direct",
@@ -248,6 +249,38 @@ def test_rows_weight_grad_keeps_an_inf_to_the_weights_it_touches(dtype, rng):
     np.testing.assert_array_equal(np.isfinite(dweight), finite)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     assert_close(dweight[finite], expected[finite], tol, tol, "dweight")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_input_grad_keeps_an_inf_weight_to_the_inputs_it_touches(dtype, rng):
+    """The rows input gradient multiplies the zeros it lays out between dy's
+    rows by every weight; an inf weight (0 * inf = NaN) must not reach inputs
+    whose windows never use it with a real dy value: those come out as the naive
+    reference gives them (the dispatch hands such filters to the direct
+    kernel)."""
+    x, wt, _ = _random_case(rng, 2, 2, 7, 8, 3, (3, 3), 1, dtype=dtype)
+    wt[1, 0, 0, 2] = np.inf
+    dy = rng.standard_normal((2, 3, 5, 6)).astype(dtype)
+    dy[:, :, :, 0] = 0  # the inf tap reaches column kw = 2 only from dy's column 0
+    dx = F.conv2d_backward(dy, x, wt, 1, 0)[0]
+    expected = naive.conv2d_backward(dy, x, wt, (1, 1), (0, 0), (0, 0), (1, 1), 1)[0]
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
+    finite = np.isfinite(expected)
+    assert finite.any() and not finite.all()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_close(dx[finite], expected[finite], tol, tol, "dx")
+
+
+def test_rows_input_grad_of_one_image_is_its_slice_of_the_batch(rng):
+    """The rows input gradient puts several images in a task and, for few
+    images, splits the input channels over tasks: neither may change a bit of
+    an image's gradient."""
+    x, wt, _ = _random_case(rng, 9, 6, 14, 14, 16, (5, 5), 1, dtype=np.float32)
+    dy = rng.standard_normal((9, 16, 10, 10)).astype(np.float32)
+    whole = F.conv2d_backward(dy, x, wt, 1, 0)[0]
+    for i in (0, 4, 8):
+        alone = F.conv2d_backward(dy[i : i + 1], x[i : i + 1], wt, 1, 0)[0]
+        assert alone.tobytes() == whole[i : i + 1].tobytes()
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -81,7 +81,7 @@ def test_block_refuses_mixed_operands():
 def test_accumulate_4_with_shifted_rows_matches_numpy(dtype, rng):
     # Rows picked by index arrays and shifted by per-row offsets, as the stride-1
     # convolution reads its input plane: a block, a vector and a column tail.
-    from fastcnn.kernels.cpu import conv
+    from fastcnn.kernels.cpu import _row_products
 
     width, lanes = _widths(dtype)
     start, count = 4, width + lanes + 5
@@ -94,8 +94,8 @@ def test_accumulate_4_with_shifted_rows_matches_numpy(dtype, rng):
     for k in range(7):
         row = src[1 + row_of[k], off_of[k] + start : off_of[k] + start + count]
         expected[:, 2 : 2 + count] += np.outer(coef[1:5, 2 + k], row)
-    conv._accumulate_4(dst, 0, 2, coef, 1, 2, src, 1, row_of, off_of, 7, start,
-                       count)
+    _row_products._accumulate_4(dst, 0, 2, coef, 1, 2, src, 1, row_of, off_of, 7,
+                                start, count)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(dst, expected, rtol=tol, atol=tol * 10)
 

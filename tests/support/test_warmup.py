@@ -91,7 +91,7 @@ def test_the_split_shares_kernels_out_instead_of_compiling_them_twice():
                for spec in job["layers"]}
     assert kernels[conv_1] == ["conv2d/forward:rows", "conv2d/weight:rows",
                                "conv2d/bias", "optimizer"]
-    assert kernels[conv_2] == ["conv2d/forward:rows", "conv2d/input:direct",
+    assert kernels[conv_2] == ["conv2d/forward:rows", "conv2d/input:rows",
                                "conv2d/weight:rows", "conv2d/bias", "optimizer"]
     shares = wm._split(job, 2)
     names = [[spec["entry"]["config"]["name"] for spec in share["layers"]]

@@ -94,15 +94,16 @@ def _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups) -> str:
     """Which kernel :func:`conv2d_backward_input` runs: "depthwise" (stride 1),
     "depthwise_phases" (strided depthwise), "winograd"
     (the forward's kernels), "pointwise" (the forward's kernels on ``dy`` with
-    the transposed filters; unpadded 1x1 only, which the caller checks) or
-    "direct"."""
+    the transposed filters; unpadded 1x1 only, which the caller checks; padded
+    ones take "rows"), "rows" (stride 1: band rows, ``_input_grad_rows.py``)
+    or "direct" (strided)."""
     if uses_depthwise(x_shape, w_shape, groups):
         return "depthwise" if sh == 1 and sw == 1 else "depthwise_phases"
     if _uses_winograd(w_shape, sh, sw, dh, dw, groups):
         return "winograd"
     if _is_pointwise(w_shape, sh, sw, groups):
         return "pointwise"
-    return "direct"
+    return "rows" if sh == 1 and sw == 1 else "direct"
 
 
 def _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups) -> str:
@@ -155,7 +156,7 @@ def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
     if input_grad:
         path = _input_grad_path(x_shape, w_shape, sh, sw, dh, dw, groups)
         if path == "pointwise" and tuple(x_shape[2:]) != tuple(y_shape[2:]):
-            path = "direct"  # padded: conv2d_backward_input takes the direct kernel
+            path = "rows"  # padded: conv2d_backward_input takes the rows kernel
         if path == "pointwise":  # the forward's kernel, run on dy
             transposed = (w_shape[1], w_shape[0], 1, 1)
             path = "forward:" + _forward_path(y_shape, transposed, x_shape, 1, 1,

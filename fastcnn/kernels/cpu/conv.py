@@ -62,12 +62,13 @@ from ._depthwise_rows import (
     padding_fits_rows,
 )
 from ._dots import _add_dots
-from ._gemm import (
-    BLOCK_BYTES,
-    VECTOR_BYTES,
-    _accumulate_block_rows,
-    _accumulate_vector_rows,
-    _gemm_rows_store,
+from ._gemm import _gemm_rows_store
+from ._input_grad_rows import conv2d_backward_input_rows
+from ._row_products import (
+    _accumulate,
+    _pitch_rows,
+    _plain_rows,
+    _tap_rows,
 )
 from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm
 from ._winograd import (
@@ -138,136 +139,6 @@ def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow
                             dst[(ow + t) * sw + kw * dw] += src[t]
                     k += 1
         j += seg
-
-
-@cpu_helper
-def _row(src, r0, row_of, off_of, k, start, count):
-    """Row ``k`` of the rows :func:`_accumulate_4` multiplies, ``count`` long from
-    ``start``: ``src[r0 + row_of[k], off_of[k] + start:][:count]`` (a 1-D slice of a
-    C-contiguous array, which Numba knows contiguous, so loops over it vectorise)."""
-    s = start + off_of[k]
-    return src[r0 + row_of[k], s : s + count]
-
-
-@cpu_helper
-def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
-                  start, count):
-    """``dst[d0 + i, dst_start + j] += sum_k coef[c0 + i, k0 + k] * R[k, start + j]``
-    for ``i < 4``, ``k < n_rows``, ``j < count``, where row ``k`` of ``R`` is
-    ``src[r0 + row_of[k], off_of[k]:]``: a patch's rows (``row_of[k] = k``,
-    ``off_of[k] = 0``), or shifted windows of an input plane (the implicit patch
-    of a stride-1 convolution, see :func:`_conv2d_forward_shifted`).
-
-    Whole blocks of columns go through the register-blocked micro-kernel
-    (:func:`._gemm._accumulate_block_rows`), a remaining vector's width through its
-    one-vector form, the rest through
-    :func:`_accumulate_4_columns`; both add the rows in order of ``k``, one fused
-    multiply-add each.
-    """
-    width = BLOCK_BYTES // dst.itemsize
-    j0 = 0
-    while j0 + width <= count:
-        _accumulate_block_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
-                               off_of, n_rows, start + j0)
-        j0 += width
-    if j0 + VECTOR_BYTES // dst.itemsize <= count:
-        _accumulate_vector_rows(dst, d0, dst_start + j0, coef, c0, k0, src, r0,
-                                row_of, off_of, n_rows, start + j0)
-        j0 += VECTOR_BYTES // dst.itemsize
-    if j0 < count:
-        _accumulate_4_columns(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
-                              off_of, n_rows, start + j0, count - j0)
-
-
-@cpu_helper
-def _accumulate_4_columns(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of,
-                          n_rows, start, count):
-    """:func:`_accumulate_4` one pass over the columns per row of ``R`` (rows are
-    sliced one at a time: a 1-D slice of a C-contiguous array stays contiguous for
-    Numba, so the loop over ``j`` vectorises)."""
-    o0 = dst[d0, dst_start : dst_start + count]
-    o1 = dst[d0 + 1, dst_start : dst_start + count]
-    o2 = dst[d0 + 2, dst_start : dst_start + count]
-    o3 = dst[d0 + 3, dst_start : dst_start + count]
-    w0, w1, w2, w3 = coef[c0], coef[c0 + 1], coef[c0 + 2], coef[c0 + 3]
-    for k in range(n_rows):
-        q = k0 + k
-        a0, b0, c_0, e0 = w0[q], w1[q], w2[q], w3[q]
-        r = _row(src, r0, row_of, off_of, k, start, count)
-        for j in range(count):
-            v = r[j]
-            o0[j] += a0 * v
-            o1[j] += b0 * v
-            o2[j] += c_0 * v
-            o3[j] += e0 * v
-
-
-@cpu_helper
-def _accumulate_1(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
-                  start, count):
-    """:func:`_accumulate_4` for one output row (the last ``M % 4``)."""
-    o0 = dst[d0, dst_start : dst_start + count]
-    w0 = coef[c0]
-    k = np.int64(0)  # not a literal 0: _row would compile a second time for it
-    while k + 4 <= n_rows:
-        q = k0 + k
-        a0, a1, a2, a3 = w0[q], w0[q + 1], w0[q + 2], w0[q + 3]
-        r0_ = _row(src, r0, row_of, off_of, k, start, count)
-        r1 = _row(src, r0, row_of, off_of, k + 1, start, count)
-        r2 = _row(src, r0, row_of, off_of, k + 2, start, count)
-        r3 = _row(src, r0, row_of, off_of, k + 3, start, count)
-        for j in range(count):
-            o0[j] += a0 * r0_[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
-        k += 4
-    while k < n_rows:
-        a0 = w0[k0 + k]
-        r0_ = _row(src, r0, row_of, off_of, k, start, count)
-        for j in range(count):
-            o0[j] += a0 * r0_[j]
-        k += 1
-
-
-@cpu_helper
-def _accumulate(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_rows,
-                start, count):
-    """``dst[d, dst_start:+count] += coef[c0 + d - d0, k0:k0 + n_rows] @
-    R[:n_rows, start:+count]`` for every output row ``d`` in ``[d0, d1)``, four at a
-    time, in a fixed order (``R`` as in :func:`_accumulate_4`)."""
-    d = d0
-    while d + 4 <= d1:
-        _accumulate_4(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
-                      off_of, n_rows, start, count)
-        d += 4
-    while d < d1:
-        _accumulate_1(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
-                      off_of, n_rows, start, count)
-        d += 1
-
-
-@cpu_helper
-def _plain_rows(n_rows):
-    """``row_of`` and ``off_of`` for a patch held as rows: row ``k`` is row ``k``."""
-    row_of = np.arange(n_rows)
-    off_of = np.zeros(n_rows, dtype=np.int64)
-    return row_of, off_of
-
-
-@cpu_helper
-def _tap_rows(chunk, kh_size, kw_size, channel_rows, kh_rows, kh_offset, dw):
-    """``(row_of, off_of)`` of the stride-1 kernels: row ``k`` of a chunk (channel
-    ``c = k // taps``, tap ``(kh, kw)``) reads source row ``c * channel_rows + kh *
-    kh_rows`` from offset ``kh * kh_offset + kw * dw``: a plane's windows in the
-    shifted kernel (1, 0, ``dh * Wp``), band rows in the rows kernel (``KH``, 1,
-    0)."""
-    taps = kh_size * kw_size
-    row_of = np.empty(chunk * taps, dtype=np.int64)
-    off_of = np.empty(chunk * taps, dtype=np.int64)
-    for k in range(chunk * taps):
-        tap = k % taps
-        kh = tap // kw_size
-        row_of[k] = (k // taps) * channel_rows + kh * kh_rows
-        off_of[k] = kh * kh_offset + (tap % kw_size) * dw
-    return row_of, off_of
 
 
 @cpu_helper
@@ -577,8 +448,14 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     and ``2 - pad_l``, so ``dx`` comes without a padded copy where those are not
     negative. An unpadded 1x1 stride-1 convolution's gradient is the forward
     kernel's product of ``dy`` with the transposed filters, written straight into
-    ``dx``. Otherwise the padded gradient is computed
-    (:func:`_conv2d_backward_input_direct`, or Winograd) and cropped.
+    ``dx``. Otherwise the padded gradient is computed and cropped: from band
+    rows for stride 1 (``_input_grad_rows.py``; the direct kernel where ``w``
+    is not finite), by :func:`_conv2d_backward_input_direct` for strides, or by
+    Winograd.
+
+    Measured, 2 threads, float32 (ms, direct -> rows): LeNet-5's (64,6,14,14)->16
+    5x5 0.65 -> 0.33, (64,6,12,12)->16 0.36 -> 0.22, (64,32,32,32)->32 5x5 p2
+    40 -> 20, (64,3,32,32)->32 3x3 p1 1.64 -> 1.45.
     """
     n_batch, c_in, h, wd = dx.shape
     path = _input_grad_path(dx.shape, w.shape, sh, sw, dh, dw, groups)
@@ -610,6 +487,12 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
         conv2d_forward(dy, wt, np.zeros(c_in, dtype=dx.dtype), dx, 0, 0, 1, 1, 1, 1,
                        1)
         return
+    if path == "pointwise":
+        path = "rows"  # padded
+    if path == "rows" and not np.isfinite(w).all():
+        # An inf weight would meet the zeros the rows kernel lays out between
+        # dy's rows (0 * inf): the direct kernel multiplies only real products.
+        path = "direct"
     winograd = path == "winograd"
     if winograd and pad_t <= 2 and pad_l <= 2:
         _winograd_input_grad(dy, w, dx, 2 - pad_t, 2 - pad_l)
@@ -619,6 +502,8 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
                                                         dx.dtype)
     if winograd:
         _winograd_input_grad(dy, w, dxp, 2, 2)
+    elif path == "rows":
+        conv2d_backward_input_rows(dy, w, dxp, dh, dw, groups)
     else:
         _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups)
     if dxp is not dx:
@@ -819,26 +704,6 @@ def _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups):
 ROWS_MIN_SLOTS = 8
 
 
-@cpu_helper
-def _pitch_rows(dy, n0, count, co0, wp, out):
-    """``out[c, i*OH*Wp + oh*Wp + ow] = dy[n0 + i, co0 + c, oh, ow]`` for ``ow <
-    OW``, and zero for ``OW <= ow < Wp``: ``dy`` laid out as the band rows of
-    :func:`_copy_band_rows` (one padded row's pitch per output row) for every
-    row ``c`` of ``out``, ``count`` images side by side."""
-    oh_size, ow_size = dy.shape[2], dy.shape[3]
-    span = oh_size * wp
-    for c in range(out.shape[0]):
-        row = out[c]
-        for i in range(count):
-            for oh in range(oh_size):
-                src = dy[n0 + i, co0 + c, oh]
-                dst = row[i * span + oh * wp : i * span + (oh + 1) * wp]
-                for t in range(ow_size):
-                    dst[t] = src[t]
-                for t in range(ow_size, wp):
-                    dst[t] = 0
-
-
 @cpu_kernel
 def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
     """:func:`conv2d_backward_weight` for stride 1 from band rows, as the rows
@@ -882,7 +747,7 @@ def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
         part = partial[s]
         part[:, :] = 0
         for g in range(groups):
-            _pitch_rows(dy, n0, count, g * cout_g, wp, grad)
+            _pitch_rows(dy, n0, count, g * cout_g, wp, np.int64(0), grad)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
                 _copy_band_rows(xp, n0, count, g * cin_g + c0, c_count, kh_size, dh,
