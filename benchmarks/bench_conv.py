@@ -201,6 +201,37 @@ class Conv2dWeightGradRows(_ConvBase):
                                                         1, 1, 1, 1)
 
 
+class Conv2dInputGradRows(_ConvBase):
+    """The input gradient of stride-1 convolutions from band rows (the form
+    conv2d picks) and as ``W^T @ dy`` scattered back by patch rows (the direct
+    kernel it replaced there), at kernel level into the same padded gradient."""
+
+    params = [ROWS_WEIGHT_CASES, ["rows", "direct"]]
+    param_names = ["shape", "form"]
+
+    def setup(self, label, form):
+        import numpy as np
+
+        from fastcnn.kernels.cpu import conv as kernels
+
+        use_threads()
+        case = CONV_CASES[label]
+        x, self.w, _, self.dy = conv_inputs(case, "float32")
+        p = case.padding
+        n, c, h, w = x.shape
+        self.dxp = np.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
+        self.rows = form == "rows"
+        self.kernels = kernels
+        self.time_input_grad(label, form)  # compile outside the timings
+
+    def time_input_grad(self, label, form):
+        if self.rows:
+            self.kernels.conv2d_backward_input_rows(self.dy, self.w, self.dxp, 1, 1, 1)
+        else:
+            self.kernels._conv2d_backward_input_direct(self.dy, self.w, self.dxp, 1, 1,
+                                                       1, 1, 1)
+
+
 #: The depthwise standard shapes (7 and 8), and ConvNeXt's last stage (4x4 planes).
 DEPTHWISE_CASES = {
     **{label: CONV_CASES[label] for label in CONV_LABELS
