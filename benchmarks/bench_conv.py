@@ -22,6 +22,22 @@ class _ConvBase:
                    "groups": case.groups}
         self._forward_backward()  # compile every kernel outside the timings
 
+    def _padded_case(self, label, form):
+        """Kernel-level suites: ``self.w``, ``self.dy``, ``self.kernels`` (the CPU
+        conv module), ``self.rows`` (the form is "rows"); returns the case's input
+        zero-padded as the kernels take it."""
+        import numpy as np
+
+        from fastcnn.kernels.cpu import conv as kernels
+
+        use_threads()
+        case = CONV_CASES[label]
+        x, self.w, _, self.dy = conv_inputs(case, "float32")
+        p = case.padding
+        self.rows = form == "rows"
+        self.kernels = kernels
+        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+
     def _forward(self):
         return F.conv2d(self.x, self.w, self.b, **self.kw)
 
@@ -179,17 +195,9 @@ class Conv2dWeightGradRows(_ConvBase):
     def setup(self, label, form):
         import numpy as np
 
-        from fastcnn.kernels.cpu import conv as kernels
-
-        use_threads()
-        case = CONV_CASES[label]
-        x, self.w, _, self.dy = conv_inputs(case, "float32")
-        p = case.padding
-        self.xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        self.xp = self._padded_case(label, form)
         self.dw = np.empty_like(self.w)
-        self.finite = np.ones(x.shape[0], dtype=np.bool_)
-        self.rows = form == "rows"
-        self.kernels = kernels
+        self.finite = np.ones(self.xp.shape[0], dtype=np.bool_)
         self.time_weight_grad(label, form)  # compile outside the timings
 
     def time_weight_grad(self, label, form):
@@ -212,16 +220,7 @@ class Conv2dInputGradRows(_ConvBase):
     def setup(self, label, form):
         import numpy as np
 
-        from fastcnn.kernels.cpu import conv as kernels
-
-        use_threads()
-        case = CONV_CASES[label]
-        x, self.w, _, self.dy = conv_inputs(case, "float32")
-        p = case.padding
-        n, c, h, w = x.shape
-        self.dxp = np.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
-        self.rows = form == "rows"
-        self.kernels = kernels
+        self.dxp = np.empty_like(self._padded_case(label, form))
         self.time_input_grad(label, form)  # compile outside the timings
 
     def time_input_grad(self, label, form):

@@ -6,6 +6,8 @@ reads :func:`kernel_plan` to share the compiling out between processes so that t
 processes do not compile one kernel twice.
 """
 
+import numpy as np
+
 from .._jit import cpu_helper
 from ._depthwise import uses_depthwise
 from ._depthwise_rows import prefers_rows, prefers_rows_weight_grad
@@ -49,6 +51,19 @@ def _gemm_tiles(c_out_g, positions, k_taps, c_in_g, n_batch):
         chunk = (chunk + 2) // 4 * 4
     chunk = min(chunk, c_in_g)
     return tile, chunk, images
+
+
+@cpu_helper
+def _input_grad_task(task, groups, blocks, images, per_block, n_batch, cin_g):
+    """What task ``task`` of an input-gradient kernel parallel over (group of
+    ``images`` whole images, group, block of ``per_block`` input channels)
+    computes: ``(n0, g, c0, count, c_count)``, its first image, group, first
+    input channel of the group, and how many images and channels it has."""
+    t = np.int64(task)
+    n0 = (t // (groups * blocks)) * images
+    g = (t // blocks) % groups
+    c0 = (t % blocks) * per_block
+    return n0, g, c0, min(images, n_batch - n0), min(per_block, cin_g - c0)
 
 
 #: Winograd (``_winograd.py``) is used for 3x3 stride-1 convolutions whose input and

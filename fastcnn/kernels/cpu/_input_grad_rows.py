@@ -24,7 +24,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
-from ._conv_plan import _gemm_tiles
+from ._conv_plan import _gemm_tiles, _input_grad_task
 from ._row_products import _accumulate, _pitch_rows
 
 #: Target size, in elements, of a task's band gradient (256 KiB of float32): the
@@ -98,12 +98,8 @@ def conv2d_backward_input_rows(dy, w, dxp, dh, dw, groups):
         off_of[k] = lead - (k % kw_size) * dw
     zero = np.int64(0)
     for task in prange(image_tasks * groups * blocks):
-        t = np.int64(task)
-        n0 = (t // (groups * blocks)) * images
-        g = (t // blocks) % groups
-        c0 = (t % blocks) * per_task
-        count = min(images, n_batch - n0)
-        c_count = min(per_task, cin_g - c0)
+        n0, g, c0, count, c_count = _input_grad_task(task, groups, blocks, images,
+                                                     per_task, n_batch, cin_g)
         cols = count * span
         rows = c_count * kh_size
         grad = np.empty((cout_g, lead + images * span), dtype=dxp.dtype)

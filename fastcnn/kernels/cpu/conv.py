@@ -45,6 +45,7 @@ from ._conv_plan import (
     _forward_path,
     _gemm_tiles,
     _input_grad_path,
+    _input_grad_task,
     _weight_grad_path,
     flipped_depthwise_padding,
 )
@@ -552,12 +553,8 @@ def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
     row_of, off_of = _plain_rows(cout_g)
     image_groups = (n_batch + images - 1) // images
     for task in prange(image_groups * groups * chunks):
-        t = np.int64(task)
-        n0 = (t // (groups * chunks)) * images
-        g = (t // chunks) % groups
-        c0 = (t % chunks) * chunk
-        count = min(images, n_batch - n0)
-        c_count = min(chunk, cin_g - c0)
+        n0, g, c0, count, c_count = _input_grad_task(task, groups, chunks, images,
+                                                     chunk, n_batch, cin_g)
         ci0 = g * cin_g + c0
         rows = c_count * taps
         for i in range(count):
