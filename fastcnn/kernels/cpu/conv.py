@@ -296,6 +296,25 @@ def _copy_band_rows(xp, n0, count, ci0, c_count, kh_size, dh, oh_size, band):
                 tail[t] = 0
 
 
+@cpu_helper
+def _band_layout(c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch):
+    """The layout both band-row kernels (:func:`_conv2d_forward_rows`,
+    :func:`_conv2d_backward_weight_rows`) work in: ``(cout_g, taps, k_size, span,
+    chunk, images, spare, row_of, off_of)``, where ``span = OH * Wp`` is one
+    image's columns, ``chunk`` and ``images`` the forward's tiles
+    (:func:`_gemm_tiles`), ``spare`` the columns a shift reads past the last
+    image, and row ``k`` of a chunk is band row (channel, kh) of tap ``k``
+    shifted by ``kw * dw``."""
+    cout_g = c_out // groups
+    taps = kh_size * kw_size
+    span = oh_size * wp
+    _, chunk, images = _gemm_tiles(cout_g, span, taps, cin_g, n_batch)
+    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
+                               np.int64(0), dw)
+    return (cout_g, taps, cin_g * taps, span, chunk, images, (kw_size - 1) * dw,
+            row_of, off_of)
+
+
 @cpu_kernel
 def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` for stride 1 with several small images per task.
@@ -316,17 +335,10 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     n_batch, c_out, oh_size, ow_size = y.shape
     wp = xp.shape[3]
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
-    cout_g = c_out // groups
-    taps = kh_size * kw_size
-    k_size = cin_g * taps
-    span = oh_size * wp
-    _, chunk, images = _gemm_tiles(cout_g, span, taps, cin_g, n_batch)
-    spare = (kw_size - 1) * dw
+    cout_g, taps, k_size, span, chunk, images, spare, row_of, off_of = _band_layout(
+        c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch)
     wm = w.reshape(c_out, k_size)
     zero = np.int64(0)
-    # Row k of a chunk: band row (channel, kh) of tap k, shifted by kw * dw.
-    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
-                               np.int64(0), dw)
     image_tasks = (n_batch + images - 1) // images
     blocks, block_rows = _channel_blocks(image_tasks, cout_g)
     for task in prange(image_tasks * blocks):
@@ -731,16 +743,10 @@ def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
     n_batch, c_out, oh_size, ow_size = dy.shape
     wp = xp.shape[3]
     cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
-    cout_g = c_out // groups
-    taps = kh_size * kw_size
-    k_size = cin_g * taps
-    span = oh_size * wp
-    _, chunk, images = _gemm_tiles(cout_g, span, taps, cin_g, n_batch)
+    cout_g, taps, k_size, span, chunk, images, spare, row_of, off_of = _band_layout(
+        c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch)
     images = max(min(max(images, DOT_COLUMNS // span),
                      (n_batch + ROWS_MIN_SLOTS - 1) // ROWS_MIN_SLOTS), 1)
-    spare = (kw_size - 1) * dw
-    row_of, off_of = _tap_rows(chunk, kh_size, kw_size, kh_size, np.int64(1),
-                               np.int64(0), dw)
     slots = (n_batch + images - 1) // images
     partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
     for slot in prange(slots):
