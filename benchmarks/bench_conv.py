@@ -124,7 +124,7 @@ class Conv2dKernelPath(_ConvBase):
         if self.path == "winograd":  # the public kernel: padded input, no padding
             self.fns[0](self.xp, self.w, self.b, self.y, 0, 0, 1, 1, 1, 1, 1)
         else:
-            self.fns[0](self.xp, self.w, self.b, self.y, 1, 1, 1,
+            self.fns[0](self.xp, self.w, self.b, self.y, 0, 0, 1, 1, 1,
                         *bounds(None, self.y.dtype))
 
     def time_input_grad(self, label, path):
@@ -198,12 +198,15 @@ class Conv2dWeightGradRows(_ConvBase):
         self.xp = self._padded_case(label, form)
         self.dw = np.empty_like(self.w)
         self.finite = np.ones(self.xp.shape[0], dtype=np.bool_)
+        self.no_bias = np.empty(0, np.float32)
         self.time_weight_grad(label, form)  # compile outside the timings
 
     def time_weight_grad(self, label, form):
         if self.rows:
-            self.kernels._conv2d_backward_weight_rows(self.dy, self.xp, self.dw, 1, 1,
-                                                      1, self.finite)
+            # On the padded input, read with no further padding.
+            self.kernels._conv2d_backward_weight_rows(self.dy, self.xp, self.dw,
+                                                      self.no_bias, 0, 0, 1, 1, 1,
+                                                      self.finite)
         else:
             self.kernels._conv2d_backward_weight_direct(self.dy, self.xp, self.dw, 1,
                                                         1, 1, 1, 1)

@@ -248,7 +248,7 @@ def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[s
         kernels = ["conv2d/" + k for k in kernel_plan(
             (batch_size, *layer.input_shape), weight, (batch_size, *layer.output_shape),
             layer.stride, layer.dilation, layer.groups, input_grad)]
-        if not layer.use_bias:
+        if not layer.use_bias and "conv2d/bias" in kernels:
             kernels.remove("conv2d/bias")
     elif name == "Dense":
         kernels = ["dense/forward", *(["dense/input"] if input_grad else []),

@@ -94,14 +94,14 @@ TILED_CASES = [
 
 # (n, c_in, h, c_out, kernel, stride, groups, input_grad) -> kernel_plan's names
 PLAN_CASES = [
-    ((4, 6, 14, 16, (5, 5), 1, 1, True),
-     ("forward:rows", "input:rows", "weight:rows", "bias")),
-    ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:rows", "bias")),
+    # the rows weight gradient writes the bias gradient itself
+    ((4, 6, 14, 16, (5, 5), 1, 1, True), ("forward:rows", "input:rows", "weight:rows")),
+    ((2, 1, 12, 6, (5, 5), 1, 1, False), ("forward:rows", "weight:rows")),
     ((2, 3, 9, 6, (3, 5), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:direct", "bias")),
     ((2, 8, 6, 8, (3, 3), 1, 1, True), ("winograd", "weight:winograd", "bias")),
     ((2, 8, 30, 64, (1, 1), 1, 1, True),
-     ("forward:shifted", "input:rows", "weight:rows", "bias")),
+     ("forward:shifted", "input:rows", "weight:rows")),
     ((2, 8, 6, 96, (3, 3), 2, 1, True),
      ("forward:im2col", "input:direct", "weight:gemm", "bias")),
     # depthwise: dx is the forward of dy with flipped filters where each channel
@@ -206,6 +206,8 @@ def test_both_stride_1_forward_kernels_match_naive(dtype, dilation, groups, rng)
         no_clamp = bounds(None, dtype)
         if name == "_conv2d_forward_im2col":
             kernel(xp, wt, b, y, 1, 1, dilation, dilation, groups, *no_clamp)
+        elif name == "_conv2d_forward_rows":  # padded already: no more padding
+            kernel(xp, wt, b, y, 0, 0, dilation, dilation, groups, *no_clamp)
         else:
             kernel(xp, wt, b, y, dilation, dilation, groups, *no_clamp)
         assert_close(y, expected, tol, tol, name)
@@ -231,6 +233,52 @@ def test_rows_forward_of_one_image_is_its_row_of_the_batch(c_out, groups, dtype,
         assert alone.tobytes() == whole[i : i + 1].tobytes()
     two = F.conv2d(x[3:5], wt, b, 1, (2, 1), 1, groups)
     assert two.tobytes() == whole[3:5].tobytes()
+
+
+# (pad_t, pad_l, pad_b, pad_r): symmetric, one-sided, padding wider than the
+# kernel reaches, and none (the kernels' contiguous copy of whole rows).
+ROWS_PADDINGS = [(2, 2, 2, 2), (1, 0, 2, 3), (0, 3, 0, 0), (4, 5, 4, 5), (0, 0, 0, 0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pads", ROWS_PADDINGS)
+def test_rows_kernels_read_x_as_if_padded(pads, dtype, rng):
+    """The rows forward and weight gradient read ``x`` as if zero-padded (no
+    padded copy): bitwise what they give on the padded copy itself, and the
+    bias gradient the weight gradient writes is bitwise the bias kernel's."""
+    from fastcnn.kernels.cpu import conv as kernels
+
+    pad_t, pad_l, pad_b, pad_r = pads
+    x, wt, b = _random_case(rng, 5, 3, 9, 11, 6, (3, 4), 1, dtype=dtype)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad_t, pad_b), (pad_l, pad_r)))
+    out_hw = (xp.shape[2] - 2, xp.shape[3] - 3)
+    no_clamp = bounds(None, dtype)
+    virtual = np.full((5, 6, *out_hw), np.nan, dtype=dtype)
+    kernels._conv2d_forward_rows(x, wt, b, virtual, pad_t, pad_l, 1, 1, 1, *no_clamp)
+    padded = np.full_like(virtual, np.nan)
+    kernels._conv2d_forward_rows(xp, wt, b, padded, 0, 0, 1, 1, 1, *no_clamp)
+    assert virtual.tobytes() == padded.tobytes()
+    expected = naive.conv2d(xp, wt, b, (1, 1), (0, 0), (0, 0), (1, 1), 1)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_close(virtual, expected, tol, tol, "y")
+
+    dy = rng.standard_normal(virtual.shape).astype(dtype)
+    grads = []
+    for source, top, left in ((x, pad_t, pad_l), (xp, 0, 0)):
+        dwt, db = np.full_like(wt, np.nan), np.full(6, np.nan, dtype=dtype)
+        finite = np.ones(5, dtype=np.bool_)
+        kernels._conv2d_backward_weight_rows(dy, source, dwt, db, top, left, 1, 1, 1,
+                                             finite)
+        assert finite.all()
+        grads.append((dwt.tobytes(), db.tobytes()))
+    assert grads[0] == grads[1]
+    db_alone = np.full(6, np.nan, dtype=dtype)
+    kernels.conv2d_backward_bias(dy, db_alone)
+    assert grads[0][1] == db_alone.tobytes()
+    dwt = np.full_like(wt, np.nan)
+    kernels._conv2d_backward_weight_rows(dy, x, dwt, np.empty(0, dtype), pad_t,
+                                         pad_l, 1, 1, 1, np.ones(5, dtype=np.bool_))
+    assert dwt.tobytes() == grads[0][0]  # no bias: the same weight gradient
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

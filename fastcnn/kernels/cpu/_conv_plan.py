@@ -159,10 +159,10 @@ def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
     """The kernels a convolution's forward and backward run, as names: ``"forward:"``
     + :func:`_forward_path`'s choice, ``"input:"`` + :func:`_input_grad_path`'s
     (only with ``input_grad``), ``"weight:"`` + :func:`_weight_grad_path`'s, and
-    ``"bias"``; Winograd's forward and input gradient run the same kernels, both
-    named ``"winograd"``. Plain Python on shapes; ``fastcnn.warmup`` shares the
-    compiling out between processes by it, so two processes do not compile one
-    kernel twice.
+    ``"bias"`` (not after ``"weight:rows"``, which computes it); Winograd's
+    forward and input gradient run the same kernels, both named ``"winograd"``.
+    Plain Python on shapes; ``fastcnn.warmup`` shares the compiling out between
+    processes by it, so two processes do not compile one kernel twice.
     """
     sh, sw = stride
     dh, dw = dilation
@@ -183,7 +183,8 @@ def kernel_plan(x_shape, w_shape, y_shape, stride, dilation, groups,
                                               dw, groups)
         names.append("winograd" if path == "winograd" else
                      path if path.startswith("forward:") else "input:" + path)
-    names.append("weight:" + _weight_grad_path(x_shape, w_shape, y_shape, sh, sw,
-                                               dh, dw, groups))
-    names.append("bias")
+    weight = _weight_grad_path(x_shape, w_shape, y_shape, sh, sw, dh, dw, groups)
+    names.append("weight:" + weight)
+    if weight != "rows":  # the rows kernel writes the bias gradient itself
+        names.append("bias")
     return tuple(dict.fromkeys(names))

@@ -274,26 +274,57 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi):
 
 
 @cpu_helper
-def _copy_band_rows(xp, n0, count, ci0, c_count, kh_size, dh, oh_size, band):
+def _copy_band_rows(x, n0, count, ci0, c_count, kh_size, dh, oh_size, pad_t, pad_l,
+                    wp, plane_buf, band):
     """``band[c * KH + kh, i*OH*Wp + r*Wp + col] = xp[n0 + i, ci0 + c, r + kh*dh,
-    col]``: for each input channel and kernel row, the ``OH`` padded rows the
-    output rows read (each whole plane rows, so one contiguous copy per image),
-    ``count`` images side by side; the ``band.shape[1] - count*OH*Wp`` spare
-    columns at the end are zeroed."""
-    wp = xp.shape[3]
+    col]``, where ``xp`` is ``x`` read as if zero-padded by ``pad_t`` rows on top
+    and ``pad_l`` columns on the left to ``Wp`` columns (and with zero rows below):
+    for each input channel and kernel row, the ``OH`` padded rows the output rows
+    read, ``count`` images side by side; the ``band.shape[1] - count*OH*Wp``
+    spare columns at the end are zeroed. Each kernel row's rows are one
+    contiguous copy per image: of ``x`` itself where it needs no padding, else
+    of the image's padded plane, built in ``plane_buf`` (at least ``(OH + dh*(KH
+    - 1)) * Wp`` long) once for all kernel rows. No padded copy of all of ``x``:
+    LeNet-5's first convolution made one per forward and per weight gradient."""
+    h, w = x.shape[2], x.shape[3]
     span = oh_size * wp
+    hp = oh_size + dh * (kh_size - 1)
+    padded = not (pad_t == 0 and pad_l == 0 and wp == w and hp <= h)
+    lead = min(pad_l, wp)
+    inner = max(min(w, wp - lead), 0)
     for c in range(c_count):
-        for kh in range(kh_size):
-            dst_row = band[c * kh_size + kh]
-            for i in range(count):
-                plane = xp[n0 + i, ci0 + c].reshape(-1)
-                src = plane[kh * dh * wp : kh * dh * wp + span]
-                dst = dst_row[i * span : (i + 1) * span]
+        for i in range(count):
+            source = x[n0 + i, ci0 + c]
+            if padded:
+                for r in range(hp):
+                    dst = plane_buf[r * wp : (r + 1) * wp]
+                    source_row = r - pad_t
+                    if source_row < 0 or source_row >= h:
+                        for t in range(wp):
+                            dst[t] = 0
+                        continue
+                    # Slices, so the copy has no signed offsets (see
+                    # _conv2d_forward_shifted).
+                    src = source[source_row, :inner]
+                    mid = dst[lead : lead + inner]
+                    for t in range(lead):
+                        dst[t] = 0
+                    for t in range(inner):
+                        mid[t] = src[t]
+                    for t in range(lead + inner, wp):
+                        dst[t] = 0
+                rows = plane_buf
+            else:
+                rows = source.reshape(-1)
+            for kh in range(kh_size):
+                src = rows[kh * dh * wp : kh * dh * wp + span]
+                dst = band[c * kh_size + kh, i * span : (i + 1) * span]
                 for t in range(span):
                     dst[t] = src[t]
-            tail = dst_row[count * span :]
-            for t in range(tail.shape[0]):
-                tail[t] = 0
+    for k in range(c_count * kh_size):
+        tail = band[k, count * span :]
+        for t in range(tail.shape[0]):
+            tail[t] = 0
 
 
 @cpu_helper
@@ -316,7 +347,7 @@ def _band_layout(c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batc
 
 
 @cpu_kernel
-def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
+def _conv2d_forward_rows(x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` for stride 1 with several small images per task.
 
     The im2col path copies one patch row per (channel, kh, kw): ``KH*KW`` times
@@ -331,10 +362,12 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
     than four tasks (a batch of one), over blocks of output channels too
     (:func:`_channel_blocks`: the blocks start at multiples of four rows of a
     group, so each output is summed by the same micro-kernel as without them).
+    ``x`` is read as if padded (:func:`_copy_band_rows`), to the ``Wp = OW +
+    dw*(KW - 1)`` columns the windows span.
     """
     n_batch, c_out, oh_size, ow_size = y.shape
-    wp = xp.shape[3]
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
+    wp = ow_size + dw * (kw_size - 1)
     cout_g, taps, k_size, span, chunk, images, spare, row_of, off_of = _band_layout(
         c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch)
     wm = w.reshape(c_out, k_size)
@@ -348,14 +381,15 @@ def _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi):
         count = min(images, n_batch - n0)
         cols = count * span
         band = np.empty((chunk * kh_size, images * span + spare), dtype=y.dtype)
+        plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=y.dtype)
         acc = np.empty((rows, images * span), dtype=y.dtype)
         for g in range(groups):
             co0 = g * cout_g + r0
             _fill_rows(acc, b, co0, cols)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
-                _copy_band_rows(xp, n0, count, g * cin_g + c0, c_count, kh_size, dh,
-                                oh_size, band)
+                _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
+                                oh_size, pad_t, pad_l, wp, plane_buf, band)
                 _accumulate(acc, zero, rows, zero, wm, co0, c0 * taps, band, zero,
                             row_of, off_of, c_count * taps, zero, cols)
             for i in range(count):
@@ -438,12 +472,13 @@ def conv2d_forward(x, w, b, y, pad_t, pad_l, sh, sw, dh, dw, groups, clamp=None)
         plan = winograd_plan(n_batch, cin_g, c_out, oh_size, ow_size)
         winograd_conv3x3(x, u, b, y, pad_t, pad_l, *plan, lo, hi)
         return
+    if path == "rows":  # reads x as if padded
+        _conv2d_forward_rows(x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi)
+        return
     hp, wp = padded_hw(x.shape, y.shape, w.shape, pad_t, pad_l, sh, sw, dh, dw)
     xp = _padded(x, pad_t, pad_l, hp, wp)
     if path == "shifted":
         _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi)
-    elif path == "rows":
-        _conv2d_forward_rows(xp, w, b, y, dh, dw, groups, lo, hi)
     else:
         _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi)
 
@@ -606,40 +641,52 @@ def conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups):
     Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W),
     dwt (C_out, C_in/groups, KH, KW); the padding is :func:`conv2d_forward`'s.
     Plain Python that picks the kernel: Winograd where the forward uses it
-    (:func:`_uses_winograd`; it pads virtually); else, on a padded copy of ``x``,
-    with many output channels (:func:`uses_weight_gemm`) one matrix product per
-    image (:func:`conv2d_backward_weight_gemm`), or else dot products of ``dy``
-    and input rows: shifted windows of band rows for stride 1
-    (:func:`_conv2d_backward_weight_rows`), patch rows otherwise
-    (:func:`_conv2d_backward_weight_direct`).
+    (:func:`_uses_winograd`; it pads virtually); for stride 1 (under 96 output
+    channels) dot products of ``dy`` and shifted windows of band rows, read
+    from ``x`` as if padded (:func:`_conv2d_backward_weight_rows`); else, on a
+    padded copy of ``x``, with many output channels (:func:`uses_weight_gemm`)
+    one matrix product per image (:func:`conv2d_backward_weight_gemm`), or dot
+    products of ``dy`` and patch rows (:func:`_conv2d_backward_weight_direct`).
     """
+    _backward_weight(dy, x, dwt, None, pad_t, pad_l, sh, sw, dh, dw, groups)
+
+
+def _backward_weight(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups) -> bool:
+    """:func:`conv2d_backward_weight`; where its kernel can, it also writes the
+    bias gradient into ``db`` (None: no bias) and returns True (the rows kernel
+    does, in the loop that adds its slots: one parallel region fewer)."""
     path = _weight_grad_path(x.shape, dwt.shape, dy.shape, sh, sw, dh, dw, groups)
     if path == "depthwise_rows" and padding_fits_rows(x.shape, dwt.shape[2],
                                                       dy.shape, pad_t, pad_l):
         conv2d_depthwise_rows_weight_grad(dy, x, dwt, pad_t, pad_l)
-        return
+        return False
     if path.startswith("depthwise"):
         conv2d_depthwise_weight_grad(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw)
-        return
+        return False
     if path == "winograd":
         n_batch, c_out, oh_size, ow_size = dy.shape
         band_rows, slots = winograd_weight_plan(n_batch, dwt.shape[1], c_out,
                                                 oh_size, ow_size)
         winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots)
-        return
-    xp = _padded(x, pad_t, pad_l, *padded_hw(x.shape, dy.shape, dwt.shape, pad_t,
-                                                  pad_l, sh, sw, dh, dw))
-    if path == "gemm":
-        conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
-    elif path == "rows":
+        return False
+    hp_wp = padded_hw(x.shape, dy.shape, dwt.shape, pad_t, pad_l, sh, sw, dh, dw)
+    if path == "rows":
         finite = np.ones(dy.shape[0], dtype=np.bool_)
-        _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite)
+        bias = db if db is not None else np.empty(0, dtype=dwt.dtype)
+        _conv2d_backward_weight_rows(dy, x, dwt, bias, pad_t, pad_l, dh, dw, groups,
+                                     finite)
         if not finite.all():
             # An inf or NaN in x met the zeros past dy's rows: the direct kernel
             # multiplies only what each weight's window covers.
-            _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)
+            _conv2d_backward_weight_direct(dy, _padded(x, pad_t, pad_l, *hp_wp), dwt,
+                                           sh, sw, dh, dw, groups)
+        return db is not None
+    xp = _padded(x, pad_t, pad_l, *hp_wp)
+    if path == "gemm":
+        conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
     else:
         _conv2d_backward_weight_direct(dy, xp, dwt, sh, sw, dh, dw, groups)
+    return False
 
 
 @cpu_kernel
@@ -722,7 +769,7 @@ DOT_COLUMNS = 4096
 
 
 @cpu_kernel
-def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
+def _conv2d_backward_weight_rows(dy, x, dwt, db, pad_t, pad_l, dh, dw, groups, finite):
     """:func:`conv2d_backward_weight` for stride 1 from band rows, as the rows
     forward reads its input (:func:`_conv2d_forward_rows`): each (channel, kh)
     row of the padded input copied once, the ``KW`` taps as shifted windows of
@@ -738,11 +785,15 @@ def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
     input values no weight's window covers there: where one is inf or NaN
     (0 * inf is NaN), the slot's sums come out not finite and
     ``finite[slot]`` is set False, for the caller to compute the gradient by
-    the direct kernel instead. Shape: ``finite`` (N,), True on entry.
+    the direct kernel instead. ``x`` is read as if padded, as the rows forward
+    reads it. With ``db`` of length ``C_out`` (not 0), the loop that adds the
+    slots also writes the bias gradient, as :func:`conv2d_backward_bias` does
+    (the same bits; one parallel region fewer). Shape: ``finite`` (N,), True on
+    entry; ``db`` (C_out,) or (0,).
     """
     n_batch, c_out, oh_size, ow_size = dy.shape
-    wp = xp.shape[3]
     cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
+    wp = ow_size + dw * (kw_size - 1)
     cout_g, taps, k_size, span, chunk, images, spare, row_of, off_of = _band_layout(
         c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch)
     images = max(min(max(images, DOT_COLUMNS // span),
@@ -755,6 +806,7 @@ def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
         count = min(images, n_batch - n0)
         zero = np.int64(0)
         band = np.empty((chunk * kh_size, images * span + spare), dtype=dwt.dtype)
+        plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=dwt.dtype)
         grad = np.empty((cout_g, images * span), dtype=dwt.dtype)
         part = partial[s]
         part[:, :] = 0
@@ -762,15 +814,19 @@ def _conv2d_backward_weight_rows(dy, xp, dwt, dh, dw, groups, finite):
             _pitch_rows(dy, n0, count, g * cout_g, wp, np.int64(0), grad)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
-                _copy_band_rows(xp, n0, count, g * cin_g + c0, c_count, kh_size, dh,
-                                oh_size, band)
+                _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
+                                oh_size, pad_t, pad_l, wp, plane_buf, band)
                 _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, g * cout_g, zero,
                           band, row_of, off_of, c_count * taps, c0 * taps,
                           count * span)
         finite[s] = all_finite(part.reshape(c_out * k_size))
     dwm = dwt.reshape(c_out, k_size)
+    planes = dy.reshape(n_batch, c_out, oh_size * ow_size)
+    with_bias = db.shape[0] == c_out
     for co in prange(c_out):
         _sum_slots(partial, np.int64(co), dwm[co])
+        if with_bias:
+            db[co] = _channel_total(planes, np.int64(co))
 
 
 @cpu_reduction
@@ -783,20 +839,27 @@ def _plane_total(row):
     return acc
 
 
+@cpu_helper
+def _channel_total(planes, co):
+    """``sum(planes[:, co])``: the planes summed in image order, each by
+    :func:`_plane_total`. Shape: planes (N, C, P)."""
+    acc = planes.dtype.type(0)
+    for n in range(planes.shape[0]):
+        acc += _plane_total(planes[n, co])
+    return acc
+
+
 @cpu_kernel
 def conv2d_backward_bias(dy, db):
     """Gradient with respect to the bias: ``db[co] = sum(dy[:, co])``.
 
-    Shape: dy (N, C_out, OH, OW), db (C_out,). Parallel over ``C_out``; each
-    channel's planes summed in image order, each plane by :func:`_plane_total`.
+    Shape: dy (N, C_out, OH, OW), db (C_out,). Parallel over ``C_out``
+    (:func:`_channel_total`).
     """
     n_batch, c_out, oh_size, ow_size = dy.shape
     planes = dy.reshape(n_batch, c_out, oh_size * ow_size)
     for co in prange(c_out):
-        acc = db.dtype.type(0)
-        for n in range(n_batch):
-            acc += _plane_total(planes[n, co])
-        db[co] = acc
+        db[co] = _channel_total(planes, np.int64(co))
 
 
 def conv2d_backward_params(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups):
@@ -806,11 +869,12 @@ def conv2d_backward_params(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups)
     Shape: dy (N, C_out, OH, OW), x (N, C_in, H, W),
     dwt (C_out, C_in/groups, KH, KW), db (C_out,); the padding is
     :func:`conv2d_forward`'s. Plain Python (no kernel of its own, so nothing more
-    to compile): :func:`conv2d_backward_weight`, then :func:`conv2d_backward_bias`.
-    The CUDA twin computes both in one launch.
+    to compile): :func:`conv2d_backward_weight`, then :func:`conv2d_backward_bias`
+    unless the weight's kernel wrote ``db`` too (the rows kernel does). The CUDA
+    twin computes both in one launch.
     """
-    conv2d_backward_weight(dy, x, dwt, pad_t, pad_l, sh, sw, dh, dw, groups)
-    conv2d_backward_bias(dy, db)
+    if not _backward_weight(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups):
+        conv2d_backward_bias(dy, db)
 
 
 @cpu_kernel
