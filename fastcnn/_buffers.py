@@ -121,6 +121,11 @@ _pool = _Pool()
 
 def empty(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, reusing an idle pooled array where one fits."""
+    if type(shape) is tuple and isinstance(dtype, np.dtype):
+        # The common small case first (an array's shape and dtype, under
+        # MIN_BYTES): no pool, no lock (a batch-1 prediction makes a dozen).
+        if dtype.itemsize * math.prod(shape) < MIN_BYTES:
+            return np.empty(shape, dtype=dtype)
     return _pool.empty(shape, dtype)
 
 

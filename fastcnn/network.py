@@ -202,6 +202,11 @@ class Network(Trainer):
                 if not self.built:
                     self.build(x.shape[1:])
         with parallel_guard():
+            if x.shape[0] <= batch_size:
+                out = backend.to_host(self.forward(x, training=False))
+                # A new array, never a view of x or of a layer's state (as the
+                # concatenation below gives; a model ending in Flatten reshapes).
+                return out if out.base is None and out is not x else out.copy()
             parts = [backend.to_host(self.forward(x[b : b + batch_size],
                                                   training=False))
                      for b in range(0, x.shape[0], batch_size)]
