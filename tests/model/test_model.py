@@ -684,3 +684,16 @@ def test_backward_without_input_grad_gives_the_same_parameter_grads(rng):
     assert dx.shape == x.shape
     with pytest.raises(TypeError, match="input_grad must be a bool"):
         model.backward(dy, input_grad=None)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 32])
+def test_predict_returns_a_new_array_never_a_view_of_x(batch_size):
+    # One batch is returned as the forward gives it, where that owns its memory;
+    # a model ending in a reshape (Flatten) would otherwise hand back x itself.
+    x = np.random.default_rng(0).standard_normal((4, 2, 3, 3), dtype=np.float32)
+    model = Sequential([Flatten()], input_shape=(2, 3, 3))
+    out = model.predict(x, batch_size=batch_size)
+    assert not np.shares_memory(out, x)
+    np.testing.assert_array_equal(out, x.reshape(4, 18))
+    out[...] = 0
+    assert x.any()
