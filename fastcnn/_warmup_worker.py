@@ -7,7 +7,9 @@ that matters: every kernel it ran is now in Numba's on-disk cache, where the
 process that started the worker loads it instead of compiling it.
 
 A job is ``{"dtype": str, "batch_size": int, "layers": [{"entry": <layer config
-entry>, "input_shape": [...], "input_grad": bool}, ...], "optimizer": entry or
+entry>, "input_shape": [...], "input_grad": bool, "adopt": bool (its forward is
+applied by the layer before it), "part": null or one part of a Conv2D (see
+:func:`run_conv_part`)}, ...], "optimizer": entry or
 null, "loss": entry or null, "output_shape": [...]}``, the optimizer and loss as
 ``{"class_name": ..., "config": ...}`` entries (as a saved model holds them); it
 comes from the parent process, never from a file.
@@ -30,11 +32,40 @@ def run_layer(spec: dict, dtype: np.dtype, batch_size: int, optimizer) -> None:
     input_shape = tuple(spec["input_shape"])
     layer.build(input_shape, dtype, np.random.default_rng(0))
     x = np.zeros((batch_size, *input_shape), dtype=dtype)
-    layer.forward(x, training=False)
-    out = layer.forward(x, training=True)
+    if spec.get("part") is not None:
+        run_conv_part(layer, spec["part"], x, optimizer)
+        return
+    if spec.get("adopt"):
+        # The model applies this activation in the kernel before it: only its
+        # backward runs a kernel of its own.
+        out = layer.adopt_clamped(x)
+    else:
+        layer.forward(x, training=False)
+        out = layer.forward(x, training=True)
     layer.backward(np.ones_like(out), input_grad=spec["input_grad"])
     if optimizer is not None and layer.trainable and layer.params:
         optimizer.step((f"{layer.name}.{key}", param, layer.grads[key])
+                       for key, param in layer.params.items())
+
+
+def run_conv_part(layer, part: str, x: np.ndarray, optimizer) -> None:
+    """One part of a Conv2D (no activation): ``"input"``, the input gradient
+    alone, or ``"main"``, the rest: the forward (both modes), the weight and
+    bias gradients, an optimizer step on them."""
+    from .functional.conv import conv2d_backward_trusted
+
+    dy = np.ones((x.shape[0], *layer.output_shape), dtype=x.dtype)
+    weight = layer.params["weight"]
+    if part == "input":
+        conv2d_backward_trusted(dy, x, weight, layer._geo, param_grads=False)
+        return
+    layer.forward(x, training=False)
+    layer.forward(x, training=True)
+    _, dweight, dbias = conv2d_backward_trusted(dy, x, weight, layer._geo,
+                                                input_grad=False)
+    grads = {"weight": dweight, "bias": dbias}
+    if optimizer is not None and layer.trainable:
+        optimizer.step((f"{layer.name}.{key}", param, grads[key])
                        for key, param in layer.params.items())
 
 

@@ -25,11 +25,11 @@ import numpy as np
 _COMPILE_COST = {"DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
                  "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
                  "LayerNorm": 1.5, "GroupNorm": 2.0, "LayerNorm2D": 4.0,
-                 "MaxPool2D": 1.0, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
+                 "MaxPool2D": 2.4, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
                  "AdaptiveAvgPool2D": 2.0,
                  "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
                  "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
-_LOSS_COST = 1.1
+_LOSS_COST = 1.35
 
 #: Compile seconds of the kernels that layers share: what the schedule of
 #: :func:`_split` simulates. Measured cold with two processes compiling at once on
@@ -40,26 +40,37 @@ _LOSS_COST = 1.1
 #: weight gradient measured as long as the direct one, alone in one process, and
 #: the strided depthwise input gradient ("depthwise_phases") 5.3 s alone; the
 #: rows input gradient 5.6 s against the direct one's 8.7 s, cold, each alone in
-#: a process (start-up included), so scaled from the direct one's cost.
-_KERNEL_COST = {"conv2d/forward:rows": 2.7, "conv2d/forward:shifted": 2.7,
+#: a process (start-up included), so scaled from the direct one's cost. The
+#: kernels LeNet-5 runs (the three rows kernels, dense, the optimizer; MaxPool2D
+#: and the loss above) were measured again on 2026-12-07 in its cold warmup on
+#: two processes, each with the helpers it compiled first (Numba's compile
+#: events; the helpers they share are kernels of their own here,
+#: :data:`_SHARED_HELPERS`).
+_KERNEL_COST = {"conv2d/forward:rows": 3.2,
+                "conv2d/helpers:row-products": 1.6, "conv2d/helpers:band-rows": 1.4,
+                "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
                 "conv2d/forward:depthwise_rows": 6.4,
                 "conv2d/weight:depthwise_rows": 4.0,
                 "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
-                "conv2d/input:rows": 4.0,
+                "conv2d/input:rows": 5.2,
                 "conv2d/input:depthwise": 2.5,
                 "conv2d/input:depthwise_phases": 5.0, "conv2d/weight:direct": 5.0,
-                "conv2d/weight:rows": 5.0,
+                "conv2d/weight:rows": 7.4,
                 "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,
                 "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
-                "dense/forward": 1.35, "dense/input": 0.95, "dense/weight": 1.1,
-                "dense/bias": 0.3, "optimizer": 0.6}
+                "dense/forward": 1.5, "dense/input": 1.2, "dense/weight": 1.4,
+                "optimizer": 0.7}
 
 #: Seconds to load a kernel that another process has already put in the cache.
 _LOAD_COST = 0.1
 
 #: What a process's first compile costs on top (LLVM and Numba setting up).
 _START_COST = 1.8
+
+#: What a worker process costs before that: starting Python and importing
+#: fastcnn (measured: its first compile begins about 1 s after this process's).
+_SPAWN_COST = 1.0
 
 
 def warmup(model, batch_size: int = 2, loss: str | None = None,
@@ -153,6 +164,9 @@ def warmup(model, batch_size: int = 2, loss: str | None = None,
         out = x
         for i, layer in enumerate(twin.layers):
             report("forward ", i, layer)
+            if _applied_before(twin.layers, i):
+                out = layer.adopt_clamped(out)  # as the model runs it
+                continue
             layer.forward(out, training=False)
             out = layer.forward(out, training=True)
         dy = np.ones_like(out)
@@ -221,18 +235,54 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
         # The model's input needs no gradient: a layer reading only it skips dx.
         input_grad = i > 0 if inbound is None else any(k > 0 for k in inbound[i])
         spec = {"entry": entry, "input_shape": list(layer.input_shape),
-                "input_grad": input_grad}
+                "input_grad": input_grad,
+                "adopt": inbound is None and _applied_before(twin.layers, i)}
         key = json.dumps([entry["class_name"],
                           {k: v for k, v in entry["config"].items() if k != "name"},
-                          spec["input_shape"], spec["input_grad"]], sort_keys=True)
+                          spec["input_shape"], spec["input_grad"], spec["adopt"]],
+                         sort_keys=True)
         if key not in seen:
             seen.add(key)
             spec["kernels"] = _kernels_of(layer, entry, batch_size, input_grad)
-            specs.append(spec)
+            if spec["adopt"]:
+                spec["kernels"] = [spec["kernels"][0] + "/backward"]
+            specs.extend(_conv_parts(layer, entry, spec))
     return {"dtype": twin.dtype.name, "batch_size": batch_size, "layers": specs,
             "optimizer": _entry(optimizer) if optimizer is not None else None,
             "loss": _entry(loss_fn) if loss_fn is not None else None,
             "output_shape": list(twin.output_shape)}
+
+
+def _conv_parts(layer, entry: dict, spec: dict) -> list[dict]:
+    """A plain Conv2D's spec cut in two parts that a process runs on its own
+    (``"part"`` in the worker): its input gradient, and the rest (forward,
+    parameter gradients, optimizer step; they share helpers). So the schedule
+    can give LeNet-5's second convolution's input gradient to one process while
+    the other compiles the forward and weight-gradient kernels that both
+    convolutions run; as whole layers, the second process reached that
+    convolution before the first had put those kernels in the cache, and
+    compiled them again (5 s more on 2 cores). Other layers: ``[spec]``."""
+    if (entry["class_name"] != "Conv2D" or getattr(layer, "_geo", None) is None
+            or entry["config"].get("activation") not in (None, "linear")
+            or not spec["input_grad"]):
+        return [spec]
+    kernels = [k for k in spec["kernels"] if not k.startswith("conv2d/helpers:")]
+    inputs = [k for k in kernels if k.startswith("conv2d/input:")]
+    if not inputs:
+        return [spec]  # the forward's kernels run it (Winograd, 1x1, depthwise)
+    rest = [k for k in kernels if k not in inputs]
+    return [{**spec, "part": "main", "kernels": _with_shared_helpers(rest)},
+            {**spec, "part": "input", "kernels": _with_shared_helpers(inputs)}]
+
+
+def _applied_before(layers, i: int) -> bool:
+    """Whether a Sequential applies ``layers[i]`` (a ReLU or ReLU6) in the kernel
+    of the layer before it (``model._fusable_clamp``): its forward then runs no
+    kernel of its own, only its backward does, so warming it up alone would
+    compile a kernel that training never runs."""
+    from .model import _fusable_clamp
+
+    return i > 0 and _fusable_clamp(layers[i - 1], layers[i]) is not None
 
 
 def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[str]:
@@ -250,9 +300,11 @@ def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[s
             layer.stride, layer.dilation, layer.groups, input_grad)]
         if not layer.use_bias and "conv2d/bias" in kernels:
             kernels.remove("conv2d/bias")
+        kernels = _with_shared_helpers(kernels)
     elif name == "Dense":
+        # The weight gradient's kernel sums the bias gradient too.
         kernels = ["dense/forward", *(["dense/input"] if input_grad else []),
-                   "dense/weight", *(["dense/bias"] if layer.use_bias else [])]
+                   "dense/weight"]
     else:
         settings = {k: v for k, v in config.items() if k != "name"}
         kernels = [name + "/" + json.dumps(settings, sort_keys=True)]
@@ -261,6 +313,27 @@ def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[s
     if layer.params and layer.trainable:
         kernels.append("optimizer")
     return kernels
+
+
+#: Helpers that several convolution kernels call, compiled once per process by
+#: whichever runs first (their seconds are not in :data:`_KERNEL_COST`): the
+#: schedule then sees that, say, the rows input gradient compiles faster where
+#: the rows forward ran before it.
+_SHARED_HELPERS = {
+    "conv2d/forward:rows": ("conv2d/helpers:row-products", "conv2d/helpers:band-rows"),
+    "conv2d/weight:rows": ("conv2d/helpers:band-rows",),
+    "conv2d/input:rows": ("conv2d/helpers:row-products",),
+}
+
+
+def _with_shared_helpers(kernels: list[str]) -> list[str]:
+    """``kernels`` with the shared helpers (:data:`_SHARED_HELPERS`) each first
+    needs named before it."""
+    out: list[str] = []
+    for kernel in kernels:
+        out.extend(h for h in _SHARED_HELPERS.get(kernel, ()) if h not in out)
+        out.append(kernel)
+    return out
 
 
 def _kernel_cost(kernel: str) -> float:
@@ -285,8 +358,11 @@ def _split(job: dict, parts: int) -> list[dict]:
         makespan, order = _schedule(job["layers"], parts, first)
         if best is None or makespan < best[0] - 1e-9:
             best = (makespan, order)
-    orders, loss_part = best[1]
-    shares = [{**job, "layers": [job["layers"][k] for k in order],
+    orders, loss_part, compiles = best[1]
+    # A layer that compiles no kernel first would only load them here, or,
+    # where the process compiling them runs late, compile them a second time:
+    # left out (the calling process runs every layer at the end, loading all).
+    shares = [{**job, "layers": [job["layers"][k] for k in order if k in compiles],
                "loss": job["loss"] if part == loss_part else None}
               for part, order in enumerate(orders)]
     return [share for share in shares if share["layers"] or share["loss"]]
@@ -298,13 +374,15 @@ def _schedule(specs: list[dict], parts: int, first: int | None):
     process is compiling at that moment (a kernel already in the cache only
     loads), and among those the longest. With ``first``, process 0 starts with
     that layer. Returns (seconds until all finish, ([layer indices per process],
-    the process that runs the loss))."""
-    clocks = [_START_COST] * parts
+    the process that runs the loss, the layers that compile a kernel
+    first))."""
+    clocks = [_START_COST] + [_START_COST + _SPAWN_COST] * (parts - 1)
     known = [set() for _ in range(parts)]  # kernels each process has compiled/loaded
     cached: dict[str, float] = {}  # kernel -> when some process has it in the cache
+    compiles: set[int] = set()
     orders: list[list[int]] = [[] for _ in range(parts)]
 
-    def run(spec, part, commit=False):
+    def run(spec, part, commit=False, index=None):
         """(seconds of duplicated compiling, seconds) of ``spec`` on ``part``."""
         clock, duplicated = clocks[part], 0.0
         for kernel in spec["kernels"]:
@@ -319,6 +397,7 @@ def _schedule(specs: list[dict], parts: int, first: int | None):
                 clock += cost
                 if commit and ready is None:
                     cached[kernel] = clock
+                    compiles.add(index)
             if commit:
                 known[part].add(kernel)
         return duplicated, clock - clocks[part]
@@ -335,11 +414,11 @@ def _schedule(specs: list[dict], parts: int, first: int | None):
 
             pick = min(remaining, key=rank)
         remaining.remove(pick)
-        clocks[part] += run(specs[pick], part, commit=True)[1]
+        clocks[part] += run(specs[pick], part, commit=True, index=pick)[1]
         orders[part].append(pick)
     loss_part = clocks.index(min(clocks))
     clocks[loss_part] += _LOSS_COST
-    return max(clocks), (orders, loss_part)
+    return max(clocks), (orders, loss_part, compiles)
 
 
 def _compile_in_parallel(job: dict, processes: int, verbose: bool) -> None:

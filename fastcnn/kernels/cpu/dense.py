@@ -151,16 +151,27 @@ def linear_backward_input(dy, w, dx):
         _gemm_rows(dx, n0, n1, dy, n0, w, c_out, j0, j1)
 
 
-@cpu_kernel
 def linear_backward_weight(dy, x, dw):
     """``dw[o, k] = sum_n dy[n, o] * x[n, k]``, summed over ``n`` in order.
 
     Shape: dy (N, OUT), x (N, IN), dw (OUT, IN), all C-contiguous. Parallel as
-    :func:`linear_forward`, over the blocks of ``dw``; each task copies its four
-    columns of ``dy`` into rows (the product's coefficients).
+    :func:`linear_forward`, over the blocks of ``dw``
+    (:func:`_linear_backward_weight`).
+    """
+    _linear_backward_weight(dy, x, dw, np.empty(0, dtype=dw.dtype))
+
+
+@cpu_kernel
+def _linear_backward_weight(dy, x, dw, db):
+    """:func:`linear_backward_weight`; with ``db`` of length ``OUT`` (not 0) also
+    ``db[o] = sum_n dy[n, o]`` in order, as :func:`linear_backward_bias` sums
+    (the same bits), by the tasks of the first column block: one parallel
+    region fewer. Each task copies its four columns of ``dy`` into rows (the
+    product's coefficients).
     """
     n_batch, c_out = dy.shape
     c_in = x.shape[1]
+    with_bias = db.shape[0] == c_out
     groups, blocks = _tasks(c_out, c_in)
     for task in prange(groups * blocks):
         o0, o1, j0, j1 = _span(np.int64(task), blocks, c_out, c_in)
@@ -169,6 +180,11 @@ def linear_backward_weight(dy, x, dw):
             row = coef[o - o0]
             for n in range(n_batch):
                 row[n] = dy[n, o]
+            if with_bias and j0 == 0:
+                acc = db.dtype.type(0)
+                for n in range(n_batch):
+                    acc += row[n]
+                db[o] = acc
             dst = dw[o, j0:j1]
             for j in range(j1 - j0):
                 dst[j] = 0
@@ -191,12 +207,10 @@ def linear_backward_bias(dy, db):
 
 def linear_backward_params(dy, x, dw, db):
     """``dw[o, k] = sum_n dy[n, o] * x[n, k]`` and ``db[o] = sum_n dy[n, o]``, both
-    summed over ``n`` in order: :func:`linear_backward_weight` then
-    :func:`linear_backward_bias` (no kernel of its own, so nothing more to compile;
-    the CUDA twin computes both in one launch).
+    summed over ``n`` in order, in one kernel (:func:`_linear_backward_weight`;
+    ``db`` bitwise :func:`linear_backward_bias`'s; the CUDA twin also computes
+    both in one launch).
 
     Shape: dy (N, OUT), x (N, IN), dw (OUT, IN), db (OUT,), all C-contiguous.
-    Parallel as the two kernels it calls.
     """
-    linear_backward_weight(dy, x, dw)
-    linear_backward_bias(dy, db)
+    _linear_backward_weight(dy, x, dw, db)
