@@ -16,7 +16,9 @@ the same layers loads our arrays and we load its arrays.
 
 from __future__ import annotations
 
+import functools
 import math
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,6 +65,11 @@ def _check_size(op: str, layers: list[Layer], input_shape, max_params) -> None:
                 f"by layer {i} ({type(layer).__name__}: {total} so far); refusing to "
                 f"allocate them (max_params={max_params})."
             )
+
+
+#: Each model's last prediction plan (``Sequential._predict_batch``), kept out of
+#: the model itself so that a copy or pickle of a model carries no closures.
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fusable_clamp(layer, after):
@@ -199,6 +206,50 @@ class Sequential(Network):
                 layer.next_clamp = None
             adopt = layer.applied_next_clamp
         return x
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """``forward(x, training=False)`` for a checked batch of the model's
+        dtype, through a plan of the layers' runners (``Layer._inference_runner``:
+        the checks and decisions of each call made once per input shape, the
+        same bits) on the host; :meth:`forward` elsewhere. A batch-1 LeNet-5
+        prediction spends more time in Python than in its kernels."""
+        if getattr(self, "device", "cpu") != "cpu" or not self.built:
+            return super()._predict_batch(x)
+        x = np.ascontiguousarray(x)
+        layers = self.layers
+        params = tuple(p for layer in layers for p in layer.params.values())
+        plan = _PLANS.get(self)
+        if (plan is None or plan[0] != x.shape or plan[1] is not x.dtype
+                or len(plan[2]) != len(layers) or not all(
+                    a is b for a, b in zip(plan[2], layers, strict=True))
+                or len(plan[3]) != len(params) or not all(
+                    a is b for a, b in zip(plan[3], params, strict=True))):
+            plan = (x.shape, x.dtype, tuple(layers), params, self._plan_steps(x.shape))
+            _PLANS[self] = plan
+        for step in plan[4]:
+            x = step(x)
+        return x
+
+    def _plan_steps(self, x_shape) -> list:
+        """The steps of :meth:`_predict_batch` for inputs of ``x_shape``: each
+        layer's runner, its ReLU skipped where it applies it (as :meth:`forward`
+        fuses them), or the layer's own forward."""
+        layers, steps, i = self.layers, [], 0
+        shape = tuple(x_shape)
+        while i < len(layers):
+            layer = layers[i]
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            runner = layer._inference_runner(shape, _fusable_clamp(layer, after))
+            if runner is None:
+                steps.append(functools.partial(layer.forward, training=False))
+            else:
+                steps.append(runner[0])
+                if runner[1]:
+                    i += 1
+                    layer = after
+            shape = (shape[0], *layer.output_shape)
+            i += 1
+        return steps
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dy`` (the gradient of the output of the last forward);

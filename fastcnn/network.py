@@ -203,14 +203,17 @@ class Network(Trainer):
                     self.build(x.shape[1:])
         with parallel_guard():
             if x.shape[0] <= batch_size:
-                out = backend.to_host(self.forward(x, training=False))
+                out = backend.to_host(self._predict_batch(x))
                 # A new array, never a view of x or of a layer's state (as the
                 # concatenation below gives; a model ending in Flatten reshapes).
                 return out if out.base is None and out is not x else out.copy()
-            parts = [backend.to_host(self.forward(x[b : b + batch_size],
-                                                  training=False))
+            parts = [backend.to_host(self._predict_batch(x[b : b + batch_size]))
                      for b in range(0, x.shape[0], batch_size)]
         return np.concatenate(parts, axis=0)
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """One batch of :meth:`predict`: the evaluation-mode forward."""
+        return self.forward(x, training=False)
 
     def summary(self, print_fn=print) -> str:
         """Print and return the per-layer table of :func:`fastcnn.inspect.summary_table`

@@ -198,6 +198,32 @@ def conv2d_trusted(x, weight, bias, geo: ConvGeometry, clamp=None):
     return y
 
 
+def conv2d_runner(x_shape, weight, bias, geo: ConvGeometry, clamp=None):
+    """``run(x)``, :func:`conv2d_trusted` of these arguments for host (NumPy)
+    inputs ``x`` of shape ``x_shape``, with what that decides on every call
+    (device, output shape, degenerate case) decided here once: a model's
+    prediction plan calls it. None where :func:`conv2d_trusted` would take
+    another route (device arrays, no channels, an empty batch). ``weight`` and
+    ``bias`` are read at each call (updates in place are seen)."""
+    if bias is None:
+        bias = np.zeros(weight.shape[0], dtype=weight.dtype)
+    if (type(weight) is not np.ndarray or type(bias) is not np.ndarray
+            or x_shape[0] == 0 or weight.shape[0] == 0 or weight.shape[1] == 0):
+        return None
+    dev = backend.device_of(weight, bias)
+    forward = dev.kernels("conv").conv2d_forward
+    shape, dtype = (x_shape[0], weight.shape[0], *geo.out_hw), weight.dtype
+    args = (geo.pad_h[0], geo.pad_w[0], *geo.stride, *geo.dilation, geo.groups, clamp)
+    empty = dev.empty
+
+    def run(x):
+        y = empty(shape, dtype)
+        forward(x, weight, bias, y, *args)
+        return y
+
+    return run
+
+
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
                     padding=0, dilation=1, groups: int = 1, input_grad: bool = True):
     """Gradients of :func:`conv2d` with respect to x, weight and bias.

@@ -91,6 +91,29 @@ def linear_trusted(x, weight, bias, clamp=None):
     return y
 
 
+def linear_runner(x_shape, weight, bias, clamp=None):
+    """``run(x)``, :func:`linear_trusted` of these arguments for host (NumPy)
+    inputs ``x`` of shape ``x_shape`` (N, IN), decided once (see
+    ``conv.conv2d_runner``); None where :func:`linear_trusted` would take
+    another route."""
+    if bias is None:
+        bias = np.zeros(weight.shape[0], dtype=weight.dtype)
+    if (type(weight) is not np.ndarray or type(bias) is not np.ndarray
+            or len(x_shape) != 2 or x_shape[0] == 0 or weight.size == 0):
+        return None
+    dev = backend.device_of(weight, bias)
+    forward = dev.kernels("dense").linear_forward_untransposed
+    shape, dtype = (x_shape[0], weight.shape[0]), weight.dtype
+    empty = dev.empty
+
+    def run(x):
+        y = empty(shape, dtype)
+        forward(x, weight, bias, y, clamp)
+        return y
+
+    return run
+
+
 def linear_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray):
     """Gradients of :func:`linear` with respect to x, weight and bias.
 

@@ -137,6 +137,25 @@ def max_pool2d_trusted(x, geo: PoolGeometry):
     return y
 
 
+def max_pool2d_runner(x_shape, dtype, geo: PoolGeometry):
+    """``run(x)``, :func:`max_pool2d_trusted` for host inputs of shape
+    ``x_shape`` and ``dtype``, decided once (see ``conv.conv2d_runner``); None
+    for an empty batch."""
+    if x_shape[0] == 0:
+        return None
+    dev = backend.device_of()
+    forward = dev.kernels("pool").max_pool2d_forward
+    shape, args = (*x_shape[:2], *geo.out_hw), geo.kernel_args()
+    empty = dev.empty
+
+    def run(x):
+        y = empty(shape, dtype)
+        forward(x, y, *args)
+        return y
+
+    return run
+
+
 def max_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size, stride=None,
                         padding=0, dilation=1, ceil_mode: bool = False,
                         indices: np.ndarray | None = None) -> np.ndarray:

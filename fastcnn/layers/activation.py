@@ -407,6 +407,18 @@ class ClampingKernel:
             return own
         return self.next_clamp
 
+    def _runner_clamp(self, next_clamp):
+        """``(clamp, applied)`` of a prediction plan's runner: the interval its
+        kernel applies (as :meth:`_clamp_for_kernel` with ``next_clamp``), and
+        whether that is ``next_clamp``; None where an activation other than a
+        clamp follows the kernel (the plan calls ``forward``)."""
+        own = self._epilogue.clamp
+        if self._epilogue.layer is not None:
+            return None
+        if own is not None:
+            return own, False
+        return next_clamp, next_clamp is not None
+
 
 class Epilogue:
     """The ``activation=`` of a Conv2D or Dense layer.

@@ -368,6 +368,17 @@ class Layer:
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def _inference_runner(self, x_shape: tuple, next_clamp=None):
+        """For a model's prediction plan: ``(run, applied)``, where ``run(x)``
+        gives what ``forward(x, training=False)`` gives (the same bits) for
+        C-contiguous host inputs of shape ``x_shape`` with the per-call checks
+        and decisions made here once, and ``applied`` says whether it applies
+        ``next_clamp`` (the interval of the ReLU after it, as
+        ``Sequential.forward`` hands it over). None: the plan calls
+        :meth:`forward`. Parameters are read at each call; the plan is rebuilt
+        when one is replaced."""
+        return None
+
     def _adopt(self, y):
         """Record ``y`` as this layer's input and output without running it (its
         producer's kernel did its work): what :meth:`forward` keeps for

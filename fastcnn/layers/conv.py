@@ -9,6 +9,7 @@ from .. import initializers
 from ..functional import _validate as v
 from ..functional.conv import (
     conv2d_backward_trusted,
+    conv2d_runner,
     conv2d_trusted,
     conv_geometry,
     same_padding,
@@ -166,6 +167,14 @@ class Conv2D(ClampingKernel, Layer):
                          self.groups)
         self.applied_next_clamp = fused and self.next_clamp is not None
         return self._epilogue.after_kernel(y, training, fused)
+
+    def _inference_runner(self, x_shape, next_clamp=None):
+        chosen = self._runner_clamp(next_clamp)
+        if self._geo is None or chosen is None or not self._params_as_built():
+            return None
+        run = conv2d_runner(x_shape, self.params["weight"], self.params.get("bias"),
+                            self._geo, chosen[0])
+        return None if run is None else (run, chosen[1])
 
     def _backward(self, dy, input_grad=True):
         return self._backward_conv(self._epilogue.grad(dy), input_grad)

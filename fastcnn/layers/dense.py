@@ -7,7 +7,11 @@ from typing import Any
 from .. import functional as F
 from .. import initializers
 from ..functional import _validate as v
-from ..functional.linear import linear_backward_trusted, linear_trusted
+from ..functional.linear import (
+    linear_backward_trusted,
+    linear_runner,
+    linear_trusted,
+)
 from ._init import initial_bias, initial_weight
 from .activation import ClampingKernel, Epilogue
 from .base import Layer, keras_alias
@@ -97,6 +101,14 @@ class Dense(ClampingKernel, Layer):
             y = F.linear(x, weight, bias)
         self.applied_next_clamp = fused and self.next_clamp is not None
         return self._epilogue.after_kernel(y, training, fused)
+
+    def _inference_runner(self, x_shape, next_clamp=None):
+        chosen = self._runner_clamp(next_clamp)
+        if chosen is None or not self._params_as_built():
+            return None
+        run = linear_runner(x_shape, self.params["weight"], self.params.get("bias"),
+                            chosen[0])
+        return None if run is None else (run, chosen[1])
 
     def _backward(self, dy):
         return self._backward_affine(self._epilogue.grad(dy))

@@ -98,6 +98,12 @@ class MaxPool2D(_Pool2D):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding,
                             self.dilation, self.ceil_mode)
 
+    def _inference_runner(self, x_shape, next_clamp=None):
+        if self._geo is None or self.dtype is None:
+            return None
+        run = pool_ops.max_pool2d_runner(x_shape, self.dtype, self._geo)
+        return None if run is None else (run, False)
+
     #: The interval of the ReLU or ReLU6 layer before this one, set by
     #: ``Sequential.backward`` around one call (None otherwise): the gradient is
     #: then returned through that layer's backward too, in the same pass.

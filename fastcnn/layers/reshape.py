@@ -41,6 +41,12 @@ class Flatten(Layer):
         # The width spelled out: reshape(0, -1) is ambiguous for an empty batch.
         return _reshaped(x, (x.shape[0], math.prod(x.shape[1:])))
 
+    def _inference_runner(self, x_shape, next_clamp=None):
+        # A view: the plan's input is a layer's fresh output or the caller's x,
+        # which no later layer writes into (predict copies a view it returns).
+        features = math.prod(x_shape[1:])
+        return (lambda x: x.reshape(x.shape[0], features)), False
+
     def _backward(self, dy):
         return _reshaped(dy, self._cache)
 

@@ -697,3 +697,47 @@ def test_predict_returns_a_new_array_never_a_view_of_x(batch_size):
     np.testing.assert_array_equal(out, x.reshape(4, 18))
     out[...] = 0
     assert x.any()
+
+
+def _plan_models():
+    from fastcnn import models
+    from fastcnn.layers import GELU, AvgPool2D, BatchNorm2D, Conv2D, MaxPool2D
+
+    fastcnn.seed(3)
+    yield models.lenet5(input_shape=(1, 12, 12))
+    yield models.simple_cnn(input_shape=(3, 8, 8), width=4)  # BatchNorm, Dropout
+    yield Sequential([Conv2D(4, 3, padding=1, activation="relu"), MaxPool2D(2),
+                      Conv2D(4, 3, activation="gelu"), ReLU(), AvgPool2D(2),
+                      Flatten(), Dense(5, activation="relu6"), ReLU(), Dense(3),
+                      GELU()], input_shape=(2, 10, 10))
+    yield Sequential([Conv2D(3, 3, stride=2), BatchNorm2D(), ReLU(), Flatten(),
+                      Dense(4, bias=False), ReLU(), ReLU()], input_shape=(2, 9, 9),
+                     dtype="float64")
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_predict_plan_gives_the_forwards_bits_and_follows_the_parameters(index):
+    # predict runs each layer's runner (checks and choices made once per shape):
+    # bitwise the evaluation-mode forward, fused ReLUs included, and it sees
+    # parameters updated in place or replaced.
+    model = list(_plan_models())[index]
+    rng = np.random.default_rng(index)
+    for batch in (1, 5, 5, 2):
+        x = rng.standard_normal((batch, *model.input_shape)).astype(model.dtype)
+        expected = model.forward(x, training=False)
+        assert model.predict(x, batch_size=batch).tobytes() == expected.tobytes()
+    from fastcnn.model import _PLANS
+
+    if index == 0:  # LeNet-5: the four ReLUs applied by the kernels before them
+        assert len(_PLANS[model][4]) == len(model.layers) - 4
+    x = rng.standard_normal((3, *model.input_shape)).astype(model.dtype)
+    before = model.predict(x)
+    layer = next(la for la in model.layers if "weight" in la.params)
+    layer.params["weight"] *= 2  # in place
+    updated = model.predict(x)
+    assert updated.tobytes() == model.forward(x, training=False).tobytes()
+    assert updated.tobytes() != before.tobytes()
+    layer.params["weight"] = np.ascontiguousarray(layer.params["weight"][..., ::-1])
+    replaced = model.predict(x)  # a new array: the plan is made again
+    assert replaced.tobytes() == model.forward(x, training=False).tobytes()
+    assert replaced.tobytes() != updated.tobytes()
