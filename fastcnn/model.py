@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import backend
 from .layers import Conv2D, Dense, Layer, MaxPool2D, ReLU, ReLU6
 from .layers.symbolic import connect
 from .network import Network, checked_dtype
@@ -213,7 +214,10 @@ class Sequential(Network):
         the checks and decisions of each call made once per input shape, the
         same bits) on the host; :meth:`forward` elsewhere. A batch-1 LeNet-5
         prediction spends more time in Python than in its kernels."""
-        if getattr(self, "device", "cpu") != "cpu" or not self.built:
+        if (getattr(self, "device", "cpu") != "cpu" or not self.built
+                or backend.get_device() != "cpu"):
+            # The runners bind the CPU kernels: with "cuda" the default device,
+            # host arrays run the CUDA launchers, as forward chooses per call.
             return super()._predict_batch(x)
         x = np.ascontiguousarray(x)
         layers = self.layers

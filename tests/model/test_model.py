@@ -741,3 +741,22 @@ def test_predict_plan_gives_the_forwards_bits_and_follows_the_parameters(index):
     replaced = model.predict(x)  # a new array: the plan is made again
     assert replaced.tobytes() == model.forward(x, training=False).tobytes()
     assert replaced.tobytes() != updated.tobytes()
+
+
+def test_predict_plan_runs_only_with_the_cpu_as_the_default_device(monkeypatch):
+    # The runners bind the CPU kernels; with "cuda" the default device, host
+    # arrays go through the CUDA launchers, which forward picks on every call.
+    from fastcnn import backend, models
+
+    model = models.lenet5(input_shape=(1, 12, 12))
+    x = np.zeros((2, 1, 12, 12), np.float32)
+    model.predict(x)
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward",
+                        lambda *a, **k: calls.append(1) or forward(*a, **k))
+    model.predict(x)
+    assert calls == []  # the plan
+    monkeypatch.setattr(backend, "get_device", lambda: "cuda")
+    model.predict(x)
+    assert calls == [1]
