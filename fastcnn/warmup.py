@@ -246,7 +246,9 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
             spec["kernels"] = _kernels_of(layer, entry, batch_size, input_grad)
             if spec["adopt"]:
                 spec["kernels"] = [spec["kernels"][0] + "/backward"]
-            specs.extend(_conv_parts(layer, entry, spec))
+            for part in _conv_parts(layer, entry, spec):
+                part["kernels"] = _with_shared_helpers(part["kernels"])
+                specs.append(part)
     return {"dtype": twin.dtype.name, "batch_size": batch_size, "layers": specs,
             "optimizer": _entry(optimizer) if optimizer is not None else None,
             "loss": _entry(loss_fn) if loss_fn is not None else None,
@@ -266,13 +268,13 @@ def _conv_parts(layer, entry: dict, spec: dict) -> list[dict]:
             or entry["config"].get("activation") not in (None, "linear")
             or not spec["input_grad"]):
         return [spec]
-    kernels = [k for k in spec["kernels"] if not k.startswith("conv2d/helpers:")]
+    kernels = spec["kernels"]
     inputs = [k for k in kernels if k.startswith("conv2d/input:")]
     if not inputs:
         return [spec]  # the forward's kernels run it (Winograd, 1x1, depthwise)
     rest = [k for k in kernels if k not in inputs]
-    return [{**spec, "part": "main", "kernels": _with_shared_helpers(rest)},
-            {**spec, "part": "input", "kernels": _with_shared_helpers(inputs)}]
+    return [{**spec, "part": "main", "kernels": rest},
+            {**spec, "part": "input", "kernels": inputs}]
 
 
 def _applied_before(layers, i: int) -> bool:
@@ -300,7 +302,6 @@ def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[s
             layer.stride, layer.dilation, layer.groups, input_grad)]
         if not layer.use_bias and "conv2d/bias" in kernels:
             kernels.remove("conv2d/bias")
-        kernels = _with_shared_helpers(kernels)
     elif name == "Dense":
         # The weight gradient's kernel sums the bias gradient too.
         kernels = ["dense/forward", *(["dense/input"] if input_grad else []),

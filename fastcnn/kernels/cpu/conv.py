@@ -669,7 +669,10 @@ def _backward_weight(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups) -> bo
                                                 oh_size, ow_size)
         winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots)
         return False
-    hp_wp = padded_hw(x.shape, dy.shape, dwt.shape, pad_t, pad_l, sh, sw, dh, dw)
+    def padded_x():
+        return _padded(x, pad_t, pad_l, *padded_hw(x.shape, dy.shape, dwt.shape,
+                                                   pad_t, pad_l, sh, sw, dh, dw))
+
     if path == "rows":
         finite = np.ones(dy.shape[0], dtype=np.bool_)
         bias = db if db is not None else np.empty(0, dtype=dwt.dtype)
@@ -678,10 +681,10 @@ def _backward_weight(dy, x, dwt, db, pad_t, pad_l, sh, sw, dh, dw, groups) -> bo
         if not finite.all():
             # An inf or NaN in x met the zeros past dy's rows: the direct kernel
             # multiplies only what each weight's window covers.
-            _conv2d_backward_weight_direct(dy, _padded(x, pad_t, pad_l, *hp_wp), dwt,
-                                           sh, sw, dh, dw, groups)
+            _conv2d_backward_weight_direct(dy, padded_x(), dwt, sh, sw, dh, dw,
+                                           groups)
         return db is not None
-    xp = _padded(x, pad_t, pad_l, *hp_wp)
+    xp = padded_x()
     if path == "gemm":
         conv2d_backward_weight_gemm(dy, xp, dwt, sh, sw, dh, dw, groups)
     else:
