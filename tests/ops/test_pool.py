@@ -700,3 +700,56 @@ def test_gated_max_pool_backward_is_the_activation_backward_after_it(
     got = max_pool2d_backward_trusted(dy, x, geo, CLAMPS[activation])
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gate", [(np.nan, np.nan), (0.0, np.nan), (0.0, 6.0)])
+def test_max_pool_2x2_vector_rows_equal_the_general_kernel(gate, dtype, rng):
+    """The 2x2, stride-2 backward (vector rows: whole blocks of lanes, then a
+    masked partial one) is bitwise the general kernel's, on rows of 1 to 40
+    blocks (around one and two vectors of either dtype), odd and even sizes,
+    with ties, signed zeros, infinities and NaN, plain and gated."""
+    from fastcnn.kernels.cpu import pool as cpu_pool
+
+    lo, hi = (dtype(v) for v in gate)
+    for h, w in [(2, 2), (3, 5), (28, 28), (10, 10), (6, 33), (5, 34), (4, 64),
+                 (4, 65), (2, 80), (3, 81)]:
+        x = np.round(rng.standard_normal((2, 3, h, w)) * 3).astype(dtype)
+        flat = x.reshape(-1)
+        flat[::11] = np.nan
+        flat[5::13] = np.inf
+        flat[7::19] = -np.inf
+        flat[3::17] = 6.0
+        flat[2::23] = -0.0
+        dy = rng.standard_normal((2, 3, h // 2, w // 2)).astype(dtype)
+        dy.reshape(-1)[::7] = -0.0
+        fast = np.full_like(x, 7.0)
+        general = np.full_like(x, 7.0)
+        assert cpu_pool._is_2x2_max(x.shape, dy.shape, 2, 2, 2, 2, 0, 0, 1, 1)
+        cpu_pool._max_pool_2x2_backward(dy, x, fast, lo, hi)
+        cpu_pool._max_pool2d_backward_any(dy, x, general, lo, hi, 2, 2, 2, 2, 0, 0,
+                                          1, 1)
+        np.testing.assert_array_equal(fast, general)
+        np.testing.assert_array_equal(np.signbit(fast), np.signbit(general))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_2x2_vector_rows_forward_equals_the_general_kernel(dtype, rng):
+    """The 2x2, stride-2 forward (vector rows) is bitwise the general kernel's,
+    NaN, infinities, ties and signed zeros included."""
+    from fastcnn.kernels.cpu import pool as cpu_pool
+
+    for h, w in [(2, 2), (3, 5), (28, 28), (10, 10), (6, 33), (5, 34), (4, 64),
+                 (4, 65), (2, 80), (3, 81)]:
+        x = np.round(rng.standard_normal((2, 3, h, w)) * 3).astype(dtype)
+        flat = x.reshape(-1)
+        flat[::11] = np.nan
+        flat[5::13] = np.inf
+        flat[7::19] = -np.inf
+        flat[2::23] = -0.0
+        fast = np.full((2, 3, h // 2, w // 2), 7.0, dtype=dtype)
+        general = fast.copy()
+        cpu_pool._max_pool_2x2_forward(x, fast)
+        cpu_pool._max_pool2d_forward_any(x, general, 2, 2, 2, 2, 0, 0, 1, 1)
+        np.testing.assert_array_equal(fast, general)
+        np.testing.assert_array_equal(np.signbit(fast), np.signbit(general))

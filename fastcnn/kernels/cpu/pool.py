@@ -20,6 +20,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
+from ._pool_rows import max_2x2_backward_row, max_2x2_forward_row
 
 
 @cpu_helper
@@ -130,7 +131,8 @@ def _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw):
 @cpu_kernel
 def _max_pool_2x2_forward(x, y):
     """Max of each 2x2 block; PyTorch's rule (first maximum, every NaN wins), the
-    maximum started from the first tap.
+    maximum started from the first tap. A row of blocks at a time as vector
+    code (:func:`~._pool_rows.max_2x2_forward_row`).
 
     Shape: x (N, C, H, W), y (N, C, H // 2, W // 2). Parallel over ``N * C``.
     """
@@ -138,15 +140,10 @@ def _max_pool_2x2_forward(x, y):
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
+        src = x[n, c]
+        out = y[n, c]
         for oh in range(oh_size):
-            for ow in range(ow_size):
-                best = x[n, c, 2 * oh, 2 * ow]
-                for a in range(2):
-                    for b in range(2):
-                        val = x[n, c, 2 * oh + a, 2 * ow + b]
-                        if val > best or np.isnan(val):
-                            best = val
-                y[n, c, oh, ow] = best
+            max_2x2_forward_row(src[2 * oh], src[2 * oh + 1], out[oh], ow_size)
 
 
 @cpu_helper
@@ -163,52 +160,25 @@ def _max_pool_2x2_backward(dy, x, dx, lo, hi):
     """Each ``dy`` to its 2x2 block's argmax (the forward's rule), gated by the
     activation that produced ``x`` (:func:`_gated`); ``dx`` is overwritten.
 
-    Branch-free: each block's four gradients are selected into four short rows,
-    then interleaved into the two rows of ``dx``. A branch on the argmax and a
-    scattered store mispredict on post-ReLU inputs (ties at zero): 2-3x slower
-    on LeNet's (256,6,28,28) and (256,16,10,10) (docs/PERFORMANCE.md).
+    A row of blocks at a time as explicit vector code
+    (:func:`~._pool_rows.max_2x2_backward_row`, branch-free: a branch on the
+    argmax mispredicts on post-ReLU inputs, ties at zero). The scalar form took
+    4-6x the forward on LeNet's shapes (docs/PERFORMANCE.md).
 
     Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W). Parallel over
     ``N * C``.
     """
     n_batch, channels, oh_size, ow_size = dy.shape
     h, w = x.shape[2], x.shape[3]
-    zero = dx.dtype.type(0)
     for task in prange(n_batch * channels):
         n = task // channels
         c = task % channels
         src = x[n, c]
         grad = dy[n, c]
         plane = dx[n, c]
-        picked = np.empty((4, ow_size), dtype=dx.dtype)
-        top_left, top_right = picked[0], picked[1]
-        bottom_left, bottom_right = picked[2], picked[3]
         for oh in range(oh_size):
-            top, bottom = src[2 * oh], src[2 * oh + 1]
-            row = grad[oh]
-            for ow in range(ow_size):
-                a, b = top[2 * ow], top[2 * ow + 1]
-                d, e = bottom[2 * ow], bottom[2 * ow + 1]
-                g = row[ow]
-                # The forward's scan: a later tap wins if greater or NaN.
-                won_b = (b > a) | np.isnan(b)
-                best = b if won_b else a
-                won_d = (d > best) | np.isnan(d)
-                best = d if won_d else best
-                won_e = (e > best) | np.isnan(e)
-                best = e if won_e else best
-                # Only the argmax gets a gradient: gate that one.
-                g = zero if _gated(best, lo, hi) else g
-                top_left[ow] = zero if won_b | won_d | won_e else g
-                top_right[ow] = g if won_b & ~(won_d | won_e) else zero
-                bottom_left[ow] = g if won_d & ~won_e else zero
-                bottom_right[ow] = g if won_e else zero
-            upper, lower = plane[2 * oh], plane[2 * oh + 1]
-            for ow in range(ow_size):
-                upper[2 * ow] = top_left[ow]
-                upper[2 * ow + 1] = top_right[ow]
-                lower[2 * ow] = bottom_left[ow]
-                lower[2 * ow + 1] = bottom_right[ow]
+            max_2x2_backward_row(src[2 * oh], src[2 * oh + 1], grad[oh],
+                                 plane[2 * oh], plane[2 * oh + 1], ow_size, lo, hi)
         if h > 2 * oh_size:
             plane[2 * oh_size :, :] = 0
         if w > 2 * ow_size:
