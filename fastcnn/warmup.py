@@ -25,7 +25,7 @@ import numpy as np
 _COMPILE_COST = {"DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
                  "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
                  "LayerNorm": 1.5, "GroupNorm": 2.0, "LayerNorm2D": 4.0,
-                 "MaxPool2D": 2.4, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
+                 "MaxPool2D": 1.3, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
                  "AdaptiveAvgPool2D": 2.0,
                  "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
                  "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
