@@ -169,3 +169,32 @@ def test_gemm_rows_on_a_column_span_leaves_the_other_columns(dtype, rng):
     assert pieces[:, :start].tobytes() == dst[:, :start].tobytes()
     assert pieces[:, stop:].tobytes() == dst[:, stop:].tobytes()
     assert pieces[:, start:stop].tobytes() == whole[:, start:stop].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("blocks, tail", [(2, 0), (1, 7), (0, 5), (3, 1)])
+def test_two_row_block_sums_as_the_four_row_block(dtype, blocks, tail, rng):
+    # _accumulate_2 (two-row blocks PAIR_VECTORS wide, then a column loop) gives
+    # each output the bits the four-row block gives it: rows two and three of a
+    # four-row product equal the pair's rows, whatever the column's place.
+    from fastcnn.kernels.cpu import _row_products
+
+    pair_width = _gemm.PAIR_VECTORS * _gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    count, n_rows, start = blocks * pair_width + tail, 11, 3
+    src = rng.standard_normal((5, count + 20)).astype(dtype)
+    coef = rng.standard_normal((6, n_rows + 2)).astype(dtype)
+    row_of = rng.integers(0, 5, n_rows).astype(np.int64)
+    off_of = rng.integers(0, 8, n_rows).astype(np.int64)
+    dst = rng.standard_normal((4, count)).astype(dtype)
+    four, two = dst.copy(), dst[2:].copy()
+    _row_products._accumulate_4(four, 0, 0, coef, 1, 2, src, 0, row_of, off_of,
+                                n_rows, start, count)
+    _row_products._accumulate_2(two, 0, 0, coef, 3, 2, src, 0, row_of, off_of,
+                                n_rows, start, count)
+    assert two.tobytes() == four[2:].tobytes()
+    expected = dst[2:].astype(np.float64)
+    for k in range(n_rows):
+        row = src[row_of[k], off_of[k] + start : off_of[k] + start + count]
+        expected += np.outer(coef[3:5, 2 + k], row)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(two, expected, rtol=tol, atol=tol * 10)

@@ -58,11 +58,12 @@ def _is_float_matrix(t) -> bool:
 
 
 def _block_codegen(context, builder, signature, args, indirect: bool,
-                   vectors: int = BLOCK_VECTORS, overwrite: bool = False):
+                   vectors: int = BLOCK_VECTORS, overwrite: bool = False,
+                   block_rows: int = BLOCK_ROWS):
     """The body of :func:`_accumulate_block` (``indirect`` false) and
-    :func:`_accumulate_block_rows` (true), and of their one-vector-wide forms:
-    load the block's ``4 * vectors`` accumulators, add one fused multiply-add per
-    source row to each, store them. With ``overwrite`` the accumulators start at
+    :func:`_accumulate_block_rows` (true), and of their one-vector-wide and
+    two-row forms: load the block's ``block_rows * vectors`` accumulators, add
+    one fused multiply-add per source row to each, store them. With ``overwrite`` the accumulators start at
     +0.0 instead of the block's values (:func:`_store_block`): the same bits as
     adding into a block of zeros, without the zeroing pass and the load."""
     if indirect:
@@ -114,7 +115,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
         dst_col = src_col = index("j0")
         k0 = r0 = ir.Constant(cgutils.intp_t, 0)
     accumulators = []
-    for i in range(BLOCK_ROWS):
+    for i in range(block_rows):
         for h in range(vectors):
             # Entry-block allocas: LLVM promotes them to registers.
             slot = cgutils.alloca_once(builder, vector)
@@ -142,7 +143,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
         xs = [builder.load(vector_pointer(rows, row, plus(col, h * lanes)),
                            align=itemsize) for h in range(vectors)]
         q = builder.add(k0, k)
-        for i in range(BLOCK_ROWS):
+        for i in range(block_rows):
             scalar = builder.load(pointer(coefficients, plus(c0, i), q))
             splat = builder.shuffle_vector(
                 builder.insert_element(undefined, scalar, first), undefined,
@@ -151,7 +152,7 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
                 slot = accumulators[i * vectors + h]
                 builder.store(builder.call(fma, [splat, xs[h], builder.load(slot)]),
                               slot)
-    for i in range(BLOCK_ROWS):
+    for i in range(block_rows):
         for h in range(vectors):
             builder.store(builder.load(accumulators[i * vectors + h]),
                           vector_pointer(out, plus(d0, i), plus(dst_col, h * lanes)),
@@ -181,7 +182,8 @@ def _rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_r
                       src_col)
 
 
-def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False):
+def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False,
+           block_rows: int = BLOCK_ROWS):
     """What an intrinsic returns: ``(sig, codegen)``, or None where it does not
     type."""
     if sig is None:
@@ -189,7 +191,8 @@ def _typed(sig, indirect: bool, vectors: int, overwrite: bool = False):
 
     def codegen(context, builder, signature, args):
         return _block_codegen(context, builder, signature, args, indirect=indirect,
-                              vectors=vectors, overwrite=overwrite)
+                              vectors=vectors, overwrite=overwrite,
+                              block_rows=block_rows)
 
     return sig, codegen
 
@@ -217,6 +220,23 @@ def _accumulate_block_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
     """
     return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
                                   off_of, n_rows, src_col), True, BLOCK_VECTORS)
+
+
+#: Vectors of columns per row of the two-row block (:func:`_accumulate_pair_rows`):
+#: eight accumulators, as the four-row block has.
+PAIR_VECTORS = 4
+
+
+@intrinsic
+def _accumulate_pair_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                          off_of, n_rows, src_col):
+    """:func:`_accumulate_block_rows` for two output rows, ``PAIR_VECTORS``
+    vectors wide: the last ``M % 4`` rows of a product when two or three are
+    left (LeNet-5's first convolution has 6). One fused multiply-add per source
+    row, in order, as the four-row block adds them."""
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, PAIR_VECTORS,
+                  block_rows=2)
 
 
 @intrinsic
