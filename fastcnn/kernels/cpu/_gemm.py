@@ -63,9 +63,10 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
     """The body of :func:`_accumulate_block` (``indirect`` false) and
     :func:`_accumulate_block_rows` (true), and of their one-vector-wide and
     two-row forms: load the block's ``block_rows * vectors`` accumulators, add
-    one fused multiply-add per source row to each, store them. With ``overwrite`` the accumulators start at
-    +0.0 instead of the block's values (:func:`_store_block`): the same bits as
-    adding into a block of zeros, without the zeroing pass and the load."""
+    one fused multiply-add per source row to each, store them. With
+    ``overwrite`` the accumulators start at +0.0 instead of the block's values
+    (:func:`_store_block`): the same bits as adding into a block of zeros,
+    without the zeroing pass and the load."""
     if indirect:
         names = ("dst", "d0", "dst_col", "coef", "c0", "k0", "src", "r0", "row_of",
                  "off_of", "n_rows", "src_col")

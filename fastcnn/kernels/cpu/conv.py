@@ -71,6 +71,7 @@ from ._row_products import (
     _plain_rows,
     _tap_rows,
 )
+from ._stride2_rows import add_to_evens, copy_evens
 from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
@@ -107,6 +108,8 @@ def _im2col(xp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow_size, p0, co
                         row = src[ow + kw * dw : ow + kw * dw + seg]
                         for t in range(seg):
                             dst[t] = row[t]
+                    elif sw == 2:
+                        copy_evens(src, ow * 2 + kw * dw, patch[k], col0 + j, seg)
                     else:
                         for t in range(seg):
                             dst[t] = src[(ow + t) * sw + kw * dw]
@@ -135,6 +138,8 @@ def _col2im_add(dpatch, dxp, n, ci0, cin_g, kh_size, kw_size, sh, sw, dh, dw, ow
                         out = dst[ow + kw * dw : ow + kw * dw + seg]
                         for t in range(seg):
                             out[t] += src[t]
+                    elif sw == 2:
+                        add_to_evens(dpatch[k], col0 + j, dst, ow * 2 + kw * dw, seg)
                     else:
                         for t in range(seg):
                             dst[(ow + t) * sw + kw * dw] += src[t]
