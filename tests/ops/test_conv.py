@@ -672,3 +672,27 @@ def test_pointwise_input_grad_is_bitwise_the_direct_kernel(n, c_in, hw, c_out, d
     np.testing.assert_array_equal(np.signbit(dx), np.signbit(direct))
     plan = kernel_plan(dx.shape, w.shape, dy.shape, (1, 1), (1, 1), 1)
     assert not any(name.startswith("input:") for name in plan), plan
+
+
+@pytest.mark.parametrize("pad", [1, 2])
+def test_padded_input_gradient_crop_is_the_same_either_way(pad, rng, monkeypatch):
+    # The strided input gradient is computed padded and cropped: by NumPy below
+    # PARALLEL_CROP_ELEMENTS, by the parallel pad kernel from there; the bits
+    # are the same.
+    from fastcnn.kernels.cpu import conv as cpu_conv
+
+    x_shape, w = (2, 3, 11, 13), rng.standard_normal((4, 3, 3, 3))
+    oh = (x_shape[2] + 2 * pad - 3) // 2 + 1
+    ow = (x_shape[3] + 2 * pad - 3) // 2 + 1
+    dy = rng.standard_normal((2, 4, oh, ow))
+    results = []
+    for limit in (0, 1 << 30):
+        monkeypatch.setattr(cpu_conv, "PARALLEL_CROP_ELEMENTS", limit)
+        dx = np.full(x_shape, np.nan)
+        cpu_conv.conv2d_backward_input(dy, w, dx, pad, pad, 2, 2, 1, 1, 1)
+        results.append(dx)
+    assert results[0].tobytes() == results[1].tobytes()
+    x = rng.standard_normal(x_shape)
+    expected = naive.conv2d_backward(dy, x, w, (2, 2), (pad, pad), (pad, pad),
+                                     (1, 1), 1)[0]
+    np.testing.assert_allclose(results[0], expected, rtol=1e-12, atol=1e-12)

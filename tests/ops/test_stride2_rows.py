@@ -1,6 +1,7 @@
-"""The stride-2 row copies of the strided convolutions (``kernels/cpu/_stride2_rows.py``):
-bitwise the scalar loops they replace, at every length around one and two
-vectors, without touching anything outside the elements they own."""
+"""The stride-2 row copies of the strided convolutions
+(``kernels/cpu/_stride2_rows.py``): bitwise the scalar loops they replace, at
+every length around one and two vectors, without touching anything outside the
+elements they own."""
 
 import numba
 import numpy as np

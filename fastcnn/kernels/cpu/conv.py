@@ -560,7 +560,24 @@ def conv2d_backward_input(dy, w, dx, pad_t, pad_l, sh, sw, dh, dw, groups):
     else:
         _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups)
     if dxp is not dx:
+        _cropped(dxp, dx, pad_t, pad_l)
+
+
+#: From this many elements the crop of a padded gradient is a parallel kernel:
+#: (32,64,58,58) -> 56x56 2.8 -> 1.8 ms; on LeNet-sized arrays NumPy's copy wins.
+PARALLEL_CROP_ELEMENTS = 1 << 16
+
+
+def _cropped(dxp, dx, pad_t, pad_l):
+    """``dx`` = ``dxp`` without its padding (``pad_t`` rows on top, ``pad_l``
+    columns on the left, the rest beyond ``dx``'s size)."""
+    n_batch, c_in, h, wd = dx.shape
+    if dx.size < PARALLEL_CROP_ELEMENTS or not dx.flags.c_contiguous:
         np.copyto(dx, dxp[:, :, pad_t : pad_t + h, pad_l : pad_l + wd])
+        return
+    pad_constant(dxp.reshape(n_batch * c_in, *dxp.shape[2:]),
+                 dx.reshape(n_batch * c_in, h, wd), np.int64(-pad_t),
+                 np.int64(-pad_l), dx.dtype.type(0))
 
 
 def _winograd_input_grad(dy, w, dx, pad_t, pad_l):
