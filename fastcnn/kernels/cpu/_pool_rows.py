@@ -13,7 +13,7 @@ selects lane by lane, the backward's results interleaved back.
 
 from numba.extending import intrinsic
 
-from ._vector_rows import StrideTwoRows, row_signature
+from ._vector_rows import VectorRows, row_signature
 
 
 @intrinsic
@@ -61,7 +61,7 @@ def _block(rows, i0, first_mask, i1, second_mask):
 
 
 def _forward_codegen(context, builder, signature, args):
-    rows = StrideTwoRows(context, builder, signature, args,
+    rows = VectorRows(context, builder, signature, args,
                          ("top", "bottom", "out", "count"))
 
     def body(j0, out_mask, i0, first_mask, i1, second_mask):
@@ -71,12 +71,12 @@ def _forward_codegen(context, builder, signature, args):
         best = builder.select(_wins(builder, e, best), e, best)
         rows.store(best, "out", j0, out_mask)
 
-    rows.loop(rows.ints["count"], body, spare=0)
+    rows.stride_two_loop(rows.ints["count"], body, spare=0)
     return context.get_dummy_value()
 
 
 def _backward_codegen(context, builder, signature, args):
-    rows = StrideTwoRows(context, builder, signature, args,
+    rows = VectorRows(context, builder, signature, args,
                          ("top", "bottom", "grad", "upper", "lower", "count", "lo",
                           "hi"))
     zero = rows.zero
@@ -107,5 +107,5 @@ def _backward_codegen(context, builder, signature, args):
             rows.store(first, name, i0, first_mask)
             rows.store(second, name, i1, second_mask)
 
-    rows.loop(rows.ints["count"], body, spare=0)
+    rows.stride_two_loop(rows.ints["count"], body, spare=0)
     return context.get_dummy_value()

@@ -19,6 +19,7 @@ from ._gemm import (
     _accumulate_pair_rows,
     _accumulate_vector_rows,
 )
+from ._vector_rows import copy_row
 
 
 @cpu_helper
@@ -196,16 +197,15 @@ def _pitch_rows(dy, n0, count, co0, wp, lead, out):
     ``c`` of ``out``, ``count`` images side by side."""
     oh_size, ow_size = dy.shape[2], dy.shape[3]
     span = oh_size * wp
+    zero = np.int64(0)
     for c in range(out.shape[0]):
         row = out[c]
         for t in range(lead):
             row[t] = 0
         for i in range(count):
             for oh in range(oh_size):
-                src = dy[n0 + i, co0 + c, oh]
                 start = lead + i * span + oh * wp
+                copy_row(dy[n0 + i, co0 + c, oh], zero, row, start, ow_size)
                 dst = row[start : start + wp]
-                for t in range(ow_size):
-                    dst[t] = src[t]
                 for t in range(ow_size, wp):
                     dst[t] = 0

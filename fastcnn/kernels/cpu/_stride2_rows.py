@@ -10,7 +10,7 @@ ms of a 27-45 ms forward, the adding back 7.6 ms of the input gradient.
 from llvmlite import ir
 from numba.extending import intrinsic
 
-from ._vector_rows import StrideTwoRows, row_signature
+from ._vector_rows import VectorRows, row_signature
 
 
 @intrinsic
@@ -31,7 +31,7 @@ def add_to_evens(typingctx, src, s0, dst, d0, count):
 
 
 def _copy_codegen(context, builder, signature, args):
-    rows = StrideTwoRows(context, builder, signature, args,
+    rows = VectorRows(context, builder, signature, args,
                          ("src", "s0", "dst", "d0", "count"))
     s0, d0 = rows.ints["s0"], rows.ints["d0"]
 
@@ -41,12 +41,12 @@ def _copy_codegen(context, builder, signature, args):
         rows.store(rows.shuffle(first, second, rows.evens), "dst",
                    builder.add(d0, j0), out_mask)
 
-    rows.loop(rows.ints["count"], body, spare=1)
+    rows.stride_two_loop(rows.ints["count"], body, spare=1)
     return context.get_dummy_value()
 
 
 def _add_codegen(context, builder, signature, args):
-    rows = StrideTwoRows(context, builder, signature, args,
+    rows = VectorRows(context, builder, signature, args,
                          ("src", "s0", "dst", "d0", "count"))
     s0, d0 = rows.ints["s0"], rows.ints["d0"]
     evens = ir.Constant(ir.VectorType(ir.IntType(1), rows.lanes),
@@ -61,5 +61,5 @@ def _add_codegen(context, builder, signature, args):
             new = builder.select(evens, builder.fadd(old, part), old)
             rows.store(new, "dst", at, mask)
 
-    rows.loop(rows.ints["count"], body, spare=1)
+    rows.stride_two_loop(rows.ints["count"], body, spare=1)
     return context.get_dummy_value()

@@ -3,16 +3,19 @@ short rows (a vectorised loop needs more iterations than LeNet's rows have, so
 they run in its scalar remainder) and stride-2 access (interleaved loads and
 stores, which it turns into gathers and scatters or leaves scalar).
 
-:class:`StrideTwoRows` emits a loop over ``count`` outputs, one vector of lanes
-per step, where output ``j`` reads input elements ``2j`` (and ``2j + 1``): two
-vector loads per input row per step, split into even and odd elements with
-shuffles. Whole steps use plain loads and stores; the last, partial step masked
-ones, which touch nothing past the elements the row's outputs need. On Zen 4 the
-masked forms for whole steps too made a 16-block pool row 1.8x slower.
+:class:`VectorRows` emits a loop over ``count`` outputs, one vector of lanes per
+step: :meth:`~VectorRows.contiguous_loop` where output ``j`` reads input ``j``,
+:meth:`~VectorRows.stride_two_loop` where it reads input elements ``2j`` (and
+``2j + 1``): two vector loads per input row per step, split into even and odd
+elements with shuffles. Whole steps use plain loads and stores; the last,
+partial step masked ones, which touch nothing past the elements the row's
+outputs need. On Zen 4 the masked forms for whole steps too made a 16-block pool
+row 1.8x slower.
 """
 
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
 from ._gemm import VECTOR_BYTES
@@ -33,10 +36,10 @@ def row_signature(args, rows, ints, scalars=()):
     return types.void(*args)
 
 
-class StrideTwoRows:
-    """Vector code over ``count`` outputs reading their inputs at stride 2, for
-    an intrinsic's codegen: ``args`` named by ``names``; arrays by name in
-    :meth:`load` / :meth:`store`, other arguments in ``self.arg``."""
+class VectorRows:
+    """Vector code over the outputs of a row, for an intrinsic's codegen:
+    ``args`` named by ``names``; arrays by name in :meth:`load` / :meth:`store`,
+    other arguments in ``self.arg``."""
 
     def __init__(self, context, builder, signature, args, names):
         self.builder = builder
@@ -113,7 +116,7 @@ class StrideTwoRows:
         high = [lanes // 2 + k // 2 + (lanes if k % 2 else 0) for k in range(lanes)]
         return self.shuffle(even, odd, low), self.shuffle(even, odd, high)
 
-    def loop(self, count, body, spare):
+    def stride_two_loop(self, count, body, spare):
         """Emit the steps over ``count`` outputs, each by ``body(j0, out_mask,
         i0, first_mask, i1, second_mask)``: the step's first output, the mask of
         its outputs, and the first input element of each of its two input
@@ -129,13 +132,48 @@ class StrideTwoRows:
         j0 = b.mul(whole, self.constant(lanes))
         active = b.sub(count, j0)
         with b.if_then(b.icmp_signed(">", active, self.constant(0))):
-
-            def lanes_below(limit, first):
-                indices = list(range(first, first + lanes))
-                return b.icmp_signed("<", ir.Constant(self.index_vector, indices),
-                                     self.splat(limit, self.index_vector))
-
             reach = b.sub(b.add(active, active), self.constant(spare))
             i0 = b.add(j0, j0)
-            body(j0, lanes_below(active, 0), i0, lanes_below(reach, 0),
-                 b.add(i0, self.constant(lanes)), lanes_below(reach, lanes))
+            body(j0, self.lanes_below(active, 0), i0, self.lanes_below(reach, 0),
+                 b.add(i0, self.constant(lanes)), self.lanes_below(reach, lanes))
+
+    def contiguous_loop(self, count, body):
+        """Emit the steps over ``count`` outputs, each by ``body(j0, mask)``: the
+        step's first output and the mask of its outputs (None in whole
+        steps)."""
+        b, lanes = self.builder, self.lanes
+        whole = b.sdiv(count, self.constant(lanes))
+        with cgutils.for_range(b, whole) as loop:
+            body(b.mul(loop.index, self.constant(lanes)), None)
+        j0 = b.mul(whole, self.constant(lanes))
+        active = b.sub(count, j0)
+        with b.if_then(b.icmp_signed(">", active, self.constant(0))):
+            body(j0, self.lanes_below(active, 0))
+
+    def lanes_below(self, limit, first):
+        """The mask of the lanes ``first + k < limit``."""
+        indices = list(range(first, first + self.lanes))
+        return self.builder.icmp_signed("<", ir.Constant(self.index_vector, indices),
+                                        self.splat(limit, self.index_vector))
+
+
+@intrinsic
+def copy_row(typingctx, src, s0, dst, d0, count):
+    """``dst[d0 + t] = src[s0 + t]`` for ``t < count``, a vector at a time with a
+    masked last step: for rows shorter than one vectorised iteration of a loop
+    (LeNet-5's are 10 wide). No bounds are checked."""
+    sig = row_signature((src, s0, dst, d0, count), (src, dst), (s0, d0, count))
+    return None if sig is None else (sig, _copy_row_codegen)
+
+
+def _copy_row_codegen(context, builder, signature, args):
+    rows = VectorRows(context, builder, signature, args,
+                      ("src", "s0", "dst", "d0", "count"))
+    s0, d0 = rows.ints["s0"], rows.ints["d0"]
+
+    def body(j0, mask):
+        rows.store(rows.load("src", builder.add(s0, j0), mask), "dst",
+                   builder.add(d0, j0), mask)
+
+    rows.contiguous_loop(rows.ints["count"], body)
+    return context.get_dummy_value()

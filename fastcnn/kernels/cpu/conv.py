@@ -40,7 +40,7 @@ from ... import _buffers
 from .._clamp import bounds
 from .._jit import cpu_helper, cpu_kernel, cpu_reduction
 from .._padding import padded_hw
-from ._clamp import _clamp
+from ._clamp import _clamp, clamp_row
 from ._conv_plan import (
     _forward_path,
     _gemm_tiles,
@@ -72,6 +72,7 @@ from ._row_products import (
     _tap_rows,
 )
 from ._stride2_rows import add_to_evens, copy_evens
+from ._vector_rows import copy_row
 from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm
 from ._winograd import (
     winograd_conv3x3,
@@ -297,6 +298,7 @@ def _copy_band_rows(x, n0, count, ci0, c_count, kh_size, dh, oh_size, pad_t, pad
     padded = not (pad_t == 0 and pad_l == 0 and wp == w and hp <= h)
     lead = min(pad_l, wp)
     inner = max(min(w, wp - lead), 0)
+    zero = np.int64(0)
     for c in range(c_count):
         for i in range(count):
             source = x[n0 + i, ci0 + c]
@@ -308,14 +310,9 @@ def _copy_band_rows(x, n0, count, ci0, c_count, kh_size, dh, oh_size, pad_t, pad
                         for t in range(wp):
                             dst[t] = 0
                         continue
-                    # Slices, so the copy has no signed offsets (see
-                    # _conv2d_forward_shifted).
-                    src = source[source_row, :inner]
-                    mid = dst[lead : lead + inner]
                     for t in range(lead):
                         dst[t] = 0
-                    for t in range(inner):
-                        mid[t] = src[t]
+                    copy_row(source[source_row], zero, plane_buf, r * wp + lead, inner)
                     for t in range(lead + inner, wp):
                         dst[t] = 0
                 rows = plane_buf
@@ -400,10 +397,8 @@ def _conv2d_forward_rows(x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi):
             for i in range(count):
                 for co in range(rows):
                     for oh in range(oh_size):
-                        src = acc[co, i * span + oh * wp : i * span + oh * wp + ow_size]
-                        dst = y[n0 + i, co0 + co, oh]
-                        for t in range(ow_size):
-                            dst[t] = _clamp(src[t], lo, hi)
+                        clamp_row(acc[co], i * span + oh * wp, y[n0 + i, co0 + co, oh],
+                                  zero, ow_size, lo, hi)
 
 
 @cpu_helper
