@@ -11,6 +11,11 @@ elements with shuffles. Whole steps use plain loads and stores; the last,
 partial step masked ones, which touch nothing past the elements the row's
 outputs need. On Zen 4 the masked forms for whole steps too made a 16-block pool
 row 1.8x slower.
+
+The intrinsics type only for 1-D C-contiguous rows of one float dtype and
+scalars of that dtype (the kernels' callers pass those); anything else is a
+typing error, never a wrong result. The masked intrinsics are declared with
+opaque pointers: numba 0.62 or newer (pyproject.toml).
 """
 
 from llvmlite import ir

@@ -639,8 +639,9 @@ def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
             grad = np.empty((cout_g, tile), dtype=dxp.dtype)
             _pack_images(dyv, n0, count, g * cout_g, grad)
             # Blocks of four rows written, not added into zeros (the same bits
-            # without the zeroing); the last rows % 4 as before, as
-            # _accumulate_1 sums in its own order.
+            # without the zeroing); the last rows % 4 through _accumulate, as
+            # the one-image path sums them (its one-row form has an order of
+            # its own).
             whole = rows // 4 * 4
             _gemm_rows_store(dpatch, zero, whole, wt[g], c0 * taps, grad, cout_g, zero,
                              cols)
