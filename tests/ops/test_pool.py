@@ -702,6 +702,22 @@ def test_gated_max_pool_backward_is_the_activation_backward_after_it(
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
 
 
+def _hostile_2x2_inputs(rng, dtype):
+    """Inputs of the 2x2 vector-row tests: rows of 1 to 40 blocks (around one
+    and two vectors of either dtype), odd and even sizes, with ties (rounded
+    values), sixes, signed zeros, infinities and NaN."""
+    for h, w in [(2, 2), (3, 5), (28, 28), (10, 10), (6, 33), (5, 34), (4, 64),
+                 (4, 65), (2, 80), (3, 81)]:
+        x = np.round(rng.standard_normal((2, 3, h, w)) * 3).astype(dtype)
+        flat = x.reshape(-1)
+        flat[::11] = np.nan
+        flat[5::13] = np.inf
+        flat[7::19] = -np.inf
+        flat[3::17] = 6.0
+        flat[2::23] = -0.0
+        yield x
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("gate", [(np.nan, np.nan), (0.0, np.nan), (0.0, 6.0)])
 def test_max_pool_2x2_vector_rows_equal_the_general_kernel(gate, dtype, rng):
@@ -712,15 +728,8 @@ def test_max_pool_2x2_vector_rows_equal_the_general_kernel(gate, dtype, rng):
     from fastcnn.kernels.cpu import pool as cpu_pool
 
     lo, hi = (dtype(v) for v in gate)
-    for h, w in [(2, 2), (3, 5), (28, 28), (10, 10), (6, 33), (5, 34), (4, 64),
-                 (4, 65), (2, 80), (3, 81)]:
-        x = np.round(rng.standard_normal((2, 3, h, w)) * 3).astype(dtype)
-        flat = x.reshape(-1)
-        flat[::11] = np.nan
-        flat[5::13] = np.inf
-        flat[7::19] = -np.inf
-        flat[3::17] = 6.0
-        flat[2::23] = -0.0
+    for x in _hostile_2x2_inputs(rng, dtype):
+        h, w = x.shape[2:]
         dy = rng.standard_normal((2, 3, h // 2, w // 2)).astype(dtype)
         dy.reshape(-1)[::7] = -0.0
         fast = np.full_like(x, 7.0)
@@ -739,14 +748,8 @@ def test_max_pool_2x2_vector_rows_forward_equals_the_general_kernel(dtype, rng):
     NaN, infinities, ties and signed zeros included."""
     from fastcnn.kernels.cpu import pool as cpu_pool
 
-    for h, w in [(2, 2), (3, 5), (28, 28), (10, 10), (6, 33), (5, 34), (4, 64),
-                 (4, 65), (2, 80), (3, 81)]:
-        x = np.round(rng.standard_normal((2, 3, h, w)) * 3).astype(dtype)
-        flat = x.reshape(-1)
-        flat[::11] = np.nan
-        flat[5::13] = np.inf
-        flat[7::19] = -np.inf
-        flat[2::23] = -0.0
+    for x in _hostile_2x2_inputs(rng, dtype):
+        h, w = x.shape[2:]
         fast = np.full((2, 3, h // 2, w // 2), 7.0, dtype=dtype)
         general = fast.copy()
         cpu_pool._max_pool_2x2_forward(x, fast)

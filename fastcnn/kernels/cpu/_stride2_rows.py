@@ -10,14 +10,14 @@ ms of a 27-45 ms forward, the adding back 7.6 ms of the input gradient.
 from llvmlite import ir
 from numba.extending import intrinsic
 
-from ._vector_rows import VectorRows, row_signature
+from ._vector_rows import row_copy_code, row_copy_signature
 
 
 @intrinsic
 def copy_evens(typingctx, src, s0, dst, d0, count):
     """``dst[d0 + t] = src[s0 + 2t]`` for ``t < count``; reads no element of
     ``src`` past ``s0 + 2 * (count - 1)``. No bounds are checked."""
-    sig = row_signature((src, s0, dst, d0, count), (src, dst), (s0, d0, count))
+    sig = row_copy_signature(src, s0, dst, d0, count)
     return None if sig is None else (sig, _copy_codegen)
 
 
@@ -26,14 +26,12 @@ def add_to_evens(typingctx, src, s0, dst, d0, count):
     """``dst[d0 + 2t] += src[s0 + t]`` for ``t < count`` (the odd elements
     between keep their bits); touches no element of ``dst`` past
     ``d0 + 2 * (count - 1)``. No bounds are checked."""
-    sig = row_signature((src, s0, dst, d0, count), (src, dst), (s0, d0, count))
+    sig = row_copy_signature(src, s0, dst, d0, count)
     return None if sig is None else (sig, _add_codegen)
 
 
 def _copy_codegen(context, builder, signature, args):
-    rows = VectorRows(context, builder, signature, args,
-                         ("src", "s0", "dst", "d0", "count"))
-    s0, d0 = rows.ints["s0"], rows.ints["d0"]
+    rows, s0, d0 = row_copy_code(context, builder, signature, args)
 
     def body(j0, out_mask, i0, first_mask, i1, second_mask):
         first = rows.load("src", builder.add(s0, i0), first_mask)
@@ -46,9 +44,7 @@ def _copy_codegen(context, builder, signature, args):
 
 
 def _add_codegen(context, builder, signature, args):
-    rows = VectorRows(context, builder, signature, args,
-                         ("src", "s0", "dst", "d0", "count"))
-    s0, d0 = rows.ints["s0"], rows.ints["d0"]
+    rows, s0, d0 = row_copy_code(context, builder, signature, args)
     evens = ir.Constant(ir.VectorType(ir.IntType(1), rows.lanes),
                         [k % 2 == 0 for k in range(rows.lanes)])
 

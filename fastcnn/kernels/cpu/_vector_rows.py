@@ -162,19 +162,32 @@ class VectorRows:
                                         self.splat(limit, self.index_vector))
 
 
+def row_copy_signature(src, s0, dst, d0, count):
+    """The signature of a row-to-row intrinsic ``(src, s0, dst, d0, count)``:
+    rows ``src`` and ``dst`` read and written from elements ``s0`` and ``d0``
+    (see :func:`row_signature`)."""
+    return row_signature((src, s0, dst, d0, count), (src, dst), (s0, d0, count))
+
+
+def row_copy_code(context, builder, signature, args):
+    """``(rows, s0, d0)`` for the codegen of an intrinsic typed by
+    :func:`row_copy_signature`."""
+    rows = VectorRows(context, builder, signature, args,
+                      ("src", "s0", "dst", "d0", "count"))
+    return rows, rows.ints["s0"], rows.ints["d0"]
+
+
 @intrinsic
 def copy_row(typingctx, src, s0, dst, d0, count):
     """``dst[d0 + t] = src[s0 + t]`` for ``t < count``, a vector at a time with a
     masked last step: for rows shorter than one vectorised iteration of a loop
     (LeNet-5's are 10 wide). No bounds are checked."""
-    sig = row_signature((src, s0, dst, d0, count), (src, dst), (s0, d0, count))
+    sig = row_copy_signature(src, s0, dst, d0, count)
     return None if sig is None else (sig, _copy_row_codegen)
 
 
 def _copy_row_codegen(context, builder, signature, args):
-    rows = VectorRows(context, builder, signature, args,
-                      ("src", "s0", "dst", "d0", "count"))
-    s0, d0 = rows.ints["s0"], rows.ints["d0"]
+    rows, s0, d0 = row_copy_code(context, builder, signature, args)
 
     def body(j0, mask):
         rows.store(rows.load("src", builder.add(s0, j0), mask), "dst",
