@@ -29,41 +29,45 @@ _COMPILE_COST = {"DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
                  "AdaptiveAvgPool2D": 2.0,
                  "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
                  "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
-_LOSS_COST = 1.35
+_LOSS_COST = 1.1
 
 #: Compile seconds of the kernels that layers share: what the schedule of
 #: :func:`_split` simulates. Measured cold with two processes compiling at once on
 #: two cores (AMD EPYC, float32; each about 1.25x its time alone). A convolution's
 #: kernels are named by ``kernels.cpu._conv_plan.kernel_plan``, so two convolutions
 #: that run the same kernel are known to share it. The two "depthwise_rows" kernels
-#: were measured alone in one process (5.1 s and 3.2 s), times 1.25; the rows
-#: weight gradient measured as long as the direct one, alone in one process, and
-#: the strided depthwise input gradient ("depthwise_phases") 5.3 s alone; the
-#: rows input gradient 5.6 s against the direct one's 8.7 s, cold, each alone in
-#: a process (start-up included), so scaled from the direct one's cost. The
-#: kernels LeNet-5 runs (the three rows kernels, dense, the optimizer; MaxPool2D
-#: and the loss above) were measured again on 2026-12-07 in its cold warmup on
-#: two processes, each with the helpers it compiled first (Numba's compile
-#: events; the helpers they share are kernels of their own here,
-#: :data:`_SHARED_HELPERS`).
-_KERNEL_COST = {"conv2d/forward:rows": 4.2,
-                "conv2d/helpers:row-products": 2.5, "conv2d/helpers:band-rows": 1.4,
+#: were measured alone in one process (5.1 s and 3.2 s), times 1.25; the strided
+#: depthwise input gradient ("depthwise_phases") 5.3 s alone. The kernels LeNet-5
+#: runs (the three rows kernels, dense, the optimizer; MaxPool2D and the loss
+#: above) were measured again on 2026-12-07, after their loop bodies became
+#: tasks (``kernels/cpu/_tasks.py``), in its cold warmup on two processes, each
+#: with the helpers it compiled first (Numba's compile events; the helpers they
+#: share are kernels of their own here, :data:`_SHARED_HELPERS`).
+_KERNEL_COST = {"conv2d/forward:rows": 1.8,
+                "conv2d/helpers:row-products": 2.0, "conv2d/helpers:band-rows": 1.1,
                 "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
                 "conv2d/forward:depthwise_rows": 6.4,
                 "conv2d/weight:depthwise_rows": 4.0,
                 "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
-                "conv2d/input:rows": 6.2,
+                "conv2d/input:rows": 2.2,
                 "conv2d/input:depthwise": 2.5,
                 "conv2d/input:depthwise_phases": 5.0, "conv2d/weight:direct": 5.0,
-                "conv2d/weight:rows": 8.4,
+                "conv2d/weight:rows": 4.0, "helpers:dots": 0.3,
                 "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,
                 "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
-                "dense/forward": 1.5, "dense/input": 1.2, "dense/weight": 1.4,
-                "optimizer": 0.7}
+                "dense/forward": 0.65, "dense/helpers:gemm": 1.4, "dense/input": 0.7,
+                "dense/weight": 0.85, "optimizer": 0.7}
 
 #: Seconds to load a kernel that another process has already put in the cache.
 _LOAD_COST = 0.1
+
+#: How much earlier than needed the schedule wants a kernel in the cache before it
+#: counts on loading it: the estimates are off by a second either way from run to
+#: run, and a process that needs a kernel a moment before the other has cached it
+#: compiles it again (LeNet-5's shared product helpers, 2.5 s twice, when the
+#: simulation had them cached 0.1 s before they were needed).
+_CACHE_MARGIN = 1.5
 
 #: What a process's first compile costs on top (LLVM and Numba setting up).
 _START_COST = 1.8
@@ -256,25 +260,30 @@ def _job(twin, batch_size: int, optimizer, loss_fn) -> dict:
 
 
 def _conv_parts(layer, entry: dict, spec: dict) -> list[dict]:
-    """A plain Conv2D's spec cut in two parts that a process runs on its own
-    (``"part"`` in the worker): its input gradient, and the rest (forward,
-    parameter gradients, optimizer step; they share helpers). So the schedule
-    can give LeNet-5's second convolution's input gradient to one process while
-    the other compiles the forward and weight-gradient kernels that both
-    convolutions run; as whole layers, the second process reached that
-    convolution before the first had put those kernels in the cache, and
-    compiled them again (5 s more on 2 cores). Other layers: ``[spec]``."""
+    """A plain Conv2D's spec cut into parts that a process runs on its own
+    (``"part"`` in the worker): the forward, the parameter gradients with the
+    optimizer step, and the input gradient. So the schedule can give one
+    convolution's weight gradient, or the second's input gradient, to the
+    other process: as whole layers, LeNet-5's first convolution alone was most
+    of one process's compiling; and the second process reached the second
+    convolution before the first had put the kernels they share in the cache,
+    and compiled them again (5 s more on 2 cores). An input gradient that runs
+    forward kernels (Winograd, 1x1, depthwise) stays with the forward: the
+    layer is not cut. Other layers: ``[spec]``."""
     if (entry["class_name"] != "Conv2D" or getattr(layer, "_geo", None) is None
-            or entry["config"].get("activation") not in (None, "linear")
-            or not spec["input_grad"]):
+            or entry["config"].get("activation") not in (None, "linear")):
         return [spec]
     kernels = spec["kernels"]
     inputs = [k for k in kernels if k.startswith("conv2d/input:")]
-    if not inputs:
+    if spec["input_grad"] and not inputs:
         return [spec]  # the forward's kernels run it (Winograd, 1x1, depthwise)
-    rest = [k for k in kernels if k not in inputs]
-    return [{**spec, "part": "main", "kernels": rest},
-            {**spec, "part": "input", "kernels": inputs}]
+    weights = [k for k in kernels if k.startswith("conv2d/weight:")
+               or k in ("conv2d/bias", "optimizer")]
+    forwards = [k for k in kernels if k not in inputs and k not in weights]
+    parts = [{**spec, "part": part, "kernels": chosen}
+             for part, chosen in (("forward", forwards), ("weight", weights),
+                                  ("input", inputs)) if chosen]
+    return parts if len(parts) > 1 else [spec]
 
 
 def _applied_before(layers, i: int) -> bool:
@@ -321,9 +330,12 @@ def _kernels_of(layer, entry: dict, batch_size: int, input_grad: bool) -> list[s
 #: schedule then sees that, say, the rows input gradient compiles faster where
 #: the rows forward ran before it.
 _SHARED_HELPERS = {
-    "conv2d/forward:rows": ("conv2d/helpers:row-products", "conv2d/helpers:band-rows"),
-    "conv2d/weight:rows": ("conv2d/helpers:band-rows",),
+    "conv2d/forward:rows": ("conv2d/helpers:band-rows", "conv2d/helpers:row-products"),
+    "conv2d/weight:rows": ("conv2d/helpers:band-rows", "helpers:dots"),
     "conv2d/input:rows": ("conv2d/helpers:row-products",),
+    "dense/forward": ("helpers:dots",),
+    "dense/input": ("dense/helpers:gemm",),
+    "dense/weight": ("dense/helpers:gemm",),
 }
 
 
@@ -390,7 +402,7 @@ def _schedule(specs: list[dict], parts: int, first: int | None):
             if kernel in known[part]:
                 continue
             ready = cached.get(kernel)
-            if ready is not None and ready <= clock:
+            if ready is not None and ready + _CACHE_MARGIN <= clock:
                 clock += _LOAD_COST
             else:
                 cost = _kernel_cost(kernel)

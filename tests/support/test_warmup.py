@@ -25,7 +25,7 @@ def test_warmup_compiles_and_leaves_the_model_alone(capsys):
     # width 2 is under Winograd's channel minimum: the rows weight gradient
     # (stride 1, 3x3) compiled.
     assert any("float64" in str(sig)
-               for sig in conv._conv2d_backward_weight_rows.signatures)
+               for sig in conv._weight_rows_kernel.signatures)
     # The model still trains, and the optimizer has taken no step during warmup.
     assert model.optimizer.iterations == 0
     model.train_step(np.zeros((2, 1, 8, 8)), np.array([0, 1]))
@@ -55,12 +55,13 @@ def test_the_job_names_each_distinct_layer_once_and_the_split_loses_nothing():
     model.compile("sgd", "cross_entropy")
     job = wm._job(model, 4, model.optimizer, fastcnn.losses.get(model.loss))
     # LeNet-5's ReLUs before the dense layers differ in input shape: kept apart;
-    # the second convolution comes in two parts (its input gradient apart).
+    # the convolutions come in parts (forward, parameter gradients, and the
+    # second's input gradient).
     layers = [spec["entry"]["config"]["name"] for spec in job["layers"]]
     assert sorted(set(layers)) == sorted(layer.name for layer in model.layers)
-    assert len(layers) == len(model.layers) + 1
-    assert job["layers"][0]["input_grad"] is False
-    assert all(spec["input_grad"] for spec in job["layers"][1:])
+    assert len(layers) == len(model.layers) + 3
+    assert [spec["input_grad"] for spec in job["layers"][:2]] == [False, False]
+    assert all(spec["input_grad"] for spec in job["layers"][2:])
     twice = fastcnn.Sequential([fastcnn.layers.ReLU(), fastcnn.layers.ReLU()],
                                input_shape=(3,))
     assert len(wm._job(twice, 2, None, None)["layers"]) == 2  # first: no dx
@@ -89,8 +90,9 @@ def test_the_split_shares_kernels_out_instead_of_compiling_them_twice():
     # compiled the shared kernels (16 s); whole layers scheduled so the second
     # starts when the first process has put them in the cache, 12.9 s, but a
     # second process that ran faster than estimated reached it first (23 s).
-    # Now the second's input gradient is a part of its own, in the other
-    # process, and its other part, which compiles nothing new, is left out.
+    # Now each convolution comes in parts (forward, parameter gradients, input
+    # gradient) that the schedule shares out, and a part that compiles nothing
+    # new is left out.
     wm = _warmup_module()
     model = models.lenet5()
     model.compile("sgd", "cross_entropy")
@@ -100,23 +102,50 @@ def test_the_split_shares_kernels_out_instead_of_compiling_them_twice():
     kernels = {(spec["entry"]["config"]["name"], spec.get("part")): spec["kernels"]
                for spec in job["layers"]}
     # The rows weight gradient writes the bias gradient too: no bias kernel.
-    rows = ["conv2d/helpers:row-products", "conv2d/helpers:band-rows",
-            "conv2d/forward:rows", "conv2d/weight:rows", "optimizer"]
-    assert kernels[conv_1, None] == rows
-    assert kernels[conv_2, "main"] == rows
+    forward = ["conv2d/helpers:band-rows", "conv2d/helpers:row-products",
+               "conv2d/forward:rows"]
+    weight = ["conv2d/helpers:band-rows", "helpers:dots", "conv2d/weight:rows",
+              "optimizer"]
+    for name in (conv_1, conv_2):
+        assert kernels[name, "forward"] == forward
+        assert kernels[name, "weight"] == weight
+    assert (conv_1, "input") not in kernels  # the images need no gradient
     assert kernels[conv_2, "input"] == ["conv2d/helpers:row-products",
                                         "conv2d/input:rows"]
     shares = wm._split(job, 2)
-    parts = [[(spec["entry"]["config"]["name"], spec.get("part"))
-              for spec in share["layers"]] for share in shares]
-    first = next(k for k, share in enumerate(parts) if (conv_1, None) in share)
-    second = next(k for k, share in enumerate(parts) if (conv_2, "input") in share)
-    assert first != second
-    assert all((conv_2, "main") not in share for share in parts)
     compiled = [{k for spec in share["layers"] for k in spec["kernels"]}
                 for share in shares]
-    assert "conv2d/weight:rows" not in compiled[second]
-    assert "conv2d/input:rows" not in compiled[first]
+    # The three rows kernels are not all in one process, and the second
+    # convolution's forward and weight parts, which compile nothing new, are
+    # left out.
+    owner = {k: i for i, kernels_of in enumerate(compiled) for k in kernels_of
+             if k.startswith("conv2d/") and ":rows" in k}
+    assert len(set(owner.values())) == 2
+    names = [(spec["entry"]["config"]["name"], spec.get("part"))
+             for share in shares for spec in share["layers"]]
+    assert (conv_2, "forward") not in names and (conv_2, "weight") not in names
+
+
+def test_the_worker_runs_each_part_of_a_convolution():
+    import json
+    import subprocess
+    import sys
+
+    wm = _warmup_module()
+    model = fastcnn.Sequential([fastcnn.layers.Conv2D(2, 3), fastcnn.layers.Conv2D(
+        2, 3)], input_shape=(1, 6, 6), dtype="float64")
+    model.compile("sgd", "mse")
+    job = wm._job(model, 2, model.optimizer, fastcnn.losses.get(model.loss))
+    assert [spec.get("part") for spec in job["layers"]] == [
+        "forward", "weight", "forward", "weight", "input"]
+    done = subprocess.run([sys.executable, "-m", "fastcnn._warmup_worker"],
+                          input=json.dumps(job), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from fastcnn._warmup_worker import run_conv_part
+
+    with pytest.raises(ValueError, match="unknown part"):
+        run_conv_part(model.layers[0], "main", np.zeros((1, 1, 6, 6)), None)
 
 
 def test_a_compile_worker_runs_a_job(tmp_path):

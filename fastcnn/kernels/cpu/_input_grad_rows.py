@@ -21,11 +21,12 @@ over ``(co, kw)`` in order: the split of the work into tasks changes no bits.
 """
 
 import numpy as np
-from numba import prange
+from numba import int64, prange
 
 from .._jit import cpu_helper, cpu_kernel
 from ._conv_plan import _gemm_tiles, _input_grad_task
 from ._row_products import _accumulate, _pitch_rows
+from ._tasks import cpu_task
 
 #: Target size, in elements, of a task's band gradient (256 KiB of float32): the
 #: input channels of a task are cut into blocks that keep it in L2.
@@ -68,7 +69,6 @@ def _channel_split(cin_g, kh_size, cols, other_tasks):
     return min(per_task, cin_g)
 
 
-@cpu_kernel
 def conv2d_backward_input_rows(dy, w, dxp, dh, dw, groups):
     """``dxp`` (the padded input's gradient, overwritten) of a stride-1
     convolution from band rows (see the module's docstring).
@@ -77,8 +77,16 @@ def conv2d_backward_input_rows(dy, w, dxp, dh, dw, groups):
     Hp, Wp). Parallel over (group of whole images, group, block of input
     channels): their planes of ``dxp`` are disjoint. ``w`` must be finite: a
     zero of ``dy_p`` times an inf weight would be NaN where the gradient is not
-    (the caller checks).
+    (the caller checks). The tasks run as :func:`_input_rows_task` (see
+    ``_tasks.py``).
     """
+    _input_rows_kernel(_input_rows_task.address(dxp.dtype), dy, w, dxp, dh, dw,
+                       groups)
+
+
+@cpu_kernel
+def _input_rows_kernel(task, dy, w, dxp, dh, dw, groups):
+    """:func:`conv2d_backward_input_rows` with the task's address."""
     n_batch, c_out, oh_size, ow_size = dy.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
     wp = dxp.shape[3]
@@ -96,26 +104,43 @@ def conv2d_backward_input_rows(dy, w, dxp, dh, dw, groups):
     for k in range(chunk * kw_size):
         row_of[k] = k // kw_size
         off_of[k] = lead - (k % kw_size) * dw
+    for t in prange(image_tasks * groups * blocks):
+        _input_rows_task(task, (np.int64(t), images, blocks, per_task, chunk, kh_size,
+                                kw_size, dy, wt, dxp, dh, dw, groups, row_of, off_of))
+
+
+@cpu_task(lambda f: (int64, int64, int64, int64, int64, int64, int64, f[:, :, :, ::1],
+                     f[:, :, ::1], f[:, :, :, ::1], int64, int64, int64, int64[::1],
+                     int64[::1]))
+def _input_rows_task(task, images, blocks, per_task, chunk, kh_size, kw_size, dy, wt,
+                     dxp, dh, dw, groups, row_of, off_of):
+    """Task ``task`` of :func:`conv2d_backward_input_rows`: one (group of images,
+    group, block of input channels)."""
+    n_batch, c_out, oh_size, ow_size = dy.shape
+    cin_g = dxp.shape[1] // groups
+    wp = dxp.shape[3]
+    cout_g = c_out // groups
+    span = oh_size * wp
+    lead = (kw_size - 1) * dw
     zero = np.int64(0)
-    for task in prange(image_tasks * groups * blocks):
-        n0, g, c0, count, c_count = _input_grad_task(task, groups, blocks, images,
-                                                     per_task, n_batch, cin_g)
-        cols = count * span
-        rows = c_count * kh_size
-        grad = np.empty((cout_g, lead + images * span), dtype=dxp.dtype)
-        _pitch_rows(dy, n0, count, g * cout_g, wp, lead, grad)
-        band = np.empty((per_task * kh_size, images * span), dtype=dxp.dtype)
-        band[:rows, :cols] = 0
-        for o0 in range(0, cout_g, chunk):
-            o_count = min(chunk, cout_g - o0)
-            _accumulate(band, zero, rows, zero, wt[g], c0 * kh_size, o0 * kw_size,
-                        grad, o0, row_of, off_of, o_count * kw_size, zero, cols)
-        for i in range(count):
-            for c in range(c_count):
-                plane = dxp[n0 + i, g * cin_g + c0 + c].reshape(-1)
-                plane[:] = 0
-                for kh in range(kh_size):
-                    dst = plane[kh * dh * wp : kh * dh * wp + span]
-                    src = band[c * kh_size + kh, i * span : (i + 1) * span]
-                    for j in range(span):
-                        dst[j] += src[j]
+    n0, g, c0, count, c_count = _input_grad_task(task, groups, blocks, images,
+                                                 per_task, n_batch, cin_g)
+    cols = count * span
+    rows = c_count * kh_size
+    grad = np.empty((cout_g, lead + images * span), dtype=dxp.dtype)
+    _pitch_rows(dy, n0, count, g * cout_g, wp, lead, grad)
+    band = np.empty((per_task * kh_size, images * span), dtype=dxp.dtype)
+    band[:rows, :cols] = 0
+    for o0 in range(0, cout_g, chunk):
+        o_count = min(chunk, cout_g - o0)
+        _accumulate(band, zero, rows, zero, wt[g], c0 * kh_size, o0 * kw_size,
+                    grad, o0, row_of, off_of, o_count * kw_size, zero, cols)
+    for i in range(count):
+        for c in range(c_count):
+            plane = dxp[n0 + i, g * cin_g + c0 + c].reshape(-1)
+            plane[:] = 0
+            for kh in range(kh_size):
+                dst = plane[kh * dh * wp : kh * dh * wp + span]
+                src = band[c * kh_size + kh, i * span : (i + 1) * span]
+                for j in range(span):
+                    dst[j] += src[j]

@@ -34,7 +34,7 @@ are bitwise the same for any thread count.
 """
 
 import numpy as np
-from numba import prange
+from numba import boolean, int64, prange
 
 from ... import _buffers
 from .._clamp import bounds
@@ -72,6 +72,7 @@ from ._row_products import (
     _tap_rows,
 )
 from ._stride2_rows import add_to_evens, copy_evens
+from ._tasks import cpu_task
 from ._vector_rows import copy_row
 from ._weight_gemm import _sum_slots, conv2d_backward_weight_gemm
 from ._winograd import (
@@ -348,7 +349,6 @@ def _band_layout(c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batc
             row_of, off_of)
 
 
-@cpu_kernel
 def _conv2d_forward_rows(x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi):
     """:func:`conv2d_forward` for stride 1 with several small images per task.
 
@@ -365,40 +365,68 @@ def _conv2d_forward_rows(x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi):
     (:func:`_channel_blocks`: the blocks start at multiples of four rows of a
     group, so each output is summed by the same micro-kernel as without them).
     ``x`` is read as if padded (:func:`_copy_band_rows`), to the ``Wp = OW +
-    dw*(KW - 1)`` columns the windows span.
+    dw*(KW - 1)`` columns the windows span. The tasks run as
+    :func:`_forward_rows_task` (see ``_tasks.py``).
     """
+    _forward_rows_kernel(_forward_rows_task.address(y.dtype), x, w, b, y, pad_t,
+                         pad_l, dh, dw, groups, lo, hi)
+
+
+@cpu_kernel
+def _forward_rows_kernel(task, x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi):
+    """:func:`_conv2d_forward_rows` with the task's address."""
     n_batch, c_out, oh_size, ow_size = y.shape
     cin_g, kh_size, kw_size = w.shape[1], w.shape[2], w.shape[3]
     wp = ow_size + dw * (kw_size - 1)
     cout_g, taps, k_size, span, chunk, images, spare, row_of, off_of = _band_layout(
         c_out, cin_g, kh_size, kw_size, groups, oh_size, wp, dw, n_batch)
-    wm = w.reshape(c_out, k_size)
-    zero = np.int64(0)
     image_tasks = (n_batch + images - 1) // images
     blocks, block_rows = _channel_blocks(image_tasks, cout_g)
-    for task in prange(image_tasks * blocks):
-        n0 = (np.int64(task) // blocks) * images
-        r0 = (np.int64(task) % blocks) * block_rows
-        rows = min(block_rows, cout_g - r0)
-        count = min(images, n_batch - n0)
-        cols = count * span
-        band = np.empty((chunk * kh_size, images * span + spare), dtype=y.dtype)
-        plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=y.dtype)
-        acc = np.empty((rows, images * span), dtype=y.dtype)
-        for g in range(groups):
-            co0 = g * cout_g + r0
-            _fill_rows(acc, b, co0, cols)
-            for c0 in range(0, cin_g, chunk):
-                c_count = min(chunk, cin_g - c0)
-                _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
-                                oh_size, pad_t, pad_l, wp, plane_buf, band)
-                _accumulate(acc, zero, rows, zero, wm, co0, c0 * taps, band, zero,
-                            row_of, off_of, c_count * taps, zero, cols)
-            for i in range(count):
-                for co in range(rows):
-                    for oh in range(oh_size):
-                        clamp_row(acc[co], i * span + oh * wp, y[n0 + i, co0 + co, oh],
-                                  zero, ow_size, lo, hi)
+    wm = w.reshape(c_out, k_size)
+    for t in prange(image_tasks * blocks):
+        _forward_rows_task(task, (np.int64(t), images, blocks, block_rows, x, wm, b,
+                                  y, kh_size, kw_size, pad_t, pad_l, dh, dw, groups,
+                                  chunk, row_of, off_of, lo, hi))
+
+
+@cpu_task(lambda f: (int64, int64, int64, int64, f[:, :, :, ::1], f[:, ::1], f[::1],
+                     f[:, :, :, ::1], int64, int64, int64, int64, int64, int64, int64,
+                     int64, int64[::1], int64[::1], f, f))
+def _forward_rows_task(task, images, blocks, block_rows, x, wm, b, y, kh_size,
+                       kw_size, pad_t, pad_l, dh, dw, groups, chunk, row_of, off_of,
+                       lo, hi):
+    """Task ``task`` of :func:`_conv2d_forward_rows`: block ``task % blocks`` of
+    output channels for the images from ``(task // blocks) * images``."""
+    n_batch, c_out, oh_size, ow_size = y.shape
+    cin_g = x.shape[1] // groups
+    cout_g = c_out // groups
+    taps = kh_size * kw_size
+    wp = ow_size + dw * (kw_size - 1)
+    span = oh_size * wp
+    spare = (kw_size - 1) * dw
+    zero = np.int64(0)
+    n0 = (task // blocks) * images
+    r0 = (task % blocks) * block_rows
+    rows = min(block_rows, cout_g - r0)
+    count = min(images, n_batch - n0)
+    cols = count * span
+    band = np.empty((chunk * kh_size, images * span + spare), dtype=y.dtype)
+    plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=y.dtype)
+    acc = np.empty((rows, images * span), dtype=y.dtype)
+    for g in range(groups):
+        co0 = g * cout_g + r0
+        _fill_rows(acc, b, co0, cols)
+        for c0 in range(0, cin_g, chunk):
+            c_count = min(chunk, cin_g - c0)
+            _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
+                            oh_size, pad_t, pad_l, wp, plane_buf, band)
+            _accumulate(acc, zero, rows, zero, wm, co0, c0 * taps, band, zero,
+                        row_of, off_of, c_count * taps, zero, cols)
+        for i in range(count):
+            for co in range(rows):
+                for oh in range(oh_size):
+                    clamp_row(acc[co], i * span + oh * wp, y[n0 + i, co0 + co, oh],
+                              zero, ow_size, lo, hi)
 
 
 @cpu_helper
@@ -789,7 +817,41 @@ ROWS_MIN_SLOTS = 8
 DOT_COLUMNS = 4096
 
 
-@cpu_kernel
+@cpu_task(lambda f: (int64, int64, f[:, :, :, ::1], f[:, :, :, ::1], f[:, :, ::1],
+                     boolean[::1], int64, int64, int64, int64, int64, int64, int64,
+                     int64, int64[::1], int64[::1]))
+def _weight_rows_slot(s, images, dy, x, partial, finite, kh_size, kw_size, pad_t,
+                      pad_l, dh, dw, groups, chunk, row_of, off_of):
+    """Slot ``s`` of :func:`_conv2d_backward_weight_rows`: the images from ``s *
+    images`` summed into ``partial[s]``; ``finite[s]`` set False where the sums
+    are not finite."""
+    n_batch, c_out, oh_size, ow_size = dy.shape
+    cin_g = x.shape[1] // groups
+    cout_g = c_out // groups
+    taps = kh_size * kw_size
+    wp = ow_size + dw * (kw_size - 1)
+    span = oh_size * wp
+    spare = (kw_size - 1) * dw
+    n0 = s * images
+    count = min(images, n_batch - n0)
+    zero = np.int64(0)
+    band = np.empty((chunk * kh_size, images * span + spare), dtype=dy.dtype)
+    plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=dy.dtype)
+    grad = np.empty((cout_g, images * span), dtype=dy.dtype)
+    part = partial[s]
+    part[:, :] = 0
+    for g in range(groups):
+        _pitch_rows(dy, n0, count, g * cout_g, wp, zero, grad)
+        for c0 in range(0, cin_g, chunk):
+            c_count = min(chunk, cin_g - c0)
+            _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
+                            oh_size, pad_t, pad_l, wp, plane_buf, band)
+            _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, g * cout_g, zero,
+                      band, row_of, off_of, c_count * taps, c0 * taps,
+                      count * span)
+    finite[s] = all_finite(part.reshape(c_out * part.shape[1]))
+
+
 def _conv2d_backward_weight_rows(dy, x, dwt, db, pad_t, pad_l, dh, dw, groups, finite):
     """:func:`conv2d_backward_weight` for stride 1 from band rows, as the rows
     forward reads its input (:func:`_conv2d_forward_rows`): each (channel, kh)
@@ -810,8 +872,20 @@ def _conv2d_backward_weight_rows(dy, x, dwt, db, pad_t, pad_l, dh, dw, groups, f
     reads it. With ``db`` of length ``C_out`` (not 0), the loop that adds the
     slots also writes the bias gradient, as :func:`conv2d_backward_bias` does
     (the same bits; one parallel region fewer). Shape: ``finite`` (N,), True on
-    entry; ``db`` (C_out,) or (0,).
+    entry; ``db`` (C_out,) or (0,). Both loops run tasks
+    (:func:`_weight_rows_slot`, :func:`_weight_rows_sum`; see ``_tasks.py``: a
+    task compiles once, not in each of the modules a parallel loop is built
+    from).
     """
+    _weight_rows_kernel(_weight_rows_slot.address(dwt.dtype),
+                        _weight_rows_sum.address(dwt.dtype), dy, x, dwt, db, pad_t,
+                        pad_l, dh, dw, groups, finite)
+
+
+@cpu_kernel
+def _weight_rows_kernel(task, sum_task, dy, x, dwt, db, pad_t, pad_l, dh, dw, groups,
+                        finite):
+    """:func:`_conv2d_backward_weight_rows` with its tasks' addresses."""
     n_batch, c_out, oh_size, ow_size = dy.shape
     cin_g, kh_size, kw_size = dwt.shape[1], dwt.shape[2], dwt.shape[3]
     wp = ow_size + dw * (kw_size - 1)
@@ -822,32 +896,23 @@ def _conv2d_backward_weight_rows(dy, x, dwt, db, pad_t, pad_l, dh, dw, groups, f
     slots = (n_batch + images - 1) // images
     partial = np.empty((slots, c_out, k_size), dtype=dwt.dtype)
     for slot in prange(slots):
-        s = np.int64(slot)
-        n0 = s * images
-        count = min(images, n_batch - n0)
-        zero = np.int64(0)
-        band = np.empty((chunk * kh_size, images * span + spare), dtype=dwt.dtype)
-        plane_buf = np.empty((oh_size + dh * (kh_size - 1)) * wp, dtype=dwt.dtype)
-        grad = np.empty((cout_g, images * span), dtype=dwt.dtype)
-        part = partial[s]
-        part[:, :] = 0
-        for g in range(groups):
-            _pitch_rows(dy, n0, count, g * cout_g, wp, np.int64(0), grad)
-            for c0 in range(0, cin_g, chunk):
-                c_count = min(chunk, cin_g - c0)
-                _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
-                                oh_size, pad_t, pad_l, wp, plane_buf, band)
-                _add_dots(part, g * cout_g, (g + 1) * cout_g, grad, g * cout_g, zero,
-                          band, row_of, off_of, c_count * taps, c0 * taps,
-                          count * span)
-        finite[s] = all_finite(part.reshape(c_out * k_size))
+        _weight_rows_slot(task, (np.int64(slot), images, dy, x, partial, finite,
+                                 kh_size, kw_size, pad_t, pad_l, dh, dw, groups,
+                                 chunk, row_of, off_of))
     dwm = dwt.reshape(c_out, k_size)
     planes = dy.reshape(n_batch, c_out, oh_size * ow_size)
-    with_bias = db.shape[0] == c_out
     for co in prange(c_out):
-        _sum_slots(partial, np.int64(co), dwm[co])
-        if with_bias:
-            db[co] = _channel_total(planes, np.int64(co))
+        _weight_rows_sum(sum_task, (np.int64(co), partial, dwm, planes, db))
+
+
+@cpu_task(lambda f: (int64, f[:, :, ::1], f[:, ::1], f[:, :, ::1], f[::1]))
+def _weight_rows_sum(co, partial, dwm, planes, db):
+    """Output channel ``co`` of :func:`_conv2d_backward_weight_rows`: its slots
+    added in order into ``dwm[co]``; with ``db`` of length ``C_out``, its bias
+    gradient too."""
+    _sum_slots(partial, co, dwm[co])
+    if db.shape[0] == dwm.shape[0]:
+        db[co] = _channel_total(planes, co)
 
 
 @cpu_reduction

@@ -19,13 +19,14 @@ any thread count.
 """
 
 import numpy as np
-from numba import prange
+from numba import boolean, int64, prange
 
 from .._clamp import bounds
 from .._jit import cpu_helper, cpu_kernel
 from ._clamp import _clamp
 from ._dots import _dots_4x4
 from ._gemm import _gemm_rows
+from ._tasks import cpu_task
 
 #: Output columns per task: a multiple of the micro-kernel's blocks, wide enough to
 #: amortise a pass over the source rows, narrow enough that a batch of one still
@@ -79,7 +80,6 @@ def linear_forward_untransposed(x, w, b, y, clamp=None):
 DOT_BLOCK = 16
 
 
-@cpu_kernel
 def _linear_forward_dots(x, w, b, y, lo, hi):
     """Each ``y[n, o]`` as one dot product of the rows ``x[n]`` and ``w[o]``, sixteen
     at a time (four rows by four outputs: eight loaded vectors serve sixteen
@@ -87,27 +87,42 @@ def _linear_forward_dots(x, w, b, y, lo, hi):
     order fixed by ``IN``. A short last block repeats its last row or output in
     the unused slots, so every output comes from the same machine code in the same
     order: a sample's outputs do not depend on the batch around it, nor an
-    output's on the outputs beside it."""
+    output's on the outputs beside it. The tasks run as
+    :func:`_forward_dots_task` (see ``_tasks.py``)."""
+    _forward_dots_kernel(_forward_dots_task.address(y.dtype), x, w, b, y, lo, hi)
+
+
+@cpu_kernel
+def _forward_dots_kernel(task, x, w, b, y, lo, hi):
+    """:func:`_linear_forward_dots` with the task's address."""
     n_batch, c_out = y.shape
-    c_in = x.shape[1]
     clamps = lo > -np.inf or hi < np.inf
     groups = (n_batch + 3) // 4
     blocks = (c_out + DOT_BLOCK - 1) // DOT_BLOCK
-    for task in prange(groups * blocks):
-        t = np.int64(task)
-        n0 = (t // blocks) * 4
-        rows = min(4, n_batch - n0)
-        o_stop = min((t % blocks) * DOT_BLOCK + DOT_BLOCK, c_out)
-        x0, x1 = x[n0], x[n0 + min(1, rows - 1)]
-        x2, x3 = x[n0 + min(2, rows - 1)], x[n0 + min(3, rows - 1)]
-        for o in range((t % blocks) * DOT_BLOCK, o_stop, 4):
-            outs = min(4, o_stop - o)
-            sums = _dots_4x4(x0, x1, x2, x3, w[o], w[o + min(1, outs - 1)],
-                             w[o + min(2, outs - 1)], w[o + min(3, outs - 1)], c_in)
-            for i in range(rows):
-                for j in range(outs):
-                    value = b[o + j] + sums[4 * i + j]
-                    y[n0 + i, o + j] = _clamp(value, lo, hi) if clamps else value
+    for t in prange(groups * blocks):
+        _forward_dots_task(task, (np.int64(t), blocks, x, w, b, y, lo, hi, clamps))
+
+
+@cpu_task(lambda f: (int64, int64, f[:, ::1], f[:, ::1], f[::1], f[:, ::1], f, f,
+                     boolean))
+def _forward_dots_task(t, blocks, x, w, b, y, lo, hi, clamps):
+    """Task ``t`` of :func:`_linear_forward_dots`: four rows by
+    :data:`DOT_BLOCK` outputs."""
+    n_batch, c_out = y.shape
+    c_in = x.shape[1]
+    n0 = (t // blocks) * 4
+    rows = min(4, n_batch - n0)
+    o_stop = min((t % blocks) * DOT_BLOCK + DOT_BLOCK, c_out)
+    x0, x1 = x[n0], x[n0 + min(1, rows - 1)]
+    x2, x3 = x[n0 + min(2, rows - 1)], x[n0 + min(3, rows - 1)]
+    for o in range((t % blocks) * DOT_BLOCK, o_stop, 4):
+        outs = min(4, o_stop - o)
+        sums = _dots_4x4(x0, x1, x2, x3, w[o], w[o + min(1, outs - 1)],
+                         w[o + min(2, outs - 1)], w[o + min(3, outs - 1)], c_in)
+        for i in range(rows):
+            for j in range(outs):
+                value = b[o + j] + sums[4 * i + j]
+                y[n0 + i, o + j] = _clamp(value, lo, hi) if clamps else value
 
 
 @cpu_kernel
@@ -132,23 +147,36 @@ def _linear_forward(x, wt, b, y, lo, hi):
                     dst[j] = _clamp(dst[j], lo, hi)
 
 
-@cpu_kernel
 def linear_backward_input(dy, w, dx):
     """``dx[n, k] = sum_o dy[n, o] * w[o, k]``, summed over ``o`` in order.
 
     Shape: dy (N, OUT), w (OUT, IN), dx (N, IN), all C-contiguous. Parallel as
-    :func:`linear_forward`, over the blocks of ``dx``.
+    :func:`linear_forward`, over the blocks of ``dx`` (tasks of
+    :func:`_input_task`, see ``_tasks.py``).
     """
+    _input_kernel(_input_task.address(dx.dtype), dy, w, dx)
+
+
+@cpu_kernel
+def _input_kernel(task, dy, w, dx):
+    """:func:`linear_backward_input` with the task's address."""
+    groups, blocks = _tasks(dy.shape[0], dx.shape[1])
+    for t in prange(groups * blocks):
+        _input_task(task, (np.int64(t), blocks, dy, w, dx))
+
+
+@cpu_task(lambda f: (int64, int64, f[:, ::1], f[:, ::1], f[:, ::1]))
+def _input_task(t, blocks, dy, w, dx):
+    """Task ``t`` of :func:`linear_backward_input`: four rows of ``dx`` by
+    :data:`COLUMN_BLOCK` columns."""
     n_batch, c_out = dy.shape
     c_in = dx.shape[1]
-    groups, blocks = _tasks(n_batch, c_in)
-    for task in prange(groups * blocks):
-        n0, n1, j0, j1 = _span(np.int64(task), blocks, n_batch, c_in)
-        for n in range(n0, n1):
-            dst = dx[n, j0:j1]
-            for j in range(j1 - j0):
-                dst[j] = 0
-        _gemm_rows(dx, n0, n1, dy, n0, w, c_out, j0, j1)
+    n0, n1, j0, j1 = _span(t, blocks, n_batch, c_in)
+    for n in range(n0, n1):
+        dst = dx[n, j0:j1]
+        for j in range(j1 - j0):
+            dst[j] = 0
+    _gemm_rows(dx, n0, n1, dy, n0, w, c_out, j0, j1)
 
 
 def linear_backward_weight(dy, x, dw):
@@ -161,34 +189,46 @@ def linear_backward_weight(dy, x, dw):
     _linear_backward_weight(dy, x, dw, np.empty(0, dtype=dw.dtype))
 
 
-@cpu_kernel
 def _linear_backward_weight(dy, x, dw, db):
     """:func:`linear_backward_weight`; with ``db`` of length ``OUT`` (not 0) also
     ``db[o] = sum_n dy[n, o]`` in order, as :func:`linear_backward_bias` sums
     (the same bits), by the tasks of the first column block: one parallel
-    region fewer. Each task copies its four columns of ``dy`` into rows (the
-    product's coefficients).
+    region fewer. Each task (:func:`_weight_task`, see ``_tasks.py``) copies
+    its four columns of ``dy`` into rows (the product's coefficients).
     """
+    _weight_kernel(_weight_task.address(dw.dtype), dy, x, dw, db)
+
+
+@cpu_kernel
+def _weight_kernel(task, dy, x, dw, db):
+    """:func:`_linear_backward_weight` with the task's address."""
+    groups, blocks = _tasks(dy.shape[1], x.shape[1])
+    for t in prange(groups * blocks):
+        _weight_task(task, (np.int64(t), blocks, dy, x, dw, db))
+
+
+@cpu_task(lambda f: (int64, int64, f[:, ::1], f[:, ::1], f[:, ::1], f[::1]))
+def _weight_task(t, blocks, dy, x, dw, db):
+    """Task ``t`` of :func:`_linear_backward_weight`: four rows of ``dw`` by
+    :data:`COLUMN_BLOCK` columns."""
     n_batch, c_out = dy.shape
     c_in = x.shape[1]
     with_bias = db.shape[0] == c_out
-    groups, blocks = _tasks(c_out, c_in)
-    for task in prange(groups * blocks):
-        o0, o1, j0, j1 = _span(np.int64(task), blocks, c_out, c_in)
-        coef = np.empty((4, n_batch), dtype=dw.dtype)
-        for o in range(o0, o1):
-            row = coef[o - o0]
+    o0, o1, j0, j1 = _span(t, blocks, c_out, c_in)
+    coef = np.empty((4, n_batch), dtype=dw.dtype)
+    for o in range(o0, o1):
+        row = coef[o - o0]
+        for n in range(n_batch):
+            row[n] = dy[n, o]
+        if with_bias and j0 == 0:
+            acc = db.dtype.type(0)
             for n in range(n_batch):
-                row[n] = dy[n, o]
-            if with_bias and j0 == 0:
-                acc = db.dtype.type(0)
-                for n in range(n_batch):
-                    acc += row[n]
-                db[o] = acc
-            dst = dw[o, j0:j1]
-            for j in range(j1 - j0):
-                dst[j] = 0
-        _gemm_rows(dw, o0, o1, coef, np.int64(0), x, n_batch, j0, j1)
+                acc += row[n]
+            db[o] = acc
+        dst = dw[o, j0:j1]
+        for j in range(j1 - j0):
+            dst[j] = 0
+    _gemm_rows(dw, o0, o1, coef, np.int64(0), x, n_batch, j0, j1)
 
 
 @cpu_kernel
