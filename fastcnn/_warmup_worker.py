@@ -50,21 +50,22 @@ def run_layer(spec: dict, dtype: np.dtype, batch_size: int, optimizer) -> None:
 
 def run_conv_part(layer, part: str, x: np.ndarray, optimizer) -> None:
     """One part of a Conv2D (no activation): ``"forward"`` (both modes),
+    ``"forward+input"`` (and the input gradient, which runs forward kernels),
     ``"weight"`` (the weight and bias gradients, an optimizer step on them) or
     ``"input"`` (the input gradient alone)."""
     from .functional.conv import conv2d_backward_trusted
 
-    if part == "forward":
-        layer.forward(x, training=False)
-        layer.forward(x, training=True)
-        return
+    if part not in ("forward", "forward+input", "weight", "input"):
+        raise ValueError(f"run_conv_part: unknown part {part!r}")
     dy = np.ones((x.shape[0], *layer.output_shape), dtype=x.dtype)
     weight = layer.params["weight"]
-    if part == "input":
+    if part in ("forward", "forward+input"):
+        layer.forward(x, training=False)
+        layer.forward(x, training=True)
+    if part in ("input", "forward+input"):
         conv2d_backward_trusted(dy, x, weight, layer._geo, param_grads=False)
-        return
     if part != "weight":
-        raise ValueError(f"run_conv_part: unknown part {part!r}")
+        return
     _, dweight, dbias = conv2d_backward_trusted(dy, x, weight, layer._geo,
                                                 input_grad=False)
     grads = {"weight": dweight, "bias": dbias}

@@ -23,11 +23,11 @@ import numpy as np
 #: counted kernel by kernel, in :data:`_KERNEL_COST`); a type not listed, like
 #: an activation, about half a second.
 _COMPILE_COST = {"DepthwiseConv2D": 4.0, "SeparableConv2D": 10.0,
-                 "BatchNorm2D": 3.0, "BatchNorm1D": 3.0,
+                 "BatchNorm2D": 2.2, "BatchNorm1D": 3.0,
                  "LayerNorm": 1.5, "GroupNorm": 2.0, "LayerNorm2D": 4.0,
-                 "MaxPool2D": 1.3, "AvgPool2D": 1.0, "GlobalAvgPool2D": 1.0,
+                 "MaxPool2D": 2.0, "AvgPool2D": 1.0, "GlobalAvgPool2D": 2.3,
                  "AdaptiveAvgPool2D": 2.0,
-                 "Dropout": 1.0, "SpatialDropout2D": 1.0, "Multiply": 2.0,
+                 "Dropout": 0.5, "SpatialDropout2D": 1.0, "Multiply": 2.0,
                  "ZeroPadding2D": 1.0, "Scale": 1.5, "Flatten": 0.0}
 _LOSS_COST = 1.1
 
@@ -42,20 +42,22 @@ _LOSS_COST = 1.1
 #: above) were measured again on 2026-12-07, after their loop bodies became
 #: tasks (``kernels/cpu/_tasks.py``), in its cold warmup on two processes, each
 #: with the helpers it compiled first (Numba's compile events; the helpers they
-#: share are kernels of their own here, :data:`_SHARED_HELPERS`).
+#: share are kernels of their own here, :data:`_SHARED_HELPERS`); Winograd's, the
+#: bias gradient, BatchNorm2D, GlobalAvgPool2D and Dropout the same way in
+#: ``python -m fastcnn train``'s (simple_cnn on 8x8 digits).
 _KERNEL_COST = {"conv2d/forward:rows": 1.8,
                 "conv2d/helpers:row-products": 2.0, "conv2d/helpers:band-rows": 1.1,
                 "conv2d/forward:shifted": 2.7,
                 "conv2d/forward:im2col": 3.1, "conv2d/forward:depthwise": 2.5,
                 "conv2d/forward:depthwise_rows": 6.4,
                 "conv2d/weight:depthwise_rows": 4.0,
-                "conv2d/winograd": 8.5, "conv2d/input:direct": 6.3,
+                "conv2d/winograd": 6.3, "conv2d/input:direct": 6.3,
                 "conv2d/input:rows": 2.2,
                 "conv2d/input:depthwise": 2.5,
                 "conv2d/input:depthwise_phases": 5.0, "conv2d/weight:direct": 5.0,
                 "conv2d/weight:rows": 4.0, "helpers:dots": 0.3,
-                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 7.3,
-                "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.65,
+                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 6.0,
+                "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.9,
                 "dense/forward": 0.65, "dense/helpers:gemm": 1.4, "dense/input": 0.7,
                 "dense/weight": 0.85, "optimizer": 0.7}
 
@@ -268,20 +270,19 @@ def _conv_parts(layer, entry: dict, spec: dict) -> list[dict]:
     of one process's compiling; and the second process reached the second
     convolution before the first had put the kernels they share in the cache,
     and compiled them again (5 s more on 2 cores). An input gradient that runs
-    forward kernels (Winograd, 1x1, depthwise) stays with the forward: the
-    layer is not cut. Other layers: ``[spec]``."""
+    forward kernels (Winograd, 1x1, depthwise) is run by the forward's part
+    (``"forward+input"``). Other layers: ``[spec]``."""
     if (entry["class_name"] != "Conv2D" or getattr(layer, "_geo", None) is None
             or entry["config"].get("activation") not in (None, "linear")):
         return [spec]
     kernels = spec["kernels"]
     inputs = [k for k in kernels if k.startswith("conv2d/input:")]
-    if spec["input_grad"] and not inputs:
-        return [spec]  # the forward's kernels run it (Winograd, 1x1, depthwise)
     weights = [k for k in kernels if k.startswith("conv2d/weight:")
                or k in ("conv2d/bias", "optimizer")]
     forwards = [k for k in kernels if k not in inputs and k not in weights]
+    forward_part = "forward+input" if spec["input_grad"] and not inputs else "forward"
     parts = [{**spec, "part": part, "kernels": chosen}
-             for part, chosen in (("forward", forwards), ("weight", weights),
+             for part, chosen in ((forward_part, forwards), ("weight", weights),
                                   ("input", inputs)) if chosen]
     return parts if len(parts) > 1 else [spec]
 

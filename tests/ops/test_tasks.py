@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import int64, prange
 
-from fastcnn.kernels.cpu import _tasks, pool
+from fastcnn.kernels.cpu import _tasks, dense
 from fastcnn.kernels.cpu._tasks import cpu_task
 
 
@@ -51,10 +51,13 @@ def test_a_call_with_other_types_than_declared_does_not_compile():
 def test_a_strided_array_reaches_no_task():
     # Tasks are declared for C-contiguous arrays; a strided view must fail to
     # compile, never be read as if contiguous.
-    x = np.zeros((1, 1, 8, 16), dtype=np.float32)[..., ::2]
-    y = np.empty((1, 1, 4, 4), dtype=np.float32)
+    x = np.zeros((2, 16), dtype=np.float32)[:, ::2]
+    w = np.zeros((3, 8), dtype=np.float32)
+    b = np.zeros(3, dtype=np.float32)
+    y = np.empty((2, 3), dtype=np.float32)
+    inf = np.float32(np.inf)
     with pytest.raises(numba.core.errors.TypingError, match="declared"):
-        pool._max_pool_2x2_forward(x, y)
+        dense._linear_forward_dots(x, w, b, y, -inf, inf)
 
 
 def test_task_arguments_are_checked():

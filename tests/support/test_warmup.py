@@ -148,6 +148,23 @@ def test_the_worker_runs_each_part_of_a_convolution():
         run_conv_part(model.layers[0], "main", np.zeros((1, 1, 6, 6)), None)
 
 
+def test_an_input_gradient_on_forward_kernels_stays_with_the_forward():
+    # simple_cnn's 64-channel convolutions run Winograd, whose input gradient
+    # is the forward's kernel on dy: that part runs both.
+    wm = _warmup_module()
+    model = models.simple_cnn(input_shape=(1, 8, 8), num_classes=3)
+    model.compile("sgd", "cross_entropy")
+    job = wm._job(model, 32, model.optimizer, fastcnn.losses.get(model.loss))
+    parts = {(spec["entry"]["config"]["name"], spec.get("part")): spec["kernels"]
+             for spec in job["layers"]}
+    winograd = [name for name, part in parts if part == "forward+input"]
+    assert winograd
+    for name in winograd:
+        assert parts[name, "forward+input"] == ["conv2d/winograd"]
+        assert "conv2d/weight:winograd" in parts[name, "weight"]
+        assert (name, "input") not in parts
+
+
 def test_a_compile_worker_runs_a_job(tmp_path):
     # The worker process on its own: it builds each layer from its entry and runs
     # it, an optimizer step and the loss, and exits cleanly.

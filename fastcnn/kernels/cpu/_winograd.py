@@ -42,11 +42,12 @@ shapes, so results are bitwise the same for any thread count.
 
 import numba
 import numpy as np
-from numba import prange
+from numba import boolean, int64, prange
 
 from .._jit import cpu_helper, cpu_kernel
 from ._clamp import _clamp
 from ._gemm import _gemm_rows, _gemm_rows_store
+from ._tasks import cpu_task
 
 #: Tiles per task (the GEMM's row length): long enough for the vector loops, small
 #: enough that V (36 x C_in x tiles) stays in L2 for 64 channels.
@@ -64,7 +65,6 @@ WEIGHT_SLOTS = 8
 M_BYTES = 512 * 1024
 
 
-@cpu_kernel
 def winograd_filters(w, u, flip):
     """The transformed filters ``u[e] = (G g G^T)[e]``, computed in float64.
 
@@ -72,54 +72,68 @@ def winograd_filters(w, u, flip):
     and ``g = w[co, ci]`` (the forward); with ``flip`` true, ``u`` is
     (36, C_in, C_out) and ``g = w[co, ci, ::-1, ::-1]`` (the input gradient, a
     forward convolution of ``dy`` with the flipped, transposed filters). Parallel
-    over C_out (disjoint slices of ``u``).
+    over C_out (disjoint slices of ``u``), one task each
+    (:func:`_filters_of`, see ``_tasks.py``).
     """
-    c_out, c_in = w.shape[0], w.shape[1]
+    _filters_kernel(_filters_of.address(u.dtype), w, u, bool(flip))
+
+
+@cpu_kernel
+def _filters_kernel(task, w, u, flip):
+    """:func:`winograd_filters` with the task's address."""
+    for co in prange(w.shape[0]):
+        _filters_of(task, (np.int64(co), w, u, flip))
+
+
+@cpu_task(lambda f: (int64, f[:, :, :, ::1], f[:, :, ::1], boolean))
+def _filters_of(co, w, u, flip):
+    """The transformed filters of output channel ``co`` (see
+    :func:`winograd_filters`)."""
+    c_in = w.shape[1]
     # Vectorised over input channels: row k of g, t and r holds one element of
     # every channel's 3x3, 6x3 and 6x6 matrix (same expressions, same bits).
-    for co in prange(c_out):
-        g = np.empty((9, c_in))
-        t = np.empty((18, c_in))
-        r = np.empty((36, c_in))
-        for i in range(3):
-            for j in range(3):
-                gij = g[3 * i + j]
-                for ci in range(c_in):
-                    if flip:
-                        gij[ci] = w[co, ci, 2 - i, 2 - j]
-                    else:
-                        gij[ci] = w[co, ci, i, j]
-        for k in range(3):
-            g0, g1, g2 = g[k], g[3 + k], g[6 + k]
-            t0, t1, t2 = t[k], t[3 + k], t[6 + k]
-            t3, t4, t5 = t[9 + k], t[12 + k], t[15 + k]
+    g = np.empty((9, c_in))
+    t = np.empty((18, c_in))
+    r = np.empty((36, c_in))
+    for i in range(3):
+        for j in range(3):
+            gij = g[3 * i + j]
             for ci in range(c_in):
-                t0[ci] = g0[ci] / 4
-                t1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
-                t2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
-                t3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
-                t4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
-                t5[ci] = g2[ci]
-        for a in range(6):
-            g0, g1, g2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
-            r0, r1, r2 = r[6 * a], r[6 * a + 1], r[6 * a + 2]
-            r3, r4, r5 = r[6 * a + 3], r[6 * a + 4], r[6 * a + 5]
+                if flip:
+                    gij[ci] = w[co, ci, 2 - i, 2 - j]
+                else:
+                    gij[ci] = w[co, ci, i, j]
+    for k in range(3):
+        g0, g1, g2 = g[k], g[3 + k], g[6 + k]
+        t0, t1, t2 = t[k], t[3 + k], t[6 + k]
+        t3, t4, t5 = t[9 + k], t[12 + k], t[15 + k]
+        for ci in range(c_in):
+            t0[ci] = g0[ci] / 4
+            t1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
+            t2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
+            t3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
+            t4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
+            t5[ci] = g2[ci]
+    for a in range(6):
+        g0, g1, g2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
+        r0, r1, r2 = r[6 * a], r[6 * a + 1], r[6 * a + 2]
+        r3, r4, r5 = r[6 * a + 3], r[6 * a + 4], r[6 * a + 5]
+        for ci in range(c_in):
+            r0[ci] = g0[ci] / 4
+            r1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
+            r2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
+            r3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
+            r4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
+            r5[ci] = g2[ci]
+    for e in range(36):
+        re = r[e]
+        if flip:
             for ci in range(c_in):
-                r0[ci] = g0[ci] / 4
-                r1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
-                r2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
-                r3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
-                r4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
-                r5[ci] = g2[ci]
-        for e in range(36):
-            re = r[e]
-            if flip:
-                for ci in range(c_in):
-                    u[e, ci, co] = re[ci]
-            else:
-                ue = u[e, co]
-                for ci in range(c_in):
-                    ue[ci] = re[ci]
+                u[e, ci, co] = re[ci]
+        else:
+            ue = u[e, co]
+            for ci in range(c_in):
+                ue[ci] = re[ci]
 
 
 @cpu_helper
@@ -261,7 +275,6 @@ def _output_band(m, mco, co, r0, rows, nth, ntw, bias, y, tmp, out, lo, hi):
                 dst[c] = _clamp(src[c], lo, hi)
 
 
-@cpu_kernel
 def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers, lo,
                      hi):
     """``y = conv3x3(x, w) + b`` (stride 1), ``u`` the transformed filters.
@@ -272,8 +285,31 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers, lo,
     * w[co, ci, kh, kw]`` with zeros outside ``x``, limited to ``[lo, hi]`` as it
     is stored (:func:`._clamp._clamp`). Parallel over bands of
     ``band_rows`` tile rows (disjoint rows of ``y``), a run of bands for each of
-    ``workers``; output channels are taken ``co_chunk`` at a time.
+    ``workers`` (a task each: :func:`_conv_worker`, see ``_tasks.py``); output
+    channels are taken ``co_chunk`` at a time.
     """
+    _conv3x3_kernel(_conv_worker.address(y.dtype), x, u, b, y, pad_t, pad_l,
+                    band_rows, co_chunk, workers, lo, hi)
+
+
+@cpu_kernel
+def _conv3x3_kernel(task, x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers, lo,
+                    hi):
+    """:func:`winograd_conv3x3` with the task's address."""
+    total_rows = x.shape[0] * ((y.shape[2] + 3) // 4)
+    tasks = (total_rows + band_rows - 1) // band_rows
+    workers = min(workers, tasks)
+    for worker in prange(workers):
+        _conv_worker(task, (np.int64(worker), workers, x, u, b, y, pad_t, pad_l,
+                            band_rows, co_chunk, lo, hi))
+
+
+@cpu_task(lambda f: (int64, int64, f[:, :, :, ::1], f[:, :, ::1], f[::1],
+                     f[:, :, :, ::1], int64, int64, int64, int64, f, f))
+def _conv_worker(worker, workers, x, u, b, y, pad_t, pad_l, band_rows, co_chunk, lo,
+                 hi):
+    """Worker ``worker`` of ``workers`` of :func:`winograd_conv3x3`: its run of
+    bands."""
     n_batch, c_in = x.shape[0], x.shape[1]
     c_out, oh_size, ow_size = y.shape[1], y.shape[2], y.shape[3]
     nth = (oh_size + 3) // 4
@@ -282,39 +318,37 @@ def winograd_conv3x3(x, u, b, y, pad_t, pad_l, band_rows, co_chunk, workers, lo,
     total_rows = n_batch * nth
     tasks = (total_rows + band_rows - 1) // band_rows
     width = (band_rows * (ntw + 1) + 15) // 16 * 16
+    zero = np.int64(0)
     # Scratch is allocated once per worker, not per band: fresh megabyte-sized
     # arrays would pay page faults on every call. A worker takes a fixed run of
     # bands; each band's result does not depend on which worker computes it.
-    workers = min(workers, tasks)
-    zero = np.int64(0)
-    for worker in prange(workers):
-        # Zeroed so the columns past a band's tiles hold numbers, not garbage.
-        v = np.zeros((36, c_in, width), dtype=y.dtype)
-        m = np.empty((36, co_chunk, width), dtype=y.dtype)
-        # Zeroed once: the columns of tv outside x are never written.
-        edge = np.zeros((1, 1, 6, x.shape[3]), dtype=y.dtype)
-        tv = np.zeros((6, band_rows * wb), dtype=y.dtype)
-        tmp = np.empty((6, band_rows * wb), dtype=y.dtype)
-        ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
-        out = np.empty((4, band_rows * wb), dtype=y.dtype)
-        # Balanced runs: workers differ by at most one band (prange hands each
-        # thread a contiguous block of workers, so uneven runs idle a thread).
-        first = np.int64(worker) * tasks // workers
-        for task in range(first, (np.int64(worker) + 1) * tasks // workers):
-            r0 = task * band_rows
-            rows = min(band_rows, total_rows - r0)
-            count = (rows * (ntw + 1) + 15) // 16 * 16
-            for ci in range(c_in):
-                _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v)
-            for c0 in range(0, c_out, co_chunk):
-                c_count = min(co_chunk, c_out - c0)
-                for e in range(36):
-                    # M[e] = U[e] @ V[e], written without zeroing M first.
-                    _gemm_rows_store(m[e], zero, c_count, u[e], c0, v[e], c_in, zero,
-                                     count)
-                for co in range(c_count):
-                    _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tmp, out,
-                                 lo, hi)
+    # Zeroed so the columns past a band's tiles hold numbers, not garbage.
+    v = np.zeros((36, c_in, width), dtype=y.dtype)
+    m = np.empty((36, co_chunk, width), dtype=y.dtype)
+    # Zeroed once: the columns of tv outside x are never written.
+    edge = np.zeros((1, 1, 6, x.shape[3]), dtype=y.dtype)
+    tv = np.zeros((6, band_rows * wb), dtype=y.dtype)
+    tmp = np.empty((6, band_rows * wb), dtype=y.dtype)
+    ph = np.empty((4, band_rows * (ntw + 1) + 1), dtype=y.dtype)
+    out = np.empty((4, band_rows * wb), dtype=y.dtype)
+    # Balanced runs: workers differ by at most one band (prange hands each
+    # thread a contiguous block of workers, so uneven runs idle a thread).
+    first = worker * tasks // workers
+    for task in range(first, (worker + 1) * tasks // workers):
+        r0 = task * band_rows
+        rows = min(band_rows, total_rows - r0)
+        count = (rows * (ntw + 1) + 15) // 16 * 16
+        for ci in range(c_in):
+            _input_band(x, ci, r0, rows, nth, ntw, pad_t, pad_l, edge, tv, ph, v)
+        for c0 in range(0, c_out, co_chunk):
+            c_count = min(co_chunk, c_out - c0)
+            for e in range(36):
+                # M[e] = U[e] @ V[e], written without zeroing M first.
+                _gemm_rows_store(m[e], zero, c_count, u[e], c0, v[e], c_in, zero,
+                                 count)
+            for co in range(c_count):
+                _output_band(m, co, c0 + co, r0, rows, nth, ntw, b, y, tmp, out,
+                             lo, hi)
 
 
 def winograd_plan(n_batch, c_in, c_out, oh_size, ow_size):
@@ -414,7 +448,6 @@ def _grad_band(dy, co, r0, rows, nth, ntw, edge, tv, ph, z):
             z5[f] = d3
 
 
-@cpu_kernel
 def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     """Gradient of :func:`winograd_conv3x3` with respect to the 3x3 filters:
     ``dwt = G^T [sum over tiles (A dy_T A^T) * (B^T x_T B)] G``, overwritten.
@@ -425,7 +458,18 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
     ``slots`` (a number fixed by the shapes), each summing a fixed run of bands
     into its own partial sum; then parallel over C_out, adding the slots in order
     and transforming back in float64. Results do not depend on the thread count.
+    The second loop runs tasks (:func:`_weight_channel`, see ``_tasks.py``); the
+    first stays in the kernel: in a task of its own it ran 8-10% slower on
+    (64,32,16,16)->64, compare_torch's shape 4 (``_tasks.py``).
     """
+    _weight_grad_kernel(_weight_channel.address(dwt.dtype), dy, x, dwt, pad_t,
+                        pad_l, band_rows, slots)
+
+
+@cpu_kernel
+def _weight_grad_kernel(channel_task, dy, x, dwt, pad_t, pad_l, band_rows, slots):
+    """:func:`winograd_weight_grad3x3` with its task's address."""
+
     n_batch, c_in = x.shape[0], x.shape[1]
     c_out, oh_size, ow_size = dy.shape[1], dy.shape[2], dy.shape[3]
     nth = (oh_size + 3) // 4
@@ -473,38 +517,46 @@ def winograd_weight_grad3x3(dy, x, dwt, pad_t, pad_l, band_rows, slots):
                         row[ci] = ve[ci, f]
                 me = partial[s, e]
                 _gemm_rows(me, zero, c_out, z[e], zero, vt, cols, zero, c_in)
+    for co in prange(c_out):
+        _weight_channel(channel_task, (np.int64(co), partial, dwt))
+
+
+@cpu_task(lambda f: (int64, f[:, :, :, ::1], f[:, :, :, ::1]))
+def _weight_channel(co, partial, dwt):
+    """Output channel ``co`` of :func:`winograd_weight_grad3x3`: the slots added
+    and transformed back."""
+    slots, c_in = partial.shape[0], partial.shape[3]
     # Vectorised over input channels: the partial sums of one (e, co) are a
     # contiguous row. Each element is summed over the slots in order, in float64,
     # and transformed by the same expressions as one element at a time.
-    for co in prange(c_out):
-        m = np.empty((36, c_in))
-        t = np.empty((18, c_in))
-        for e in range(36):
-            me = m[e]
+    m = np.empty((36, c_in))
+    t = np.empty((18, c_in))
+    for e in range(36):
+        me = m[e]
+        for ci in range(c_in):
+            me[ci] = 0.0
+        for s in range(slots):
+            pe = partial[s, e, co]
             for ci in range(c_in):
-                me[ci] = 0.0
-            for s in range(slots):
-                pe = partial[s, e, co]
-                for ci in range(c_in):
-                    me[ci] += pe[ci]
-        # G^T m G: rows first (3 x 6), then columns.
-        for b in range(6):
-            m0, m1, m2 = m[b], m[6 + b], m[12 + b]
-            m3, m4, m5 = m[18 + b], m[24 + b], m[30 + b]
-            t0, t1, t2 = t[b], t[6 + b], t[12 + b]
-            for ci in range(c_in):
-                t0[ci] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 + (m3[ci] + m4[ci]) / 24
-                t1[ci] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
-                t2[ci] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 + m5[ci]
-        for k in range(3):
-            m0, m1, m2 = t[6 * k], t[6 * k + 1], t[6 * k + 2]
-            m3, m4, m5 = t[6 * k + 3], t[6 * k + 4], t[6 * k + 5]
-            for ci in range(c_in):
-                dwt[co, ci, k, 0] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 \
-                    + (m3[ci] + m4[ci]) / 24
-                dwt[co, ci, k, 1] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
-                dwt[co, ci, k, 2] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 \
-                    + m5[ci]
+                me[ci] += pe[ci]
+    # G^T m G: rows first (3 x 6), then columns.
+    for b in range(6):
+        m0, m1, m2 = m[b], m[6 + b], m[12 + b]
+        m3, m4, m5 = m[18 + b], m[24 + b], m[30 + b]
+        t0, t1, t2 = t[b], t[6 + b], t[12 + b]
+        for ci in range(c_in):
+            t0[ci] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 + (m3[ci] + m4[ci]) / 24
+            t1[ci] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
+            t2[ci] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 + m5[ci]
+    for k in range(3):
+        m0, m1, m2 = t[6 * k], t[6 * k + 1], t[6 * k + 2]
+        m3, m4, m5 = t[6 * k + 3], t[6 * k + 4], t[6 * k + 5]
+        for ci in range(c_in):
+            dwt[co, ci, k, 0] = m0[ci] / 4 - (m1[ci] + m2[ci]) / 6 \
+                + (m3[ci] + m4[ci]) / 24
+            dwt[co, ci, k, 1] = (m2[ci] - m1[ci]) / 6 + (m3[ci] - m4[ci]) / 12
+            dwt[co, ci, k, 2] = (m3[ci] + m4[ci]) / 6 - (m1[ci] + m2[ci]) / 6 \
+                + m5[ci]
 
 
 def winograd_weight_plan(n_batch, c_in, c_out, oh_size, ow_size):

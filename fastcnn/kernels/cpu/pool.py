@@ -17,11 +17,10 @@ fixed serial order and results are bitwise the same for any thread count.
 """
 
 import numpy as np
-from numba import int64, prange
+from numba import prange
 
 from .._jit import cpu_helper, cpu_kernel
 from ._pool_rows import max_2x2_backward_row, max_2x2_forward_row
-from ._tasks import cpu_task
 
 
 @cpu_helper
@@ -129,49 +128,20 @@ def _max_plane_inside_backward(src, grad, plane, kh, kw, sh, sw):
 # kernel costs about 4 s to compile, cold).
 
 
+@cpu_kernel
 def _max_pool_2x2_forward(x, y):
     """Max of each 2x2 block; PyTorch's rule (first maximum, every NaN wins), the
     maximum started from the first tap. A row of blocks at a time as vector
-    code (:func:`~._pool_rows.max_2x2_forward_row`), a plane per task
-    (:func:`_max_2x2_forward_planes`, see ``_tasks.py``).
+    code (:func:`~._pool_rows.max_2x2_forward_row`).
 
     Shape: x (N, C, H, W), y (N, C, H // 2, W // 2). Parallel over ``N * C``.
     """
-    _max_2x2_forward_kernel(_max_2x2_forward_planes.address(y.dtype), x, y)
-
-
-#: Planes per task of the 2x2 max pool kernels, at most (while that leaves eight
-#: tasks): a task is a call through an address, which costs about what a short
-#: plane (LeNet-5's 14x14 outputs) takes, so a task takes several: 384 one-plane
-#: tasks made the (64,6,28,28) forward 20% slower than the loop inlined in the
-#: kernel.
-PLANES_PER_TASK = 8
-
-
-@cpu_helper
-def _planes_per_task(planes):
-    """Planes per task: :data:`PLANES_PER_TASK`, fewer where that would leave
-    under eight tasks (a batch of one)."""
-    return min(PLANES_PER_TASK, max(planes // 8, 1))
-
-
-@cpu_kernel
-def _max_2x2_forward_kernel(task, x, y):
-    """:func:`_max_pool_2x2_forward` with the task's address."""
-    planes = y.shape[0] * y.shape[1]
-    per = _planes_per_task(planes)
-    for t in prange((planes + per - 1) // per):
-        _max_2x2_forward_planes(task, (np.int64(t) * per, per, x, y))
-
-
-@cpu_task(lambda f: (int64, int64, f[:, :, :, ::1], f[:, :, :, ::1]))
-def _max_2x2_forward_planes(p0, per, x, y):
-    """Planes ``p0`` to ``p0 + per`` (plane ``p``: image ``p // C``, channel ``p %
-    C``) of :func:`_max_pool_2x2_forward`."""
-    channels, oh_size, ow_size = y.shape[1], y.shape[2], y.shape[3]
-    for p in range(p0, min(p0 + per, y.shape[0] * channels)):
-        src = x[p // channels, p % channels]
-        out = y[p // channels, p % channels]
+    n_batch, channels, oh_size, ow_size = y.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
+        src = x[n, c]
+        out = y[n, c]
         for oh in range(oh_size):
             max_2x2_forward_row(src[2 * oh], src[2 * oh + 1], out[oh], ow_size)
 
@@ -185,41 +155,24 @@ def _gated(v, lo, hi):
     return (v <= lo) | (v >= hi)
 
 
+@cpu_kernel
 def _max_pool_2x2_backward(dy, x, dx, lo, hi):
     """Each ``dy`` to its 2x2 block's argmax (the forward's rule), gated by the
     activation that produced ``x`` (:func:`_gated`); ``dx`` is overwritten.
 
     A row of blocks at a time as explicit vector code
     (:func:`~._pool_rows.max_2x2_backward_row`, branch-free: a branch on the
-    argmax mispredicts on post-ReLU inputs, ties at zero), a plane per task
-    (:func:`_max_2x2_backward_planes`, see ``_tasks.py``). The scalar form took
+    argmax mispredicts on post-ReLU inputs, ties at zero). The scalar form took
     4-6x the forward on LeNet's shapes (docs/PERFORMANCE.md).
 
     Shape: dy (N, C, OH, OW), x (N, C, H, W), dx (N, C, H, W). Parallel over
     ``N * C``.
     """
-    _max_2x2_backward_kernel(_max_2x2_backward_planes.address(dx.dtype), dy, x, dx,
-                             lo, hi)
-
-
-@cpu_kernel
-def _max_2x2_backward_kernel(task, dy, x, dx, lo, hi):
-    """:func:`_max_pool_2x2_backward` with the task's address."""
-    planes = dy.shape[0] * dy.shape[1]
-    per = _planes_per_task(planes)
-    for t in prange((planes + per - 1) // per):
-        _max_2x2_backward_planes(task, (np.int64(t) * per, per, dy, x, dx, lo, hi))
-
-
-@cpu_task(lambda f: (int64, int64, f[:, :, :, ::1], f[:, :, :, ::1], f[:, :, :, ::1],
-                     f, f))
-def _max_2x2_backward_planes(p0, per, dy, x, dx, lo, hi):
-    """Planes ``p0`` to ``p0 + per`` (plane ``p``: image ``p // C``, channel ``p %
-    C``) of :func:`_max_pool_2x2_backward`."""
-    channels, oh_size, ow_size = dy.shape[1], dy.shape[2], dy.shape[3]
+    n_batch, channels, oh_size, ow_size = dy.shape
     h, w = x.shape[2], x.shape[3]
-    for p in range(p0, min(p0 + per, dy.shape[0] * channels)):
-        n, c = p // channels, p % channels
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task % channels
         src = x[n, c]
         grad = dy[n, c]
         plane = dx[n, c]
