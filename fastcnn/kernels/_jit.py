@@ -22,6 +22,9 @@ it the convolution kernels) is kept down by three habits in the kernel files:
 - Choose between specialised and general kernels in Python (``pool.py``, the conv
   forward), so a network compiles only the kernels it runs; and keep one ``prange``
   per kernel where the work allows (each parallel loop costs seconds).
+- Put a heavy loop body in a task (``cpu/_tasks.py``): Numba optimises and compiles
+  everything a ``prange`` body calls once for each of the four modules the loop is
+  built from; a task compiles once and is called through its address.
 """
 
 from __future__ import annotations
