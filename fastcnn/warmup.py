@@ -56,8 +56,8 @@ _KERNEL_COST = {"conv2d/forward:rows": 1.8,
                 "conv2d/input:depthwise": 2.5,
                 "conv2d/input:depthwise_phases": 5.0, "conv2d/weight:direct": 5.0,
                 "conv2d/weight:rows": 4.0, "helpers:dots": 0.3,
-                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 6.0,
-                "conv2d/weight:depthwise": 2.5, "conv2d/bias": 0.9,
+                "conv2d/weight:gemm": 3.7, "conv2d/weight:winograd": 8.0,
+                "conv2d/weight:depthwise": 2.5, "conv2d/bias": 1.2,
                 "dense/forward": 0.65, "dense/helpers:gemm": 1.4, "dense/input": 0.7,
                 "dense/weight": 0.85, "optimizer": 0.7}
 
