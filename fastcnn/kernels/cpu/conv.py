@@ -389,6 +389,16 @@ def _forward_rows_kernel(task, x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi)
                                   chunk, row_of, off_of, lo, hi))
 
 
+@cpu_helper
+def _task_geometry(x, y, groups, kh_size, kw_size, dw):
+    """``(cin_g, cout_g, taps, Wp, OH * Wp, spare)`` of the band-row tasks, from
+    ``x`` and ``y`` (or ``dy``): as :func:`_band_layout` gives them."""
+    oh_size, ow_size = y.shape[2], y.shape[3]
+    wp = ow_size + dw * (kw_size - 1)
+    return (x.shape[1] // groups, y.shape[1] // groups, kh_size * kw_size, wp,
+            oh_size * wp, (kw_size - 1) * dw)
+
+
 @cpu_task(lambda f: (int64, int64, int64, int64, f[:, :, :, ::1], f[:, ::1], f[::1],
                      f[:, :, :, ::1], int64, int64, int64, int64, int64, int64, int64,
                      int64, int64[::1], int64[::1], f, f))
@@ -398,12 +408,8 @@ def _forward_rows_task(task, images, blocks, block_rows, x, wm, b, y, kh_size,
     """Task ``task`` of :func:`_conv2d_forward_rows`: block ``task % blocks`` of
     output channels for the images from ``(task // blocks) * images``."""
     n_batch, c_out, oh_size, ow_size = y.shape
-    cin_g = x.shape[1] // groups
-    cout_g = c_out // groups
-    taps = kh_size * kw_size
-    wp = ow_size + dw * (kw_size - 1)
-    span = oh_size * wp
-    spare = (kw_size - 1) * dw
+    cin_g, cout_g, taps, wp, span, spare = _task_geometry(x, y, groups, kh_size,
+                                                          kw_size, dw)
     zero = np.int64(0)
     n0 = (task // blocks) * images
     r0 = (task % blocks) * block_rows
@@ -826,12 +832,8 @@ def _weight_rows_slot(s, images, dy, x, partial, finite, kh_size, kw_size, pad_t
     images`` summed into ``partial[s]``; ``finite[s]`` set False where the sums
     are not finite."""
     n_batch, c_out, oh_size, ow_size = dy.shape
-    cin_g = x.shape[1] // groups
-    cout_g = c_out // groups
-    taps = kh_size * kw_size
-    wp = ow_size + dw * (kw_size - 1)
-    span = oh_size * wp
-    spare = (kw_size - 1) * dw
+    cin_g, cout_g, taps, wp, span, spare = _task_geometry(x, dy, groups, kh_size,
+                                                          kw_size, dw)
     n0 = s * images
     count = min(images, n_batch - n0)
     zero = np.int64(0)
