@@ -85,6 +85,19 @@ def _filters_kernel(task, w, u, flip):
         _filters_of(task, (np.int64(co), w, u, flip))
 
 
+@cpu_helper
+def _g_times(g0, g1, g2, t0, t1, t2, t3, t4, t5):
+    """``(t0..t5) = G (g0, g1, g2)``, element by element over the rows: G of
+    F(4x4,3x3), the step the filter transform takes once along each axis."""
+    for ci in range(g0.shape[0]):
+        t0[ci] = g0[ci] / 4
+        t1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
+        t2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
+        t3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
+        t4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
+        t5[ci] = g2[ci]
+
+
 @cpu_task(lambda f: (int64, f[:, :, :, ::1], f[:, :, ::1], boolean))
 def _filters_of(co, w, u, flip):
     """The transformed filters of output channel ``co`` (see
@@ -103,28 +116,12 @@ def _filters_of(co, w, u, flip):
                     gij[ci] = w[co, ci, 2 - i, 2 - j]
                 else:
                     gij[ci] = w[co, ci, i, j]
-    for k in range(3):
-        g0, g1, g2 = g[k], g[3 + k], g[6 + k]
-        t0, t1, t2 = t[k], t[3 + k], t[6 + k]
-        t3, t4, t5 = t[9 + k], t[12 + k], t[15 + k]
-        for ci in range(c_in):
-            t0[ci] = g0[ci] / 4
-            t1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
-            t2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
-            t3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
-            t4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
-            t5[ci] = g2[ci]
-    for a in range(6):
-        g0, g1, g2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
-        r0, r1, r2 = r[6 * a], r[6 * a + 1], r[6 * a + 2]
-        r3, r4, r5 = r[6 * a + 3], r[6 * a + 4], r[6 * a + 5]
-        for ci in range(c_in):
-            r0[ci] = g0[ci] / 4
-            r1[ci] = -(g0[ci] + g1[ci] + g2[ci]) / 6
-            r2[ci] = -(g0[ci] - g1[ci] + g2[ci]) / 6
-            r3[ci] = g0[ci] / 24 + g1[ci] / 12 + g2[ci] / 6
-            r4[ci] = g0[ci] / 24 - g1[ci] / 12 + g2[ci] / 6
-            r5[ci] = g2[ci]
+    for k in range(3):  # G g: column k of g, one row of t each
+        _g_times(g[k], g[3 + k], g[6 + k], t[k], t[3 + k], t[6 + k], t[9 + k],
+                 t[12 + k], t[15 + k])
+    for a in range(6):  # (G g) G^T: row a of t, one row of r each
+        _g_times(t[3 * a], t[3 * a + 1], t[3 * a + 2], r[6 * a], r[6 * a + 1],
+                 r[6 * a + 2], r[6 * a + 3], r[6 * a + 4], r[6 * a + 5])
     for e in range(36):
         re = r[e]
         if flip:
