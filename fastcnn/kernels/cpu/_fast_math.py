@@ -4,7 +4,7 @@ Numba compiles ``math.exp`` and ``math.erfc`` to calls into the C library, one
 element at a time (no vector math library is linked: ``numba -s`` reports SVML
 off), so an element-wise kernel built on them runs scalar: exact GELU took a
 quarter of a ConvNeXt training step. The helpers here are a polynomial and a
-table lookup instead, which LLVM vectorises (the lookup becomes a gather).
+power of two made from its bits instead, which LLVM vectorises.
 
 They compute in float64 and serve the float32 kernels of GELU, sigmoid and SiLU
 (the float64 kernels keep the C library's functions): rounded to float32, the
@@ -14,13 +14,11 @@ results are within a few units in the last place of the exact values
 
 import math
 
-import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .._jit import cpu_helper
-
-#: ``2**k`` for ``k`` in ``[-1022, 0]`` (index ``k + 1022``): the scale of
-#: :func:`_exp_nonpositive`.
-_POW2 = np.ldexp(1.0, np.arange(-1022, 1)).astype(np.float64)
 
 _LOG2E = 1.4426950408889634
 #: ln 2 split in two (Cody and Waite): ``k * _LN2_HI`` is exact for the ``k`` here.
@@ -36,7 +34,7 @@ def _exp_nonpositive(x):
     """``exp(x)`` for float64 ``x <= 0`` (and NaN), to about 1e-15 relative:
     ``2**k * exp(r)`` with ``r = x - k ln 2`` in ``[-ln2/2, ln2/2]``, ``exp(r)`` by
     its Taylor series. Arguments below -708 give 0 (exact: -inf; the others are
-    below 3e-308, far under float32's range), NaN gives NaN (the table index of a
+    below 3e-308, far under float32's range), NaN gives NaN (``k`` of a
     NaN is forced to 0), and positive ones are taken as 0."""
     tiny = x < -708.0
     x = -708.0 if tiny else x
@@ -57,9 +55,28 @@ def _exp_nonpositive(x):
     p = p * r + c[0]
     p = p * r + 1.0
     p = p * r + 1.0
-    k = 0.0 if k != k else k  # NaN: any index; p carries the NaN
-    e = p * _POW2[np.uint64(k + 1022.0)]
+    k = 0.0 if k != k else k  # NaN: any scale; p carries the NaN
+    e = p * _pow2(k)
     return 0.0 if tiny else e
+
+
+@intrinsic
+def _pow2(typingctx, k):
+    """``2.0**k`` for a float64 holding an integer ``k`` in ``[-1022, 1023]``
+    (the normal numbers; no check), from its bits: ``k + 1023`` shifted into the
+    exponent field. The same value as a table lookup, which LLVM made a gather:
+    float32 GELU's forward 1.11-1.25 -> 0.79-0.83 ms on 2**20 elements (2
+    threads), the same bits."""
+    if k != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        int64 = ir.IntType(64)
+        biased = builder.add(builder.fptosi(args[0], int64), ir.Constant(int64, 1023))
+        return builder.bitcast(builder.shl(biased, ir.Constant(int64, 52)),
+                               ir.DoubleType())
+
+    return types.float64(types.float64), codegen
 
 
 @cpu_helper
@@ -84,7 +101,7 @@ def _exp_small(p):
 @cpu_helper
 def _erfc_from_gauss(z, gauss):
     """``erfc(z)`` for float64 ``z``, given ``gauss = exp(-z*z)`` (which the
-    caller may need too: one table lookup serves both; two in one loop kept LLVM
+    caller may need too: one exponential serves both; two in one loop kept LLVM
     from vectorising it), to about 1.2e-7 relative everywhere (Press et al.,
     Numerical Recipes, ``erfcc``: a Chebyshev fit of ``log(erfc(z) / t) + z*z``
     in ``t = 1 / (1 + z/2)``), so the tail ``erfc(z) -> 0`` keeps its relative
