@@ -24,6 +24,19 @@ def _erfc_all(z, out):
         out[i] = fm._erfc_from_gauss(z[i], fm._exp_nonpositive(-z[i] * z[i]))
 
 
+@numba.njit
+def _pow2_all(k, out):
+    for i in range(k.size):
+        out[i] = fm._pow2(k[i])
+
+
+def test_pow2_from_bits_is_exact_over_the_normal_exponents():
+    k = np.arange(-1022.0, 1024.0)
+    out = np.empty_like(k)
+    _pow2_all(k, out)
+    np.testing.assert_array_equal(out, np.ldexp(1.0, k.astype(np.int64)))
+
+
 def test_exp_of_nonpositive_arguments_to_1e_15():
     x = np.concatenate([np.linspace(-708.0, 0.0, 200_001), -np.logspace(-12, 2, 500)])
     out = np.empty_like(x)
