@@ -198,3 +198,128 @@ def test_two_row_block_sums_as_the_four_row_block(dtype, blocks, tail, rng):
         expected += np.outer(coef[3:5, 2 + k], row)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(two, expected, rtol=tol, atol=tol * 10)
+
+
+def _four_rows_at_a_time(dst, d0, d1, coef, c0, src, n_rows, start, stop):
+    """``_gemm_rows`` as it was before the tall block: blocks of four rows, then
+    one row at a time."""
+    d = d0
+    while d + 4 <= d1:
+        _gemm._gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
+        d += 4
+    while d < d1:
+        _gemm._gemm_1(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
+        d += 1
+
+
+# Output rows that make tall blocks and leave none, four, or 1-7 rows after them;
+# columns that make blocks, a vector and a tail.
+_TALL_CASES = [(8, 2, 1, 0), (13, 1, 1, 3), (16, 0, 1, 5), (23, 3, 0, 2),
+               (7, 1, 1, 1), (12, 1, 0, 0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, blocks, vectors, tail", _TALL_CASES)
+def test_gemm_rows_sums_as_four_rows_at_a_time(dtype, rows, blocks, vectors, tail,
+                                               rng):
+    # The tall block (TALL_ROWS rows, where vectors are zmm) adds each output's
+    # products in the order the four-row block does: the same bits, and NumPy's
+    # product to rounding.
+    width, lanes = _widths(dtype)
+    count = blocks * width + vectors * lanes + tail
+    dst, coef, src = _operands(rng, dtype, rows, 19, count)
+    tall, four = dst.copy(), dst.copy()
+    _gemm._gemm_rows(tall, 0, rows, coef, 2, src, 19, 0, count)
+    _four_rows_at_a_time(four, 0, rows, coef, 2, src, 19, 0, count)
+    assert tall.tobytes() == four.tobytes()
+    expected = dst.astype(np.float64) + coef[2 : 2 + rows].astype(np.float64) @ src
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(tall, expected, rtol=tol, atol=tol * 19)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, blocks, vectors, tail", _TALL_CASES)
+def test_gemm_rows_store_is_gemm_rows_into_zeros(dtype, rows, blocks, vectors, tail,
+                                                 rng):
+    # Storing a product (accumulators started at zero, the tall and four-row
+    # blocks, their vectors, the zeroed tail) gives the bits of adding it into
+    # zeros; rows outside [1, 1 + rows) are left alone.
+    width, lanes = _widths(dtype)
+    count = blocks * width + vectors * lanes + tail
+    dst, coef, src = _operands(rng, dtype, rows + 2, 17, count)
+    stored = dst.copy()
+    _gemm._gemm_rows_store(stored, 1, 1 + rows, coef, 0, src, 17, 0, count)
+    added = dst.copy()
+    added[1 : 1 + rows] = 0
+    _four_rows_at_a_time(added, 1, 1 + rows, coef, 0, src, 17, 0, count)
+    assert stored.tobytes() == added.tobytes()
+
+
+def _shifted_operands(rng, dtype, rows, n_rows, count):
+    src = rng.standard_normal((5, count + 20)).astype(dtype)
+    coef = rng.standard_normal((rows + 3, n_rows + 2)).astype(dtype)
+    row_of = rng.integers(0, 5, n_rows).astype(np.int64)
+    off_of = rng.integers(0, 8, n_rows).astype(np.int64)
+    dst = rng.standard_normal((rows, count)).astype(dtype)
+    return dst, coef, src, row_of, off_of
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, blocks, vectors, tail", _TALL_CASES)
+def test_tall_first_sums_as_accumulate(dtype, rows, blocks, vectors, tail, rng):
+    # _accumulate_tall_first reads the tall blocks' coefficients from the same
+    # matrix held by column (F) and leaves the rest to _accumulate: its bits are
+    # _accumulate's, with the coefficients by column or without them (empty).
+    from fastcnn.kernels.cpu import _row_products
+
+    width, lanes = _widths(dtype)
+    count, n_rows, start = blocks * width + vectors * lanes + tail, 11, 3
+    dst, coef, src, row_of, off_of = _shifted_operands(rng, dtype, rows, n_rows,
+                                                       count)
+    by_column = np.asfortranarray(coef)
+    plain, tall, none = dst.copy(), dst.copy(), dst.copy()
+    _row_products._accumulate(plain, 0, rows, 0, coef, 2, 1, src, 0, row_of, off_of,
+                              n_rows, start, count)
+    _row_products._accumulate_tall_first(tall, 0, rows, 0, coef, by_column, 2, 1, src,
+                                         0, row_of, off_of, n_rows, start, count)
+    _row_products._accumulate_tall_first(none, 0, rows, 0, coef,
+                                         np.empty((0, 0), dtype).T, 2, 1, src, 0,
+                                         row_of, off_of, n_rows, start, count)
+    assert tall.tobytes() == plain.tobytes()
+    assert none.tobytes() == plain.tobytes()
+    expected = dst.astype(np.float64)
+    for k in range(n_rows):
+        row = src[row_of[k], off_of[k] + start : off_of[k] + start + count]
+        expected += np.outer(coef[2 : 2 + rows, 1 + k], row)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(tall, expected, rtol=tol, atol=tol * 10)
+
+
+def test_filters_by_column_only_where_a_tall_block_pays():
+    from fastcnn.kernels.cpu import _row_products
+
+    helper = numba.njit(lambda w, columns: _row_products._filters_by_column(w, columns))
+    w = np.arange(16 * 3 * 2 * 2, dtype=np.float32).reshape(16, 3, 2, 2)
+    many = _row_products.BY_COLUMN_MIN_COLUMNS
+    wt = helper(w, many)
+    if _gemm.TALL_ROWS > 4:
+        assert wt.flags.c_contiguous
+        assert np.array_equal(wt.T, w.reshape(16, 12))
+    else:
+        assert wt.size == 0
+    assert helper(w, many - 1).size == 0
+    assert helper(w[: _gemm.TALL_ROWS - 1], many).size == 0
+
+
+def test_rows_forms_refuse_coefficients_neither_c_nor_f():
+    from fastcnn.kernels.cpu import _row_products
+
+    @numba.njit
+    def strided(dst, coef, src, row_of, off_of):
+        _row_products._accumulate_tall_rows(dst, 0, 0, coef[:, ::2], 0, 0, src, 0,
+                                            row_of, off_of, 1, 0)
+
+    f32 = np.zeros((8, 64), np.float32)
+    ints = np.zeros(1, np.int64)
+    with pytest.raises(numba.core.errors.TypingError):
+        strided(f32, f32, f32, ints, ints)

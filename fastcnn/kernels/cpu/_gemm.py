@@ -1,5 +1,6 @@
 """Blocked matrix products of the convolution kernels: ``dst += coef @ src`` on
-C-contiguous float rows, four output rows at a time.
+C-contiguous float rows, eight (:data:`TALL_ROWS`, with AVX-512) or four output
+rows at a time.
 
 Most columns go through :func:`_accumulate_block`, a register-blocked micro-kernel
 written as LLVM IR: a block of four output rows by two vectors of columns
@@ -28,8 +29,8 @@ from .._jit import cpu_helper
 #: enough independent fused multiply-add chains to hide their latency on two FMA
 #: units. Measured on one thread of an AVX-512 Zen 4 (zmm, peak 117 GFLOP/s),
 #: 48..96 rows x 144 source rows x 192 columns: 4 x 2 112 GFLOP/s, 4 x 3 108,
-#: 4 x 4 110, 6 x 2 92-107; 8 x 2 only 55 and 8 x 3 47, as LLVM unrolls their
-#: loop by two and spills accumulators to the stack (so no taller block is kept).
+#: 4 x 4 110, 6 x 2 92-107; 8 x 2 only 55 and 8 x 3 47 there, but on a Zen 5
+#: (two full-width FMA pipes) 8 x 2 is the faster block: :data:`TALL_ROWS`.
 BLOCK_ROWS = 4
 BLOCK_VECTORS = 2
 
@@ -50,6 +51,18 @@ VECTOR_BYTES = 64 if _target_has_avx512() else 32
 
 #: Bytes of a block's columns: ``BLOCK_BYTES // itemsize`` columns per block.
 BLOCK_BYTES = BLOCK_VECTORS * VECTOR_BYTES
+
+#: Output rows of the tall block (:func:`_accumulate_tall`), which the products
+#: run first: 8 where vectors are zmm (32 vector registers hold its 16
+#: accumulators), else the four-row block itself (16 ymm registers would not).
+#: Measured on one thread of an AVX-512 Zen 5 (zmm, peak 206 GFLOP/s), float32,
+#: 48..384 rows x 96..288 source rows x 192..256 columns: 4 x 2 142-179 GFLOP/s,
+#: 6 x 2 185-236, 8 x 2 203-238, 8 x 3 212-232, 10 x 2 114-141 (spills).
+#: Compiled for a Zen 4 or a Sapphire Rapids (``NUMBA_CPU_NAME``, run on the
+#: Zen 5) the 8 x 2 block does not spill either: 209-229 and 176-219 GFLOP/s
+#: against 138-174 and 141-177 for 4 x 2 (the spills measured on a Zen 4, above,
+#: were an older build's).
+TALL_ROWS = 8 if VECTOR_BYTES == 64 else BLOCK_ROWS
 
 
 def _is_float_matrix(t) -> bool:
@@ -92,11 +105,11 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
     def plus(value, constant):
         return builder.add(value, ir.Constant(cgutils.intp_t, constant))
 
-    def pointer(array, row, col):
+    def pointer(array, row, col, layout="C"):
         return cgutils.get_item_pointer2(
             context, builder, data=array.data,
             shape=cgutils.unpack_tuple(builder, array.shape),
-            strides=cgutils.unpack_tuple(builder, array.strides), layout="C",
+            strides=cgutils.unpack_tuple(builder, array.strides), layout=layout,
             inds=[row, col], wraparound=False, boundscheck=False)
 
     def vector_pointer(array, row, col):
@@ -145,7 +158,8 @@ def _block_codegen(context, builder, signature, args, indirect: bool,
                            align=itemsize) for h in range(vectors)]
         q = builder.add(k0, k)
         for i in range(block_rows):
-            scalar = builder.load(pointer(coefficients, plus(c0, i), q))
+            scalar = builder.load(pointer(coefficients, plus(c0, i), q,
+                                          typ["coef"].layout))
             splat = builder.shuffle_vector(
                 builder.insert_element(undefined, scalar, first), undefined,
                 broadcast)
@@ -172,12 +186,14 @@ def _plain_signature(dst, d0, coef, c0, src, n_rows, j0):
 
 def _rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
                     src_col):
-    """The signature of the ``_rows`` forms, or None unless dst, coef and src are
-    C-contiguous float matrices of one dtype and row_of, off_of 1-D int64."""
+    """The signature of the ``_rows`` forms, or None unless dst and src are
+    C-contiguous float matrices, coef a C- or F-contiguous one, of one dtype, and
+    row_of, off_of 1-D int64."""
     ints = types.Array(types.int64, 1, "C")
-    if not (_is_float_matrix(dst) and coef.dtype == dst.dtype == src.dtype
-            and _is_float_matrix(coef) and _is_float_matrix(src)
-            and row_of == ints and off_of == ints):
+    coef_ok = (isinstance(coef, types.Array) and coef.ndim == 2
+               and coef.layout in "CF" and coef.dtype == dst.dtype)
+    if not (_is_float_matrix(dst) and _is_float_matrix(src) and coef_ok
+            and src.dtype == dst.dtype and row_of == ints and off_of == ints):
         return None
     return types.void(dst, d0, dst_col, coef, c0, k0, src, r0, row_of, off_of, n_rows,
                       src_col)
@@ -218,9 +234,67 @@ def _accumulate_block_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
     src[r0 + row_of[k], off_of[k] + src_col + j]`` for ``i < 4``, ``j < W``,
     ``k < n_rows`` (the rows of a patch, or the shifted windows of an input plane
     that a stride-1 convolution reads; see ``conv.py``). row_of, off_of: 1-D int64.
+
+    ``coef`` may be C- or F-contiguous (the transpose of a C-contiguous matrix).
+    In F the block's coefficients of source row ``k`` lie side by side, at
+    constant offsets from one pointer; in C they need a pointer per output row,
+    and the tall block's eight, with ``row_of``, ``off_of`` and the rest, are more
+    than x86-64's sixteen general registers hold, so the loop reloads them from
+    the stack. Measured on one thread of a Zen 5, float32, 64..384 output rows x
+    96..576 source rows x 192..768 columns: 8 x 2 with C coefficients 121-169
+    GFLOP/s, with F 152-211 (4 x 2 either way 96-143).
     """
     return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
                                   off_of, n_rows, src_col), True, BLOCK_VECTORS)
+
+
+@intrinsic
+def _accumulate_tall(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """:func:`_accumulate_block` for ``TALL_ROWS`` output rows."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False,
+                  BLOCK_VECTORS, block_rows=TALL_ROWS)
+
+
+@intrinsic
+def _accumulate_tall_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src, r0,
+                          row_of, off_of, n_rows, src_col):
+    """:func:`_accumulate_block_rows` for ``TALL_ROWS`` output rows."""
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, BLOCK_VECTORS,
+                  block_rows=TALL_ROWS)
+
+
+@intrinsic
+def _store_tall(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """:func:`_store_block` for ``TALL_ROWS`` output rows."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False,
+                  BLOCK_VECTORS, overwrite=True, block_rows=TALL_ROWS)
+
+
+@intrinsic
+def _accumulate_tall_vector(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """:func:`_accumulate_tall` one vector wide: eight accumulators where the
+    four-row :func:`_accumulate_vector` has four, too few to hide the fused
+    multiply-add's latency."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False, 1,
+                  block_rows=TALL_ROWS)
+
+
+@intrinsic
+def _accumulate_tall_vector_rows(typingctx, dst, d0, dst_col, coef, c0, k0, src,
+                                 r0, row_of, off_of, n_rows, src_col):
+    """:func:`_accumulate_tall_rows` one vector wide (see
+    :func:`_accumulate_tall_vector`)."""
+    return _typed(_rows_signature(dst, d0, dst_col, coef, c0, k0, src, r0, row_of,
+                                  off_of, n_rows, src_col), True, 1,
+                  block_rows=TALL_ROWS)
+
+
+@intrinsic
+def _store_tall_vector(typingctx, dst, d0, coef, c0, src, n_rows, j0):
+    """:func:`_store_tall` one vector wide."""
+    return _typed(_plain_signature(dst, d0, coef, c0, src, n_rows, j0), False, 1,
+                  overwrite=True, block_rows=TALL_ROWS)
 
 
 #: Vectors of columns per row of the two-row block (:func:`_accumulate_pair_rows`):
@@ -293,6 +367,25 @@ def _gemm_4(dst, d0, coef, c0, src, n_rows, start, stop):
 
 
 @cpu_helper
+def _gemm_tall(dst, d0, coef, c0, src, n_rows, start, stop):
+    """:func:`_gemm_4` for ``TALL_ROWS`` output rows: whole blocks of columns
+    through :func:`_accumulate_tall`, the columns left four rows at a time as
+    :func:`_gemm_4` does them (the same sums, in the same order)."""
+    width = BLOCK_BYTES // dst.itemsize
+    lanes = VECTOR_BYTES // dst.itemsize
+    j0 = start
+    while j0 + width <= stop:
+        _accumulate_tall(dst, d0, coef, c0, src, n_rows, j0)
+        j0 += width
+    if j0 + lanes <= stop:
+        _accumulate_tall_vector(dst, d0, coef, c0, src, n_rows, j0)
+        j0 += lanes
+    if j0 < stop:
+        for i in range(0, TALL_ROWS, 4):
+            _gemm_4(dst, d0 + i, coef, c0 + i, src, n_rows, j0, stop)
+
+
+@cpu_helper
 def _gemm_4_columns(dst, d0, coef, c0, src, n_rows, start, stop):
     """:func:`_gemm_4` on the columns ``start .. stop - 1``, one pass over the
     columns per source row, rows sliced one at a time so the loop vectorises
@@ -329,8 +422,13 @@ def _gemm_1(dst, d0, coef, c0, src, n_rows, start, stop):
 def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, start, stop):
     """``dst[d, start:stop] += coef[c0 + d - d0, :n_rows] @ src[:n_rows, start:stop]``
     for every output row ``d`` in ``[d0, d1)``: four at a time (:func:`_gemm_4`),
-    then one at a time (:func:`_gemm_1`)."""
+    then one at a time (:func:`_gemm_1`), after ``TALL_ROWS`` at a time
+    (:func:`_gemm_tall`) where the tall block is taller than four."""
     d = d0
+    if TALL_ROWS > 4:
+        while d + TALL_ROWS <= d1:
+            _gemm_tall(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
+            d += TALL_ROWS
     while d + 4 <= d1:
         _gemm_4(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 4
@@ -340,30 +438,53 @@ def _gemm_rows(dst, d0, d1, coef, c0, src, n_rows, start, stop):
 
 
 @cpu_helper
+def _store_4(dst, d0, coef, c0, src, n_rows, start, stop):
+    """``dst[d0 + i, start:stop] = coef[c0 + i, :n_rows] @ src[:n_rows, start:stop]``
+    for ``i < 4``: whole blocks through :func:`_store_block`, a vector's width
+    through :func:`_store_vector`, the rest zeroed and added into."""
+    width = BLOCK_BYTES // dst.itemsize
+    lanes = VECTOR_BYTES // dst.itemsize
+    j0 = start
+    while j0 + width <= stop:
+        _store_block(dst, d0, coef, c0, src, n_rows, j0)
+        j0 += width
+    if j0 + lanes <= stop:
+        _store_vector(dst, d0, coef, c0, src, n_rows, j0)
+        j0 += lanes
+    if j0 < stop:
+        for i in range(4):
+            row = dst[d0 + i]
+            for j in range(j0, stop):
+                row[j] = 0
+        _gemm_4_columns(dst, d0, coef, c0, src, n_rows, j0, stop)
+
+
+@cpu_helper
 def _gemm_rows_store(dst, d0, d1, coef, c0, src, n_rows, start, stop):
     """``dst[d, start:stop] = coef[c0 + d - d0, :n_rows] @ src[:n_rows, start:stop]``
     for ``d`` in ``[d0, d1)``: :func:`_gemm_rows` into zeroed rows, bit for bit,
-    but whole blocks of four rows start their accumulators at zero
-    (:func:`_store_block`) instead of reading a zeroed ``dst``; the rest is
-    zeroed and added into as there."""
+    but whole blocks of rows start their accumulators at zero
+    (:func:`_store_tall`, :func:`_store_4`) instead of reading a zeroed ``dst``;
+    the last ``% 4`` rows are zeroed and added into as there."""
     width = BLOCK_BYTES // dst.itemsize
     lanes = VECTOR_BYTES // dst.itemsize
     d = d0
+    if TALL_ROWS > 4:
+        while d + TALL_ROWS <= d1:
+            c = c0 + d - d0
+            j0 = start
+            while j0 + width <= stop:
+                _store_tall(dst, d, coef, c, src, n_rows, j0)
+                j0 += width
+            if j0 + lanes <= stop:
+                _store_tall_vector(dst, d, coef, c, src, n_rows, j0)
+                j0 += lanes
+            if j0 < stop:
+                for i in range(0, TALL_ROWS, 4):
+                    _store_4(dst, d + i, coef, c + i, src, n_rows, j0, stop)
+            d += TALL_ROWS
     while d + 4 <= d1:
-        c = c0 + d - d0
-        j0 = start
-        while j0 + width <= stop:
-            _store_block(dst, d, coef, c, src, n_rows, j0)
-            j0 += width
-        if j0 + lanes <= stop:
-            _store_vector(dst, d, coef, c, src, n_rows, j0)
-            j0 += lanes
-        if j0 < stop:
-            for i in range(4):
-                row = dst[d + i]
-                for j in range(j0, stop):
-                    row[j] = 0
-            _gemm_4_columns(dst, d, coef, c, src, n_rows, j0, stop)
+        _store_4(dst, d, coef, c0 + d - d0, src, n_rows, start, stop)
         d += 4
     while d < d1:
         row = dst[d]

@@ -25,7 +25,7 @@ from numba import int64, prange
 
 from .._jit import cpu_helper, cpu_kernel
 from ._conv_plan import _gemm_tiles, _input_grad_task
-from ._row_products import _accumulate, _pitch_rows
+from ._row_products import _accumulate_tall_first, _pitch_rows
 from ._tasks import cpu_task
 
 #: Target size, in elements, of a task's band gradient (256 KiB of float32): the
@@ -35,19 +35,25 @@ BAND_ELEMENTS = 65536
 
 @cpu_helper
 def _transposed_taps(w, groups):
-    """``wt[g, c*KH + kh, co*KW + kw] = w[g*C_out/groups + co, c, kh, kw]``: the
-    coefficients of the band gradient's rows, per group."""
+    """``(wt, wt_by_column)``: ``wt[g, c*KH + kh, co*KW + kw] = w[g*C_out/groups +
+    co, c, kh, kw]``, the coefficients of the band gradient's rows per group, and
+    the same held by column (``wt_by_column[g].T`` equals ``wt[g]``, F-contiguous)
+    for the tall block (see :func:`._row_products._accumulate_tall_first`)."""
     c_out, cin_g, kh_size, kw_size = w.shape
     cout_g = c_out // groups
     wt = np.empty((groups, cin_g * kh_size, cout_g * kw_size), dtype=w.dtype)
+    wt_by_column = np.empty((groups, cout_g * kw_size, cin_g * kh_size),
+                            dtype=w.dtype)
     for g in range(groups):
         for c in range(cin_g):
             for kh in range(kh_size):
                 row = wt[g, c * kh_size + kh]
                 for co in range(cout_g):
                     for kw in range(kw_size):
-                        row[co * kw_size + kw] = w[g * cout_g + co, c, kh, kw]
-    return wt
+                        value = w[g * cout_g + co, c, kh, kw]
+                        row[co * kw_size + kw] = value
+                        wt_by_column[g, co * kw_size + kw, c * kh_size + kh] = value
+    return wt, wt_by_column
 
 
 @cpu_helper
@@ -97,7 +103,7 @@ def _input_rows_kernel(task, dy, w, dxp, dh, dw, groups):
     image_tasks = (n_batch + images - 1) // images
     per_task = _channel_split(cin_g, kh_size, images * span, image_tasks * groups)
     blocks = (cin_g + per_task - 1) // per_task
-    wt = _transposed_taps(w, groups)
+    wt, wt_by_column = _transposed_taps(w, groups)
     # Source row k of a chunk: output channel k // KW of dy_p, shifted back by kw.
     row_of = np.empty(chunk * kw_size, dtype=np.int64)
     off_of = np.empty(chunk * kw_size, dtype=np.int64)
@@ -106,14 +112,15 @@ def _input_rows_kernel(task, dy, w, dxp, dh, dw, groups):
         off_of[k] = lead - (k % kw_size) * dw
     for t in prange(image_tasks * groups * blocks):
         _input_rows_task(task, (np.int64(t), images, blocks, per_task, chunk, kh_size,
-                                kw_size, dy, wt, dxp, dh, dw, groups, row_of, off_of))
+                                kw_size, dy, wt, wt_by_column, dxp, dh, dw, groups,
+                                row_of, off_of))
 
 
 @cpu_task(lambda f: (int64, int64, int64, int64, int64, int64, int64, f[:, :, :, ::1],
-                     f[:, :, ::1], f[:, :, :, ::1], int64, int64, int64, int64[::1],
-                     int64[::1]))
+                     f[:, :, ::1], f[:, :, ::1], f[:, :, :, ::1], int64, int64, int64,
+                     int64[::1], int64[::1]))
 def _input_rows_task(task, images, blocks, per_task, chunk, kh_size, kw_size, dy, wt,
-                     dxp, dh, dw, groups, row_of, off_of):
+                     wt_by_column, dxp, dh, dw, groups, row_of, off_of):
     """Task ``task`` of :func:`conv2d_backward_input_rows`: one (group of images,
     group, block of input channels)."""
     n_batch, c_out, oh_size, ow_size = dy.shape
@@ -133,8 +140,9 @@ def _input_rows_task(task, images, blocks, per_task, chunk, kh_size, kw_size, dy
     band[:rows, :cols] = 0
     for o0 in range(0, cout_g, chunk):
         o_count = min(chunk, cout_g - o0)
-        _accumulate(band, zero, rows, zero, wt[g], c0 * kh_size, o0 * kw_size,
-                    grad, o0, row_of, off_of, o_count * kw_size, zero, cols)
+        _accumulate_tall_first(band, zero, rows, zero, wt[g], wt_by_column[g].T,
+                               c0 * kh_size, o0 * kw_size, grad, o0, row_of, off_of,
+                               o_count * kw_size, zero, cols)
     for i in range(count):
         for c in range(c_count):
             plane = dxp[n0 + i, g * cin_g + c0 + c].reshape(-1)

@@ -2,7 +2,9 @@
 
 ``dst[d, :] += coef[d, k0:k0 + K] @ R`` where row ``k`` of ``R`` is
 ``src[r0 + row_of[k], off_of[k]:]``: a patch's rows, or shifted windows of an
-input plane or of band rows (the implicit patch of a stride-1 convolution). The
+input plane or of band rows (the implicit patch of a stride-1 convolution).
+The tall block reads its coefficients by column, from the transpose of a
+C-contiguous matrix (see :func:`_accumulate_tall_first`). The
 forward, input-gradient and weight-gradient kernels of ``conv.py`` and
 ``_input_grad_rows.py`` all run on these, so every output sums its rows in the
 same order whichever kernel computes it.
@@ -14,9 +16,12 @@ from .._jit import cpu_helper
 from ._gemm import (
     BLOCK_BYTES,
     PAIR_VECTORS,
+    TALL_ROWS,
     VECTOR_BYTES,
     _accumulate_block_rows,
     _accumulate_pair_rows,
+    _accumulate_tall_rows,
+    _accumulate_tall_vector_rows,
     _accumulate_vector_rows,
 )
 from ._vector_rows import copy_row
@@ -59,6 +64,32 @@ def _accumulate_4(dst, d0, dst_start, coef, c0, k0, src, r0, row_of, off_of, n_r
     if j0 < count:
         _accumulate_4_columns(dst, d0, dst_start + j0, coef, c0, k0, src, r0, row_of,
                               off_of, n_rows, start + j0, count - j0)
+
+
+@cpu_helper
+def _accumulate_tall(dst, d0, dst_start, coef, coef_t, c0, k0, src, r0, row_of,
+                     off_of, n_rows, start, count):
+    """:func:`_accumulate_4` for ``TALL_ROWS`` output rows: whole blocks of
+    columns, then a vector's width, through the tall micro-kernel
+    (:func:`._gemm._accumulate_tall_rows`) on ``coef_t`` (``coef`` by column, see
+    :func:`_accumulate_tall_first`), the columns left four rows at a time on
+    ``coef`` as :func:`_accumulate_4` does them (the same sums, in the same
+    order)."""
+    width = BLOCK_BYTES // dst.itemsize
+    lanes = VECTOR_BYTES // dst.itemsize
+    j0 = 0
+    while j0 + width <= count:
+        _accumulate_tall_rows(dst, d0, dst_start + j0, coef_t, c0, k0, src, r0,
+                              row_of, off_of, n_rows, start + j0)
+        j0 += width
+    if j0 + lanes <= count:
+        _accumulate_tall_vector_rows(dst, d0, dst_start + j0, coef_t, c0, k0, src, r0,
+                                     row_of, off_of, n_rows, start + j0)
+        j0 += lanes
+    if j0 < count:
+        for i in range(0, TALL_ROWS, 4):
+            _accumulate_4_columns(dst, d0 + i, dst_start + j0, coef, c0 + i, k0, src,
+                                  r0, row_of, off_of, n_rows, start + j0, count - j0)
 
 
 @cpu_helper
@@ -160,6 +191,62 @@ def _accumulate(dst, d0, d1, dst_start, coef, c0, k0, src, r0, row_of, off_of, n
         _accumulate_1(dst, d, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
                       off_of, n_rows, start, count)
         d += 1
+
+
+@cpu_helper
+def _accumulate_tall_first(dst, d0, d1, dst_start, coef, coef_t, c0, k0, src, r0,
+                           row_of, off_of, n_rows, start, count):
+    """:func:`_accumulate`, ``TALL_ROWS`` output rows at a time first where the
+    tall block is taller than four (:func:`_accumulate_tall`), reading their
+    coefficients from ``coef_t``, the same matrix as ``coef`` held by column (the
+    F-contiguous transpose of a C-contiguous one: ``coef_t[i, k] == coef[i, k]``);
+    the rows left by :func:`_accumulate` from ``coef``; an empty ``coef_t``
+    leaves every row to :func:`_accumulate`. Every form but the one-row
+    form adds its rows in order of ``k``, one fused multiply-add each, and only the
+    last row of an odd count goes through that one, so the sums are
+    :func:`_accumulate`'s bit for bit.
+
+    With coefficients by row the tall block runs out of general registers (see
+    :func:`._gemm._accumulate_block_rows`). The rest reads ``coef`` so that one
+    compiled :func:`_accumulate` serves every kernel (a second one, for F, cost
+    LeNet-5's cold start 2-3 s)."""
+    d = d0
+    if TALL_ROWS > 4 and coef_t.size > 0:
+        while d + TALL_ROWS <= d1:
+            _accumulate_tall(dst, d, dst_start, coef, coef_t, c0 + d - d0, k0, src,
+                             r0, row_of, off_of, n_rows, start, count)
+            d += TALL_ROWS
+    if d < d1:
+        _accumulate(dst, d, d1, dst_start, coef, c0 + d - d0, k0, src, r0, row_of,
+                    off_of, n_rows, start, count)
+
+
+#: Columns of a forward product (images x positions) from which the forward
+#: kernels copy their filters by column for the tall block
+#: (:func:`_filters_by_column`): the copy is one pass over the filters, the
+#: product's columns passes over them, and from about this many the tall block
+#: saves more than the copy costs.
+BY_COLUMN_MIN_COLUMNS = 256
+
+
+@cpu_helper
+def _filters_by_column(w, columns):
+    """``wt`` with ``wt.T[co, k] == w.reshape(C_out, K)[co, k]`` (K x C_out,
+    C-contiguous, so ``wt.T`` is the F-contiguous ``coef_t`` of
+    :func:`_accumulate_tall_first`), or an empty one where the product has fewer
+    than :data:`BY_COLUMN_MIN_COLUMNS` columns or too few output channels for a
+    tall block."""
+    c_out = w.shape[0]
+    k_size = w.size // c_out
+    if columns < BY_COLUMN_MIN_COLUMNS or c_out < TALL_ROWS or TALL_ROWS <= 4:
+        return np.empty((0, 0), dtype=w.dtype)
+    wm = w.reshape(c_out, k_size)
+    wt = np.empty((k_size, c_out), dtype=w.dtype)
+    for k in range(k_size):
+        row = wt[k]
+        for co in range(c_out):
+            row[co] = wm[co, k]
+    return wt
 
 
 @cpu_helper

@@ -67,6 +67,8 @@ from ._gemm import _gemm_rows_store
 from ._input_grad_rows import conv2d_backward_input_rows
 from ._row_products import (
     _accumulate,
+    _accumulate_tall_first,
+    _filters_by_column,
     _pitch_rows,
     _plain_rows,
     _tap_rows,
@@ -191,6 +193,7 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi):
     positions = oh_size * ow_size
     tile, chunk, images = _gemm_tiles(cout_g, positions, taps, cin_g, n_batch)
     wm = w.reshape(c_out, k_size)
+    wt = _filters_by_column(w, n_batch * positions)
     yv = y.reshape(n_batch, c_out, positions)
     zero = np.int64(0)
     row_of, off_of = _plain_rows(chunk * taps)
@@ -215,8 +218,9 @@ def _conv2d_forward_im2col(xp, w, b, y, sh, sw, dh, dw, groups, lo, hi):
                 for i in range(count):
                     _im2col(xp, n0 + i, g * cin_g + c0, c_count, kh_size, kw_size, sh,
                             sw, dh, dw, ow_size, p0, width, patch, i * width)
-                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, patch, zero,
-                            row_of, off_of, c_count * taps, zero, cols)
+                _accumulate_tall_first(acc, zero, cout_g, zero, wm, wt.T, co0,
+                                       c0 * taps, patch, zero, row_of, off_of,
+                                       c_count * taps, zero, cols)
             for i in range(count):
                 for co in range(cout_g):
                     src = acc[co, i * width : (i + 1) * width]
@@ -248,6 +252,7 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi):
     tile, chunk, _ = _gemm_tiles(cout_g, wide, taps, cin_g, 1)
     tiles = (wide + tile - 1) // tile
     wm = w.reshape(c_out, k_size)
+    wt = _filters_by_column(w, n_batch * wide)
     xflat = xp.reshape(xp.shape[0], xp.shape[1], xp.shape[2] * wp)
     zero = np.int64(0)
     # Row k of a chunk: channel k // taps of the chunk, shifted by its tap's offset.
@@ -263,8 +268,9 @@ def _conv2d_forward_shifted(xp, w, b, y, dh, dw, groups, lo, hi):
             _fill_rows(acc, b, co0, count)
             for c0 in range(0, cin_g, chunk):
                 c_count = min(chunk, cin_g - c0)
-                _accumulate(acc, zero, cout_g, zero, wm, co0, c0 * taps, xflat[n],
-                            g * cin_g + c0, row_of, off_of, c_count * taps, q0, count)
+                _accumulate_tall_first(acc, zero, cout_g, zero, wm, wt.T, co0,
+                                       c0 * taps, xflat[n], g * cin_g + c0, row_of,
+                                       off_of, c_count * taps, q0, count)
             # Keep the columns that are outputs (ow < OW) of each output row.
             oh = q0 // wp
             while oh * wp < q0 + count:
@@ -383,8 +389,9 @@ def _forward_rows_kernel(task, x, w, b, y, pad_t, pad_l, dh, dw, groups, lo, hi)
     image_tasks = (n_batch + images - 1) // images
     blocks, block_rows = _channel_blocks(image_tasks, cout_g)
     wm = w.reshape(c_out, k_size)
+    wt = _filters_by_column(w, n_batch * oh_size * wp)
     for t in prange(image_tasks * blocks):
-        _forward_rows_task(task, (np.int64(t), images, blocks, block_rows, x, wm, b,
+        _forward_rows_task(task, (np.int64(t), images, blocks, block_rows, x, wm, wt, b,
                                   y, kh_size, kw_size, pad_t, pad_l, dh, dw, groups,
                                   chunk, row_of, off_of, lo, hi))
 
@@ -399,10 +406,10 @@ def _task_geometry(x, y, groups, kh_size, kw_size, dw):
             oh_size * wp, (kw_size - 1) * dw)
 
 
-@cpu_task(lambda f: (int64, int64, int64, int64, f[:, :, :, ::1], f[:, ::1], f[::1],
-                     f[:, :, :, ::1], int64, int64, int64, int64, int64, int64, int64,
-                     int64, int64[::1], int64[::1], f, f))
-def _forward_rows_task(task, images, blocks, block_rows, x, wm, b, y, kh_size,
+@cpu_task(lambda f: (int64, int64, int64, int64, f[:, :, :, ::1], f[:, ::1], f[:, ::1],
+                     f[::1], f[:, :, :, ::1], int64, int64, int64, int64, int64, int64,
+                     int64, int64, int64[::1], int64[::1], f, f))
+def _forward_rows_task(task, images, blocks, block_rows, x, wm, wt, b, y, kh_size,
                        kw_size, pad_t, pad_l, dh, dw, groups, chunk, row_of, off_of,
                        lo, hi):
     """Task ``task`` of :func:`_conv2d_forward_rows`: block ``task % blocks`` of
@@ -426,8 +433,9 @@ def _forward_rows_task(task, images, blocks, block_rows, x, wm, b, y, kh_size,
             c_count = min(chunk, cin_g - c0)
             _copy_band_rows(x, n0, count, g * cin_g + c0, c_count, kh_size, dh,
                             oh_size, pad_t, pad_l, wp, plane_buf, band)
-            _accumulate(acc, zero, rows, zero, wm, co0, c0 * taps, band, zero,
-                        row_of, off_of, c_count * taps, zero, cols)
+            _accumulate_tall_first(acc, zero, rows, zero, wm, wt.T, co0, c0 * taps,
+                                   band, zero, row_of, off_of, c_count * taps, zero,
+                                   cols)
         for i in range(count):
             for co in range(rows):
                 for oh in range(oh_size):
@@ -663,8 +671,10 @@ def _conv2d_backward_input_direct(dy, w, dxp, sh, sw, dh, dw, groups):
             for p0 in range(0, positions, tile):
                 width = min(tile, positions - p0)
                 dpatch[:rows, :width] = 0
-                _accumulate(dpatch, zero, rows, zero, wt[g], c0 * taps, zero, grad,
-                            zero, row_of, off_of, cout_g, p0, width)
+                _accumulate_tall_first(dpatch, zero, rows, zero, wt[g],
+                                       wm[g * cout_g : (g + 1) * cout_g].T, c0 * taps,
+                                       zero, grad, zero, row_of, off_of, cout_g, p0,
+                                       width)
                 _col2im_add(dpatch, dxp, n0, ci0, c_count, kh_size, kw_size, sh, sw,
                             dh, dw, ow_size, p0, width, zero)
         else:
