@@ -143,9 +143,11 @@ def _input_rows_task(task, images, blocks, per_task, chunk, kh_size, kw_size, dy
         _accumulate_tall_first(band, zero, rows, zero, wt[g], wt_by_column[g].T,
                                c0 * kh_size, o0 * kw_size, grad, o0, row_of, off_of,
                                o_count * kw_size, zero, cols)
+    # Planes taken flat by indexing, not one reshape each (see _copy_band_rows).
+    planes = dxp.reshape(dxp.shape[0], dxp.shape[1], dxp.shape[2] * wp)
     for i in range(count):
         for c in range(c_count):
-            plane = dxp[n0 + i, g * cin_g + c0 + c].reshape(-1)
+            plane = planes[n0 + i, g * cin_g + c0 + c]
             plane[:] = 0
             for kh in range(kh_size):
                 dst = plane[kh * dh * wp : kh * dh * wp + span]

@@ -313,10 +313,13 @@ def _copy_band_rows(x, n0, count, ci0, c_count, kh_size, dh, oh_size, pad_t, pad
     lead = min(pad_l, wp)
     inner = max(min(w, wp - lead), 0)
     zero = np.int64(0)
+    # Planes taken flat by indexing, not by reshaping each one: a reshape per
+    # (channel, image) cost more than the copy on small planes (docs/PERFORMANCE.md).
+    flat = x.reshape(x.shape[0], x.shape[1], h * w)
     for c in range(c_count):
         for i in range(count):
-            source = x[n0 + i, ci0 + c]
             if padded:
+                source = x[n0 + i, ci0 + c]
                 for r in range(hp):
                     dst = plane_buf[r * wp : (r + 1) * wp]
                     source_row = r - pad_t
@@ -331,7 +334,7 @@ def _copy_band_rows(x, n0, count, ci0, c_count, kh_size, dh, oh_size, pad_t, pad
                         dst[t] = 0
                 rows = plane_buf
             else:
-                rows = source.reshape(-1)
+                rows = flat[n0 + i, ci0 + c]
             for kh in range(kh_size):
                 src = rows[kh * dh * wp : kh * dh * wp + span]
                 dst = band[c * kh_size + kh, i * span : (i + 1) * span]
