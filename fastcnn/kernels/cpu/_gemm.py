@@ -60,8 +60,8 @@ BLOCK_BYTES = BLOCK_VECTORS * VECTOR_BYTES
 #: 6 x 2 185-236, 8 x 2 203-238, 8 x 3 212-232, 10 x 2 114-141 (spills).
 #: Compiled for a Zen 4 or a Sapphire Rapids (``NUMBA_CPU_NAME``, run on the
 #: Zen 5) the 8 x 2 block does not spill either: 209-229 and 176-219 GFLOP/s
-#: against 138-174 and 141-177 for 4 x 2 (the spills measured on a Zen 4, above,
-#: were an older build's).
+#: against 138-174 and 141-177 for 4 x 2. Not measured on a Zen 4 itself since
+#: the 55 GFLOP/s above.
 TALL_ROWS = 8 if VECTOR_BYTES == 64 else BLOCK_ROWS
 
 
