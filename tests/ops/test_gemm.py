@@ -30,8 +30,7 @@ def _widths(dtype):
 def test_gemm_4_matches_numpy(dtype, n_rows, blocks, vectors, tail, rng):
     # Whole blocks, a vector and a column tail after them, only a tail, and an
     # empty sum.
-    width, lanes = _widths(dtype)
-    count = blocks * width + vectors * lanes + tail
+    count = _columns(dtype, blocks, vectors, tail)
     dst, coef, src = _operands(rng, dtype, 6, n_rows, count)
     expected = dst.astype(np.float64)
     expected[1:5] += coef[2:6].astype(np.float64) @ src.astype(np.float64)
@@ -212,6 +211,12 @@ def _four_rows_at_a_time(dst, d0, d1, coef, c0, src, n_rows, start, stop):
         d += 1
 
 
+def _columns(dtype, blocks, vectors, tail):
+    """Columns making ``blocks`` whole blocks, ``vectors`` vectors and a ``tail``."""
+    width, lanes = _widths(dtype)
+    return blocks * width + vectors * lanes + tail
+
+
 # Output rows that make tall blocks and leave none, four, or 1-7 rows after them;
 # columns that make blocks, a vector and a tail.
 _TALL_CASES = [(8, 2, 1, 0), (13, 1, 1, 3), (16, 0, 1, 5), (23, 3, 0, 2),
@@ -225,8 +230,7 @@ def test_gemm_rows_sums_as_four_rows_at_a_time(dtype, rows, blocks, vectors, tai
     # The tall block (TALL_ROWS rows, where vectors are zmm) adds each output's
     # products in the order the four-row block does: the same bits, and NumPy's
     # product to rounding.
-    width, lanes = _widths(dtype)
-    count = blocks * width + vectors * lanes + tail
+    count = _columns(dtype, blocks, vectors, tail)
     dst, coef, src = _operands(rng, dtype, rows, 19, count)
     tall, four = dst.copy(), dst.copy()
     _gemm._gemm_rows(tall, 0, rows, coef, 2, src, 19, 0, count)
@@ -244,8 +248,7 @@ def test_gemm_rows_store_is_gemm_rows_into_zeros(dtype, rows, blocks, vectors, t
     # Storing a product (accumulators started at zero, the tall and four-row
     # blocks, their vectors, the zeroed tail) gives the bits of adding it into
     # zeros; rows outside [1, 1 + rows) are left alone.
-    width, lanes = _widths(dtype)
-    count = blocks * width + vectors * lanes + tail
+    count = _columns(dtype, blocks, vectors, tail)
     dst, coef, src = _operands(rng, dtype, rows + 2, 17, count)
     stored = dst.copy()
     _gemm._gemm_rows_store(stored, 1, 1 + rows, coef, 0, src, 17, 0, count)
@@ -272,8 +275,7 @@ def test_tall_first_sums_as_accumulate(dtype, rows, blocks, vectors, tail, rng):
     # _accumulate's, with the coefficients by column or without them (empty).
     from fastcnn.kernels.cpu import _row_products
 
-    width, lanes = _widths(dtype)
-    count, n_rows, start = blocks * width + vectors * lanes + tail, 11, 3
+    count, n_rows, start = _columns(dtype, blocks, vectors, tail), 11, 3
     dst, coef, src, row_of, off_of = _shifted_operands(rng, dtype, rows, n_rows,
                                                        count)
     by_column = np.asfortranarray(coef)
